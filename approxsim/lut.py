@@ -1,0 +1,182 @@
+"""Tables: the operand grid, approxsim's own file format, and ApproxTrain's ``.bin`` files.
+
+approxsim's table file is a NumPy ``.npz`` archive with a header:
+
+* ``magic``: the string ``"approxsim-table"``;
+* ``format_version``: 1;
+* ``mantissa_bits``: ``M``;
+* ``sha256``: hex digest of the little-endian float32 table bytes;
+* ``name``, ``source``: free text;
+* ``table``: float32 ``(2**M, 2**M)``.
+
+Files are written to a temporary name and renamed, so a crash never leaves a
+half-written table behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from approxsim.errors import TableFileError
+from approxsim.multiplier import MAX_TABLE_BITS, check_table
+
+__all__ = ["grid_operands", "save_table", "load_table", "decode_approxtrain", "read_approxtrain",
+           "encode_approxtrain", "atomic_write_bytes"]
+
+MAGIC = "approxsim-table"
+FORMAT_VERSION = 1
+
+
+def grid_operands(mantissa_bits: int) -> np.ndarray:
+    """The ``2**M`` operands ``1 + i/2**M`` in [1, 2) that index a table, as float32."""
+    side = 1 << mantissa_bits
+    return (1.0 + np.arange(side, dtype=np.float64) / side).astype(np.float32)
+
+
+def _digest(table: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(table, dtype="<f4").tobytes()).hexdigest()
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_table(path, table, mantissa_bits: int, *, name: str = "", source: str = "") -> Path:
+    """Saves a table in approxsim's versioned format (atomically).
+
+    Args:
+      path: destination; ``.npz`` is appended when missing.
+      table: float32 array of shape ``(2**M, 2**M)``.
+      mantissa_bits: ``M``.
+      name: multiplier name to record.
+      source: free-text provenance to record.
+
+    Returns:
+      The path written.
+    """
+    table = check_table(table, mantissa_bits)
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, magic=np.array(MAGIC), format_version=np.array(FORMAT_VERSION),
+             mantissa_bits=np.array(mantissa_bits), sha256=np.array(_digest(table)),
+             name=np.array(name), source=np.array(source), table=table)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def load_table(path):
+    """Loads a table saved by :func:`save_table`.
+
+    Returns:
+      ``(table, mantissa_bits, meta)`` where ``meta`` holds ``name`` and ``source``.
+
+    Raises:
+      TableFileError: the file is missing, truncated, corrupt, of another format
+        or version, or its table has the wrong size or checksum.
+    """
+    path = Path(path)
+    fix = "Rebuild it (approxsim register ...) or save it again with approxsim.lut.save_table()."
+    if not path.is_file():
+        raise TableFileError(f"Table file {str(path)!r} does not exist.")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            fields = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        raise TableFileError(
+            f"Table file {str(path)!r} is truncated or not an approxsim table ({type(e).__name__}: {e}). {fix}") from None
+    missing = {"magic", "format_version", "mantissa_bits", "sha256", "table"} - set(fields)
+    if missing or str(fields["magic"]) != MAGIC:
+        raise TableFileError(
+            f"{str(path)!r} is not an approxsim table file (missing header fields: {sorted(missing) or 'magic'}). {fix}")
+    version = int(fields["format_version"])
+    if version != FORMAT_VERSION:
+        raise TableFileError(
+            f"{str(path)!r} has table format version {version}; this approxsim reads version "
+            f"{FORMAT_VERSION}. Upgrade approxsim or rebuild the table.")
+    m = int(fields["mantissa_bits"])
+    table = fields["table"]
+    side = 1 << m if 1 <= m <= MAX_TABLE_BITS else -1
+    if side < 0 or table.dtype != np.float32 or table.shape != (side, side):
+        raise TableFileError(
+            f"{str(path)!r} declares mantissa_bits={m} but holds a {table.dtype} table of shape "
+            f"{table.shape}; expected float32 ({side}, {side}). {fix}")
+    if _digest(table) != str(fields["sha256"]):
+        raise TableFileError(f"{str(path)!r} fails its checksum: the table is corrupt. {fix}")
+    meta = {"name": str(fields.get("name", "")), "source": str(fields.get("source", ""))}
+    return check_table(table, m), m, meta
+
+
+_BIN_M = re.compile(r"_(\d+)\.bin$", re.IGNORECASE)
+
+
+def decode_approxtrain(raw: np.ndarray, mantissa_bits: int) -> np.ndarray:
+    """Decodes ApproxTrain's uint8 table: bit 7 = carry, bits 0..M-1 = output mantissa.
+
+    ``T[i][j] = (1 + mant / 2**M) * (2 if carry else 1)``, row-major, first operand outer.
+    """
+    raw = np.asarray(raw, dtype=np.uint8).reshape(1 << mantissa_bits, 1 << mantissa_bits)
+    mant = (raw & ((1 << mantissa_bits) - 1)).astype(np.float32)
+    carry = (raw >> 7) & 1
+    return ((1.0 + mant / np.float32(1 << mantissa_bits)) * np.where(carry, 2.0, 1.0)).astype(np.float32)
+
+
+def encode_approxtrain(table: np.ndarray, mantissa_bits: int) -> np.ndarray:
+    """The inverse of :func:`decode_approxtrain` for tables in [1, 4) on the M-bit grid."""
+    t = np.asarray(table, dtype=np.float64)
+    carry = t >= 2.0
+    sig = np.where(carry, t / 2.0, t)
+    mant = (sig - 1.0) * (1 << mantissa_bits)
+    if np.any(sig < 1.0) or np.any(mant != np.floor(mant)) or np.any(mant >= (1 << mantissa_bits)):
+        raise ValueError("Only tables with values (1 + k/2^M) * {1, 2} can be written in ApproxTrain's format.")
+    return (mant.astype(np.uint8) | (carry.astype(np.uint8) << 7)).astype(np.uint8)
+
+
+def read_approxtrain(path, mantissa_bits=None) -> tuple[np.ndarray, int]:
+    """Reads an ApproxTrain ``.bin`` table; ``M`` from ``_M.bin`` in the name unless given.
+
+    Returns:
+      ``(table, mantissa_bits)`` with the decoded float32 table.
+    """
+    path = Path(path)
+    if mantissa_bits is None:
+        match = _BIN_M.search(path.name)
+        if not match:
+            raise ValueError(
+                f"Cannot tell the mantissa width of {path.name!r}: ApproxTrain files are named "
+                "like MBM_7.bin. Pass mantissa_bits=M. Received: mantissa_bits=None")
+        mantissa_bits = int(match.group(1))
+    if not 1 <= mantissa_bits <= MAX_TABLE_BITS:
+        raise ValueError(f"mantissa_bits must be 1..{MAX_TABLE_BITS}. Received: mantissa_bits={mantissa_bits}")
+    if not path.is_file():
+        raise TableFileError(f"ApproxTrain table {str(path)!r} does not exist.")
+    raw = np.fromfile(path, dtype=np.uint8)
+    expected = 1 << (2 * mantissa_bits)
+    if raw.size != expected:
+        raise TableFileError(
+            f"{str(path)!r} holds {raw.size} bytes; an ApproxTrain table with M={mantissa_bits} "
+            f"holds 2^(2M) = {expected}. The file is truncated, or M is wrong.")
+    return decode_approxtrain(raw, mantissa_bits), mantissa_bits

@@ -1,0 +1,1 @@
+"""CUDA kernels (package data), compiled at first use by CuPy/NVRTC; see approxsim.backends.cuda."""

@@ -1,0 +1,1 @@
+"""C sources of the built-in multipliers (package data, see approxsim.multipliers)."""
