@@ -18,3 +18,27 @@ __all__ = [
     "UnknownMultiplierError", "Multiplier", "multipliers", "multiply", "matmul", "conv2d",
     "conv2d_input_grad", "conv2d_filter_grad", "available_backends", "get_backend",
 ]
+
+# Parts that import TensorFlow, Keras or matplotlib load on first use, so that
+# `import approxsim` stays fast and works without them.
+_LAZY = {
+    "convert": ("approxsim.convert", "convert"),
+    "report": ("approxsim.convert", "report"),
+    "analyze": ("approxsim.analysis", "analyze"),
+    "show_config": ("approxsim.config", "show_config"),
+    "layers": ("approxsim.layers", None),
+    "ops": ("approxsim.ops", None),
+}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = module if attr is None else getattr(module, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'approxsim' has no attribute {name!r}")

@@ -46,14 +46,21 @@ class Multiplier:
       references: citations of the papers that define it.
       source: where the table comes from (a C file, an ApproxTrain file, ...).
       aliases: other names that resolve to this multiplier.
+      direct: for ``kind == "direct"`` multipliers (no table, mantissas of 12..23 bits), the
+        compiled model that the kernels call on the real operands; ``None`` otherwise.
     """
 
     def __init__(self, name: str, mantissa_bits: Optional[int], table=None, *,
                  description: str = "", references: Sequence[str] = (), source: str = "",
-                 aliases: Sequence[str] = (), table_factory: Optional[Callable[[], np.ndarray]] = None):
+                 aliases: Sequence[str] = (), table_factory: Optional[Callable[[], np.ndarray]] = None,
+                 direct=None):
         if not isinstance(name, str) or not name or any(c.isspace() for c in name):
             raise ValueError(f"A multiplier name must be a non-empty string without spaces. Received: name={name!r}")
-        if mantissa_bits is None:
+        self.direct = direct
+        if direct is not None:
+            if table is not None or table_factory is not None:
+                raise ValueError(f"A direct multiplier takes no table. Received: name={name!r}")
+        elif mantissa_bits is None:
             if table is not None or table_factory is not None:
                 raise ValueError(
                     "An exact multiplier (mantissa_bits=None) takes no table. "
@@ -68,7 +75,7 @@ class Multiplier:
             if table is None and table_factory is None:
                 raise ValueError(f"Multiplier {name!r} needs a table or a table_factory.")
         self.name = name
-        self.mantissa_bits = mantissa_bits
+        self.mantissa_bits = None if mantissa_bits is None else int(mantissa_bits)
         self.description = description
         self.references = tuple(references)
         self.source = source
@@ -79,9 +86,16 @@ class Multiplier:
         self._derived = {}
 
     @property
+    def kind(self) -> str:
+        """``"exact"`` (IEEE float32 product), ``"table"`` (LUT) or ``"direct"`` (model run in the kernels)."""
+        if self.direct is not None:
+            return "direct"
+        return "exact" if self.mantissa_bits is None else "table"
+
+    @property
     def is_exact(self) -> bool:
         """True for the exact IEEE float32 product (no table)."""
-        return self.mantissa_bits is None
+        return self.kind == "exact"
 
     @property
     def table(self) -> Optional[np.ndarray]:
@@ -109,7 +123,7 @@ class Multiplier:
         return self._table is not None or self.mantissa_bits is None
 
     def __repr__(self):
-        m = "exact" if self.mantissa_bits is None else f"M={self.mantissa_bits}"
+        m = self.kind if self.mantissa_bits is None else f"M={self.mantissa_bits}, {self.kind}"
         return f"Multiplier({self.name!r}, {m})"
 
     def __eq__(self, other):
@@ -117,8 +131,12 @@ class Multiplier:
             return NotImplemented
         if self.name != other.name or self.mantissa_bits != other.mantissa_bits:
             return False
-        if self.mantissa_bits is None:
+        if self.kind != other.kind:
+            return False
+        if self.kind == "exact":
             return True
+        if self.kind == "direct":
+            return self.direct == other.direct
         return np.array_equal(self.table.view(np.uint32), other.table.view(np.uint32))
 
     def __hash__(self):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["multiply", "approx_product", "split_table"]
+__all__ = ["multiply", "products", "approx_product", "split_table"]
 
 _SIGN = np.uint32(0x80000000)
 _FRAC = np.uint32(0x007FFFFF)
@@ -97,7 +97,21 @@ def multiply(a, b, *, multiplier) -> np.ndarray:
                 f"multiply() takes real numeric arrays; `{name}` has dtype {arr.dtype}. "
                 f"Convert it to float32 first. Received: {name}.dtype={arr.dtype}")
     a, b = np.broadcast_arrays(a.astype(np.float32, copy=False), b.astype(np.float32, copy=False))
-    if mult.table is None:
+    return products(a, b, mult)
+
+
+def products(a: np.ndarray, b: np.ndarray, mult) -> np.ndarray:
+    """float32 products ``a (*) b`` of broadcastable float32 arrays, for any kind of multiplier.
+
+    ``exact``: the IEEE float32 product. ``table``: :func:`approx_product`. ``direct``: the
+    compiled model, called on the operands (``mult.direct.multiply(a, b)``).
+    """
+    a, b = np.broadcast_arrays(a, b)
+    if mult.kind == "exact":
         with np.errstate(all="ignore"):
             return np.multiply(a, b, dtype=np.float32)
-    return approx_product(a, b, mult.table, mult.mantissa_bits).reshape(a.shape)
+    if mult.kind == "direct":
+        return np.asarray(mult.direct.multiply(np.ascontiguousarray(a), np.ascontiguousarray(b)),
+                          dtype=np.float32).reshape(a.shape)
+    split = mult.derived("reference_split", lambda: split_table(mult.table))
+    return approx_product(a, b, mult.table, mult.mantissa_bits, split=split).reshape(a.shape)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from approxsim.backends.base import Backend
-from approxsim.product import approx_product, split_table
+from approxsim.product import products
 
 _CHUNK = 1 << 22  # products formed at once
 
@@ -25,16 +25,6 @@ def status():
 
 def create():
     return ReferenceBackend()
-
-
-def _products(a, b, mult):
-    """float32 products of broadcastable ``a``, ``b``."""
-    a, b = np.broadcast_arrays(a, b)
-    if mult.table is None:
-        with np.errstate(all="ignore"):
-            return np.multiply(a, b, dtype=np.float32)
-    split = mult.derived("reference_split", lambda: split_table(mult.table))
-    return approx_product(a, b, mult.table, mult.mantissa_bits, split=split).reshape(a.shape)
 
 
 def contract(a, b, mult):
@@ -49,7 +39,7 @@ def contract(a, b, mult):
     with np.errstate(invalid="ignore", over="ignore"):
         for r0 in range(0, m, rc):
             for k0 in range(0, k, kc):
-                p = _products(a[r0:r0 + rc, k0:k0 + kc, None], b[None, k0:k0 + kc, :], mult)
+                p = products(a[r0:r0 + rc, k0:k0 + kc, None], b[None, k0:k0 + kc, :], mult)
                 out[r0:r0 + rc] += p.sum(axis=1, dtype=np.float64)
     return out
 

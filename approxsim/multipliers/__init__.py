@@ -81,6 +81,10 @@ def _install_builtins() -> None:
         _add(_c_model(f"mitchell{m}", "mitchell.c", "mitchell", m,
                       f"Mitchell's logarithmic multiplier, {m}-bit mantissas", (MITCHELL_REF, APPROXTRAIN_REF),
                       aliases=(f"MIT_{m}",)))
+    from approxsim.multipliers import _direct, _library
+
+    for mult in [*_library.builtins(), *_direct.builtins()]:
+        _add(mult)
 
 
 _install_builtins()

@@ -1,0 +1,96 @@
+"""Core subcommands: ``multipliers``, ``register``, ``info``, ``show-config``."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from approxsim import multipliers
+
+
+def _cmd_multipliers(args) -> int:
+    rows = []
+    for name in multipliers.available():
+        mult = multipliers.get(name)
+        width = "exact" if mult.mantissa_bits is None else f"M={mult.mantissa_bits}"
+        rows.append((name, width, mult.kind, mult.description))
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    w2 = max(len(r[2]) for r in rows)
+    for name, width, kind, desc in rows:
+        print(f"{name:<{w0}}  {width:<{w1}}  {kind:<{w2}}  {desc}")
+    return 0
+
+
+def _cmd_register(args) -> int:
+    start = time.perf_counter()
+    mult = multipliers.register_c(args.file, function=args.function, mantissa_bits=args.mantissa_bits,
+                                  name=args.name, description=args.description or "", timeout=args.timeout)
+    elapsed = time.perf_counter() - start
+    table = mult.table
+    print(f"registered {mult.name!r}: M={mult.mantissa_bits}, {table.shape[0]}x{table.shape[1]} table, "
+          f"values in [{table.min():.6g}, {table.max():.6g}], built in {elapsed:.2f} s")
+    summary = _error_summary(mult)
+    if summary:
+        print(summary)
+    return 0
+
+
+def _error_summary(mult) -> str:
+    """A one-line error summary from the analysis module, when it is present."""
+    try:
+        from approxsim.analysis import summary_line
+    except ImportError:
+        return ""
+    return summary_line(mult)
+
+
+def _cmd_info(args) -> int:
+    mult = multipliers.get(args.name)
+    print(f"name:          {mult.name}")
+    if mult.aliases:
+        print(f"aliases:       {', '.join(mult.aliases)}")
+    print(f"kind:          {mult.kind}")
+    print(f"mantissa bits: {mult.mantissa_bits if mult.mantissa_bits is not None else 'full (exact)'}")
+    print(f"description:   {mult.description}")
+    print(f"source:        {mult.source or 'built in'}")
+    if mult.kind == "table":
+        table = mult.table
+        finite = table[np.isfinite(table)]
+        print(f"table:         {table.shape[0]}x{table.shape[1]} float32 ({table.nbytes} bytes)")
+        print(f"range:         [{finite.min():.9g}, {finite.max():.9g}]")
+        side = table.shape[0]
+        exact = np.outer(1 + np.arange(side) / side, 1 + np.arange(side) / side)
+        print(f"exact entries: {int(np.sum(table == exact.astype(np.float32)))} of {table.size}")
+    for ref in mult.references:
+        print(f"reference:     {ref}")
+    return 0
+
+
+def _cmd_show_config(args) -> int:
+    from approxsim.config import show_config
+
+    show_config()
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("multipliers", help="list the registered multipliers")
+    p.set_defaults(func=_cmd_multipliers)
+
+    p = sub.add_parser("register", help="compile a C/C++ multiplier model into a table and register it")
+    p.add_argument("file", help="C (.c) or C++ (.cc/.cpp/.inl/.h) file defining float F(float, float)")
+    p.add_argument("--function", "-f", required=True, help="name of the multiplier function in FILE")
+    p.add_argument("--mantissa-bits", "-m", type=int, required=True, help="table mantissa width M (1..11)")
+    p.add_argument("--name", "-n", help="registry name (default: the function's name)")
+    p.add_argument("--description", help="one line describing the multiplier")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds the grid evaluation may take")
+    p.set_defaults(func=_cmd_register)
+
+    p = sub.add_parser("info", help="show a multiplier's table size, range and source")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("show-config", help="print versions, backends and the cache folder")
+    p.set_defaults(func=_cmd_show_config)
