@@ -41,7 +41,7 @@ from approxsim.multiplier import MAX_TABLE_BITS
 __all__ = ["cache_dir", "build_table", "language_of", "DEFAULT_TIMEOUT"]
 
 DEFAULT_TIMEOUT = 60.0
-_DRIVER_VERSION = 1
+_DRIVER_VERSION = 2
 _CXX_SUFFIXES = {".cc", ".cpp", ".cxx", ".c++", ".inl", ".h", ".hpp", ".hh", ".cu"}
 
 
@@ -87,8 +87,9 @@ def _compiler_identity(compiler: tuple) -> str:
     return f"{' '.join(compiler)} | {first}"
 
 
-_DRIVER = r"""
-/* approxsim table driver (generated) */
+# What every compilation of a model sees before the model: the usual headers,
+# CUDA qualifiers defined away, and `main` renamed (ApproxTrain-style files rely on these).
+_PRELUDE = r"""
 {includes}
 #ifndef __host__
 #define __host__
@@ -102,6 +103,11 @@ _DRIVER = r"""
 #define main approxsim_user_main_
 #include "{source}"
 #undef main
+"""
+
+_DRIVER = r"""
+/* approxsim table driver (generated) */
+{prelude}
 
 static float (*approxsim_model_)(float, float) = {function};
 
@@ -137,24 +143,26 @@ def _compile_driver(source: Path, function: str, m: int, language: str, workdir:
     compiler = _compiler(language)
     lang_flag = ["-x", language]
     common = ["-O2", f"-DAPPROXSIM_MANTISSA_BITS={m}"]
+    suffix = ".c" if language == "c" else ".cc"
+    prelude = _PRELUDE.format(includes=_INCLUDES[language], source=str(source).replace("\\", "/"))
     # 1. The model alone: a syntax error is the user's, shown as the compiler wrote it.
-    check = _run([*compiler, *lang_flag, "-fsyntax-only", *common, str(source)], workdir)
+    check_file = workdir / f"check{suffix}"
+    check_file.write_text(prelude)
+    check = _run([*compiler, *lang_flag, "-fsyntax-only", *common, str(check_file)], workdir)
     if check.returncode != 0:
         raise CompileError(
             f"{source.name} does not compile. Fix the errors below and register it again.\n"
             f"$ {' '.join(compiler)} -x {language} -fsyntax-only {source}\n{check.stderr.strip()}")
     # 2. The driver: evaluates the function on the grid.
-    driver = workdir / ("driver.c" if language == "c" else "driver.cc")
-    driver.write_text(_DRIVER.format(includes=_INCLUDES[language], source=str(source).replace("\\", "/"),
-                                     function=function))
+    driver = workdir / f"driver{suffix}"
+    driver.write_text(_DRIVER.format(prelude=prelude, function=function))
     exe = workdir / "driver"
     extra = ["-Werror=incompatible-pointer-types"] if language == "c" else []
     build = _run([*compiler, *lang_flag, *common, *extra, str(driver), "-x", "none", "-o", str(exe), "-lm"], workdir)
     if build.returncode == 0:
         return exe
-    probe = workdir / ("probe.c" if language == "c" else "probe.cc")
-    probe.write_text(f'{_INCLUDES[language]}\n#define main approxsim_user_main_\n#include "{source}"\n'
-                     f"void* approxsim_probe_(void) {{ return (void*)&{function}; }}\n")
+    probe = workdir / f"probe{suffix}"
+    probe.write_text(f"{prelude}\nvoid* approxsim_probe_(void) {{ return (void*)&{function}; }}\n")
     exists = _run([*compiler, *lang_flag, "-fsyntax-only", *common, str(probe)], workdir).returncode == 0
     if not exists:
         raise CompileError(
@@ -189,7 +197,8 @@ def _evaluate(exe: Path, m: int, workdir: Path, timeout: float, label: str) -> n
     bad = np.argwhere(~np.isfinite(table))
     if bad.size:
         grid = grid_operands(m)
-        shown = ", ".join(f"f({grid[i]!r}, {grid[j]!r}) = {table[i, j]!r}" for i, j in bad[:5])
+        shown = ", ".join(f"f({float(grid[i])!r}, {float(grid[j])!r}) = {float(table[i, j])!r}"
+                          for i, j in bad[:5])
         raise ModelError(
             f"The model {label} returned NaN or Inf at {len(bad)} grid point(s): {shown}"
             f"{', ...' if len(bad) > 5 else ''}. A table model must return a finite product for "

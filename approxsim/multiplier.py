@@ -25,7 +25,7 @@ def check_table(table, mantissa_bits: int, *, what: str = "table") -> np.ndarray
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise ValueError(
-            f"A {what} must hold finite values; entry [{i}][{j}] is {arr[i, j]!r} "
+            f"A {what} must hold finite values; entry [{i}][{j}] is {float(arr[i, j])!r} "
             f"(operands {1 + i / side!r} and {1 + j / side!r}). Fix the model so it returns a "
             "finite product for every pair of operands in [1, 2).")
     arr.setflags(write=False)
