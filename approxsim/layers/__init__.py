@@ -1,0 +1,16 @@
+"""Keras 3 layers whose products go through an approximate multiplier.
+
+Each subclasses the layer it replaces, takes all of its arguments plus
+``multiplier=``, ``backward=`` and ``backend=``, and saves the multiplier's name
+in ``get_config()`` (``.keras`` files load with ``keras.models.load_model`` once
+``approxsim.layers`` is imported).
+"""
+
+from approxsim.layers.conv1d import AMConv1D
+from approxsim.layers.conv2d import AMConv2D
+from approxsim.layers.dense import AMDense
+from approxsim.layers.depthwise_conv2d import AMDepthwiseConv2D
+from approxsim.layers.einsum_dense import AMEinsumDense
+from approxsim.layers.multi_head_attention import AMMultiHeadAttention
+
+__all__ = ["AMDense", "AMConv2D", "AMDepthwiseConv2D", "AMConv1D", "AMEinsumDense", "AMMultiHeadAttention"]

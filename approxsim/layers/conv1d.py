@@ -1,0 +1,37 @@
+"""AMConv1D: ``keras.layers.Conv1D`` with its products through an approximate multiplier."""
+
+from __future__ import annotations
+
+import keras
+
+from approxsim.layers._base import PACKAGE, AMLayerMixin, check_channels_last
+from approxsim.ops import am_conv1d
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AMConv1D(AMLayerMixin, keras.layers.Conv1D):
+    """A drop-in ``keras.layers.Conv1D`` whose products use an approximate multiplier.
+
+    Supports ``"valid"``, ``"same"`` and ``"causal"`` padding, strides, dilation and
+    groups (``data_format="channels_last"`` only).
+
+    Args:
+      filters, kernel_size, ...: every argument of ``keras.layers.Conv1D``.
+      multiplier: name or :class:`~approxsim.Multiplier` (forward ``T[x][w]``).
+      backward: ``"approx"`` or ``"exact"``.
+      backend: ``None`` (auto), ``"reference"``, ``"cpu"`` or ``"cuda"``.
+    """
+
+    def __init__(self, filters, kernel_size, *args, multiplier=None, backward="approx", backend=None, **kwargs):
+        super().__init__(filters, kernel_size, *args, **kwargs)
+        check_channels_last(self, self.data_format)
+        self._am_setup(multiplier, backward, backend)
+
+    def call(self, inputs):
+        kernel = self._am_weight(lambda: self.kernel)
+        y = am_conv1d(inputs, kernel, stride=self.strides[0], padding=self.padding.upper(),
+                      dilations=self.dilation_rate[0], groups=self.groups, **self._am_options())
+        return self._am_finish(y)
+
+    def get_config(self):
+        return {**super().get_config(), **self._am_config()}
