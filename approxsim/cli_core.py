@@ -26,8 +26,14 @@ def _cmd_multipliers(args) -> int:
 def _cmd_register(args) -> int:
     start = time.perf_counter()
     mult = multipliers.register_c(args.file, function=args.function, mantissa_bits=args.mantissa_bits,
-                                  name=args.name, description=args.description or "", timeout=args.timeout)
+                                  name=args.name, description=args.description or "", timeout=args.timeout,
+                                  mode=args.mode)
     elapsed = time.perf_counter() - start
+    if mult.kind == "direct":  # issue 8: no table to describe
+        width = "full width" if mult.mantissa_bits is None else f"M={mult.mantissa_bits}"
+        print(f"registered {mult.name!r}: {width}, direct (model compiled into the kernels, no table), "
+              f"built in {elapsed:.2f} s")
+        return 0
     table = mult.table
     print(f"registered {mult.name!r}: M={mult.mantissa_bits}, {table.shape[0]}x{table.shape[1]} table, "
           f"values in [{table.min():.6g}, {table.max():.6g}], built in {elapsed:.2f} s")
@@ -82,7 +88,11 @@ def add_parser(sub) -> None:
     p = sub.add_parser("register", help="compile a C/C++ multiplier model into a table and register it")
     p.add_argument("file", help="C (.c) or C++ (.cc/.cpp/.inl/.h) file defining float F(float, float)")
     p.add_argument("--function", "-f", required=True, help="name of the multiplier function in FILE")
-    p.add_argument("--mantissa-bits", "-m", type=int, required=True, help="table mantissa width M (1..11)")
+    p.add_argument("--mantissa-bits", "-m", type=int, default=None,
+                   help="mantissa width M: 1..11 for a table (required); direct: 12..23, or omit for full width")
+    p.add_argument("--mode", choices=("table", "direct"), default="table",
+                   help="table: evaluate the model on a 2^M x 2^M grid; direct: compile the model into the "
+                        "kernels and call it on the real operands (full-width models, no table)")
     p.add_argument("--name", "-n", help="registry name (default: the function's name)")
     p.add_argument("--description", help="one line describing the multiplier")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds the grid evaluation may take")

@@ -60,6 +60,12 @@ class Multiplier:
         if direct is not None:
             if table is not None or table_factory is not None:
                 raise ValueError(f"A direct multiplier takes no table. Received: name={name!r}")
+            # direct (issue 8): no table, so M may be None (full width) or up to 23 bits
+            if mantissa_bits is not None and (isinstance(mantissa_bits, bool)
+                                              or not isinstance(mantissa_bits, (int, np.integer))
+                                              or not 1 <= int(mantissa_bits) <= 23):
+                raise ValueError("mantissa_bits of a direct multiplier must be None or an integer from 1 to 23. "
+                                 f"Received: mantissa_bits={mantissa_bits!r}")
         elif mantissa_bits is None:
             if table is not None or table_factory is not None:
                 raise ValueError(

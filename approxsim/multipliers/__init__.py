@@ -125,6 +125,10 @@ def _write_records(records: dict) -> None:
 
 
 def _from_record(name: str, rec: dict) -> Multiplier:
+    if rec.get("mode") == "direct":  # issue 8: a model run in the kernels, no table
+        from approxsim.multipliers import _direct
+
+        return _direct.from_record(name, rec)
     table_file = Path(rec["table"])
 
     def factory():
@@ -228,9 +232,9 @@ def unregister(name: str) -> None:
                 _write_records(records)
 
 
-def register_c(path, *, function: str, mantissa_bits: int, name: Optional[str] = None,
+def register_c(path, *, function: str, mantissa_bits: Optional[int] = None, name: Optional[str] = None,
                description: str = "", references=(), timeout: float = _compile.DEFAULT_TIMEOUT,
-               overwrite: bool = True) -> Multiplier:
+               overwrite: bool = True, mode: str = "table") -> Multiplier:
     """Compiles a C/C++ multiplier model, builds its table and registers it persistently.
 
     The file must define ``float function(float a, float b)``. It is compiled with the
@@ -241,15 +245,20 @@ def register_c(path, *, function: str, mantissa_bits: int, name: Optional[str] =
     Args:
       path: the C or C++ source file.
       function: the name of the multiplier function in the file.
-      mantissa_bits: ``M``, the operand mantissa bits of the table (1..11).
+      mantissa_bits: ``M``, the operand mantissa bits of the table (1..11). With
+        ``mode="direct"``: ``None`` (full width) or 12..23 (any of 1..23 is accepted), the value
+        of ``APPROXSIM_MANTISSA_BITS`` the model is compiled with.
       name: registry name; defaults to ``function``.
       description: one line for ``approxsim multipliers``.
       references: citations to keep with the multiplier.
       timeout: seconds the grid evaluation may take before the model counts as hung.
       overwrite: replace an earlier user multiplier of the same name.
+      mode: ``"table"`` (evaluate the model on the grid once) or ``"direct"`` (no table: the
+        model is compiled into the kernels and called on the real operands, so it may depend
+        on the exponents; see :class:`approxsim.direct.DirectModel`).
 
     Returns:
-      The registered :class:`Multiplier`, with its table built.
+      The registered :class:`Multiplier`, with its table built (or, direct, its CPU kernels).
 
     Raises:
       approxsim.CompileError: the file does not compile, lacks ``function``, or has the wrong signature.
@@ -265,6 +274,23 @@ def register_c(path, *, function: str, mantissa_bits: int, name: Optional[str] =
             raise ValueError(f"{name!r} is a built-in multiplier's name; pass another name=.")
         if name in _registry and not overwrite:
             raise ValueError(f"A multiplier named {name!r} is already registered; pass overwrite=True.")
+    if mode not in ("table", "direct"):
+        raise ValueError(f'mode must be "table" or "direct". Received: mode={mode!r}')
+    if mode == "direct":  # issue 8
+        from approxsim.multipliers import _direct
+
+        mult, record = _direct.register_direct(path, function=function, mantissa_bits=mantissa_bits, name=name,
+                                               description=description, references=references)
+        with _lock:
+            with _file_lock():
+                records = _read_records()
+                records[name] = record
+                _write_records(records)
+            _add(mult)
+        return mult
+    if mantissa_bits is None:
+        raise ValueError(f"A table multiplier needs mantissa_bits=1..{MAX_TABLE_BITS}; pass mode=\"direct\" for a "
+                         "full-width model without a table. Received: mantissa_bits=None")
     table, table_file = _compile.build_table(path, function=function, mantissa_bits=mantissa_bits,
                                              timeout=timeout, name=name)
     src_copy = _compile.cache_dir() / "sources" / f"{table_file.stem}{path.suffix}"

@@ -1,0 +1,286 @@
+"""DirectModel: a C/C++ multiplier model run on the real operands inside approxsim's kernels."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from approxsim import compile as _compile
+from approxsim.geometry import ConvGeometry, matmul_shapes
+
+__all__ = ["DirectModel", "MAX_DIRECT_BITS", "num_threads"]
+
+MAX_DIRECT_BITS = 23
+_OPS = {"multiply": 0, "matmul": 1, "conv_fwd": 2, "conv_dgrad": 3, "conv_wgrad": 4}
+_libs: dict = {}
+_libs_lock = threading.Lock()
+
+
+class _Args(ctypes.Structure):
+    _fields_ = [("in0", ctypes.c_void_p), ("in1", ctypes.c_void_p), ("out", ctypes.c_void_p),
+                ("v", ctypes.c_int64 * 20)]
+
+
+def num_threads() -> int:
+    """Threads of the CPU kernels: ``$APPROXSIM_NUM_THREADS``, else the CPUs this process may use."""
+    env = os.environ.get("APPROXSIM_NUM_THREADS", "").strip()
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"APPROXSIM_NUM_THREADS must be a positive integer. Received: "
+                             f"APPROXSIM_NUM_THREADS={env!r}")
+        return value
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _load(path: Path):
+    with _libs_lock:
+        lib = _libs.get(path)
+        if lib is None:
+            lib = ctypes.CDLL(str(path))
+            lib.approxsim_direct_run.restype = ctypes.c_int
+            lib.approxsim_direct_run.argtypes = [ctypes.c_int, ctypes.POINTER(_Args), ctypes.c_int64,
+                                                 ctypes.c_int, ctypes.c_int64]
+            _libs[path] = lib
+        return lib
+
+
+def _f32(x, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+        raise TypeError(f"`{name}` must hold real numbers (converted to float32). Received: {name}.dtype={arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_shape(arr, expected, name, geom):
+    if tuple(arr.shape) != tuple(expected):
+        raise ValueError(f"`{name}` must have shape {tuple(expected)} for this convolution ({geom}). "
+                         f"Received: {name}.shape={tuple(arr.shape)}")
+
+
+class DirectModel:
+    """A multiplier model called on the real operands by compiled CPU (and CUDA) kernels.
+
+    The model is a C or C++ file defining ``float function(float a, float b)``. On the
+    CPU it is compiled, at first use and through the cache, into one shared library
+    with approxsim's GEMM and convolution loops (``approxsim/csrc/direct_kernels.h``),
+    so the model call is inlined; the library is called through ctypes, which releases
+    the GIL, and runs on ``$APPROXSIM_NUM_THREADS`` threads. Each product is exactly
+    what the compiled C function returns for those operands (the model owns every
+    special case: NaN, Inf, zeros, subnormals, overflow); sums are float32, added in a
+    fixed order, so results do not depend on the thread count. On the GPU the same
+    file becomes a ``__device__`` function of NVRTC-compiled kernels (:meth:`cuda_source`).
+
+    Operand order matches the backends: ``matmul(a, b)`` calls ``model(a, b)``;
+    ``conv2d`` ``model(x, w)``; ``conv2d_input_grad`` ``model(dy, w)``;
+    ``conv2d_filter_grad`` ``model(x, dy)``. Zero padding enters the forward and
+    filter-gradient sums as products with ``+0.0`` operands, as in the reference backend.
+
+    Args:
+      path: the model's C (``.c``) or C++ (``.cc``/``.cpp``/``.cxx``/``.inl``/``.h``) source.
+      function: the model function's name.
+      mantissa_bits: the value of ``APPROXSIM_MANTISSA_BITS`` the model is compiled with
+        (1..23), for models written for several widths; ``None`` compiles it with 23.
+      name: a label used in messages.
+    """
+
+    def __init__(self, path, *, function: str, mantissa_bits: Optional[int] = None, name: str = ""):
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"Multiplier source {str(path)!r} does not exist. Received: path={str(path)!r}")
+        if not isinstance(function, str) or not function.isidentifier():
+            raise ValueError(f"function must be a C identifier. Received: function={function!r}")
+        if mantissa_bits is not None and (isinstance(mantissa_bits, bool) or not isinstance(mantissa_bits, (int, np.integer))
+                                          or not 1 <= int(mantissa_bits) <= MAX_DIRECT_BITS):
+            raise ValueError(f"mantissa_bits of a direct model must be None or an integer from 1 to "
+                             f"{MAX_DIRECT_BITS}. Received: mantissa_bits={mantissa_bits!r}")
+        _compile.language_of(path)  # a clear error for unknown suffixes, now rather than at first use
+        self.path = path.resolve()
+        self.function = function
+        self.mantissa_bits = None if mantissa_bits is None else int(mantissa_bits)
+        self.name = name or function
+        self._digest = _compile._source_digest(self.path)
+        self._lib = None
+        self._lock = threading.Lock()
+        self._cuda = None
+
+    @property
+    def compile_bits(self) -> int:
+        """``APPROXSIM_MANTISSA_BITS`` as the model is compiled (23 when ``mantissa_bits`` is None)."""
+        return MAX_DIRECT_BITS if self.mantissa_bits is None else self.mantissa_bits
+
+    def __repr__(self):
+        return f"DirectModel({self.path.name!r}, function={self.function!r}, mantissa_bits={self.mantissa_bits})"
+
+    def __eq__(self, other):
+        if not isinstance(other, DirectModel):
+            return NotImplemented
+        return (self._digest, self.function, self.compile_bits) == (other._digest, other.function, other.compile_bits)
+
+    def __hash__(self):
+        return hash((self._digest, self.function, self.compile_bits))
+
+    @property
+    def source_digest(self) -> str:
+        """SHA-256 of the source and the local headers it includes."""
+        return self._digest
+
+    # --- CPU ---------------------------------------------------------------------------
+
+    def build(self) -> Path:
+        """Compiles the CPU library now (normally done at first use) and returns its path.
+
+        Raises:
+          approxsim.CompileError: the model does not compile, lacks the function, or has the wrong signature.
+        """
+        from approxsim.direct.build import build_library
+
+        with self._lock:
+            if self._lib is None:
+                self._lib = _load(build_library(self.path, self.function, self.compile_bits))
+        return Path(self._lib._name)
+
+    def _run(self, op: str, in0, in1, out, items: int, values=()):
+        if self._lib is None:
+            self.build()
+        args = _Args(in0.ctypes.data, in1.ctypes.data, out.ctypes.data, (ctypes.c_int64 * 20)(*values))
+        threads = num_threads()
+        grain = max(1, items // (threads * 8))
+        status = self._lib.approxsim_direct_run(_OPS[op], ctypes.byref(args), items, threads, grain)
+        if status != 0:  # pragma: no cover - a mismatched cached library
+            raise RuntimeError(f"The direct kernel library of {self.name!r} rejected operation {op!r}; "
+                               f"delete {_compile.cache_dir() / 'direct'} and try again.")
+        return out
+
+    def multiply(self, a, b) -> np.ndarray:
+        """Elementwise ``model(a, b)`` with NumPy broadcasting; float32 of the broadcast shape."""
+        a, b = np.broadcast_arrays(_f32(a, "a"), _f32(b, "b"))
+        shape = a.shape
+        a = np.ascontiguousarray(a).reshape(-1)
+        b = np.ascontiguousarray(b).reshape(-1)
+        out = np.empty(a.size, dtype=np.float32)
+        if a.size:
+            self._run("multiply", a, b, out, a.size)
+        return out.reshape(shape)
+
+    def matmul(self, a, b, *, transpose_a: bool = False, transpose_b: bool = False) -> np.ndarray:
+        """``sum_k model(a[..., i, k], b[..., k, j])``: batched matrix product with broadcasting.
+
+        Args:
+          a: ``(..., m, k)`` (``(..., k, m)`` with ``transpose_a``).
+          b: ``(..., k, n)`` (``(..., n, k)`` with ``transpose_b``).
+
+        Returns:
+          float32 ``(batch..., m, n)``.
+        """
+        a, b = _f32(a, "a"), _f32(b, "b")
+        batch, m, k, n = matmul_shapes(a.shape, b.shape, transpose_a, transpose_b)
+        if transpose_a:
+            a = np.swapaxes(a, -1, -2)
+        if transpose_b:
+            b = np.swapaxes(b, -1, -2)
+        out = np.empty(batch + (m, n), dtype=np.float32)
+        count = int(np.prod(batch, dtype=np.int64)) if batch else 1
+        if out.size == 0:
+            return out
+        if k == 0:
+            out[...] = 0.0
+            return out
+        operands, strides = [], []
+        for arr, rows, cols in ((a, m, k), (b, k, n)):
+            if all(d == 1 for d in arr.shape[:-2]):  # one matrix shared by the whole batch
+                operands.append(np.ascontiguousarray(arr.reshape(rows, cols)))
+                strides.append(0)
+            else:
+                operands.append(np.ascontiguousarray(np.broadcast_to(arr, batch + (rows, cols))))
+                strides.append(rows * cols)
+        self._run("matmul", operands[0], operands[1], out, count * m, (m, k, n, strides[0], strides[1]))
+        return out
+
+    @staticmethod
+    def _geom_values(g: ConvGeometry):
+        return (g.n, g.h, g.w, g.c, g.kh, g.kw, g.cout, g.groups, g.sh, g.sw, g.dh, g.dw, g.pad_top, g.pad_left,
+                g.oh, g.ow)
+
+    def conv2d(self, x, w, geom: ConvGeometry) -> np.ndarray:
+        """Forward convolution ``y = x (*) w``, products ``model(x, w)``: NHWC x HWIO -> NHWC."""
+        x, w = _f32(x, "x"), _f32(w, "w")
+        _check_shape(x, geom.input_shape, "x", geom)
+        _check_shape(w, geom.filter_shape, "w", geom)
+        out = np.empty(geom.output_shape, dtype=np.float32)
+        if out.size:
+            self._run("conv_fwd", x, w, out, geom.n * geom.oh * geom.ow, self._geom_values(geom))
+        return out
+
+    def conv2d_input_grad(self, dy, w, geom: ConvGeometry) -> np.ndarray:
+        """Input gradient ``dx``, products ``model(dy, w)``: returns NHWC of ``geom.input_shape``."""
+        dy, w = _f32(dy, "dy"), _f32(w, "w")
+        _check_shape(dy, geom.output_shape, "dy", geom)
+        _check_shape(w, geom.filter_shape, "w", geom)
+        out = np.zeros(geom.input_shape, dtype=np.float32)
+        if out.size:
+            wt = np.ascontiguousarray(np.swapaxes(w, 2, 3))  # (KH, KW, COUT, C/G): channels innermost
+            self._run("conv_dgrad", dy, wt, out, geom.n * geom.h * geom.w, self._geom_values(geom))
+        return out
+
+    def conv2d_filter_grad(self, x, dy, geom: ConvGeometry) -> np.ndarray:
+        """Filter gradient ``dw``, products ``model(x, dy)``: returns HWIO of ``geom.filter_shape``."""
+        x, dy = _f32(x, "x"), _f32(dy, "dy")
+        _check_shape(x, geom.input_shape, "x", geom)
+        _check_shape(dy, geom.output_shape, "dy", geom)
+        out = np.zeros(geom.filter_shape, dtype=np.float32)
+        if out.size:
+            self._run("conv_wgrad", x, dy, out, geom.kh * geom.kw * geom.c, self._geom_values(geom))
+        return out
+
+    # --- GPU (see approxsim.direct.cuda) -----------------------------------------------
+
+    def _gpu(self):
+        from approxsim.direct.cuda import CudaKernels
+
+        with self._lock:
+            if self._cuda is None:
+                self._cuda = CudaKernels(self)
+        return self._cuda
+
+    def cuda_source(self) -> str:
+        """The complete CUDA source (model as a device function plus kernels) given to NVRTC.
+
+        Raises:
+          approxsim.CompileError: the model uses a construct NVRTC cannot compile; the message names it.
+        """
+        from approxsim.direct.cuda import generate_source
+
+        return generate_source(self)
+
+    def cuda_multiply(self, a, b):
+        """:meth:`multiply` on CuPy arrays (same shape or broadcastable); returns a CuPy array."""
+        return self._gpu().multiply(a, b)
+
+    def cuda_matmul(self, a, b, *, transpose_a: bool = False, transpose_b: bool = False):
+        """:meth:`matmul` on CuPy arrays; returns a CuPy array."""
+        return self._gpu().matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+
+    def cuda_conv2d(self, x, w, geom: ConvGeometry):
+        """:meth:`conv2d` on CuPy arrays; returns a CuPy array."""
+        return self._gpu().conv2d(x, w, geom)
+
+    def cuda_conv2d_input_grad(self, dy, w, geom: ConvGeometry):
+        """:meth:`conv2d_input_grad` on CuPy arrays; returns a CuPy array."""
+        return self._gpu().conv2d_input_grad(dy, w, geom)
+
+    def cuda_conv2d_filter_grad(self, x, dy, geom: ConvGeometry):
+        """:meth:`conv2d_filter_grad` on CuPy arrays; returns a CuPy array."""
+        return self._gpu().conv2d_filter_grad(x, dy, geom)
+
