@@ -1,25 +1,46 @@
 // approxsim._cpu: the C++ CPU backend (pybind11).
 //
-// This file holds the module definition and the elementwise product; the GEMM and
-// convolution kernels live in their own translation units and register their
-// bindings through the functions declared in bindings.h.
+// Bindings only: argument checks, the GIL release, and calls into the kernels of
+// cpu_gemm.cpp / cpu_kernels.cpp. Every size is validated here against the arrays,
+// so the kernels never read or write out of bounds.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
+#include <memory>
+#include <sstream>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "approx_product.h"
+#include "cpu_gemm.h"
+#include "cpu_kernels.h"
+#include "cpu_pool.h"
 
 namespace py = pybind11;
+using approxsim::Geom;
+using approxsim::Table;
 
 namespace {
 
 using FArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using IArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+std::string shape_str(const py::array& a) {
+  std::ostringstream s;
+  s << "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) s << (d ? ", " : "") << a.shape(d) << (a.ndim() == 1 ? "," : "");
+  s << ")";
+  return s.str();
+}
 
 // Elementwise approximate product of two same-size float32 arrays.
 py::array_t<float> multiply(const FArray& a, const FArray& b, const FArray& table, int m) {
-  if (a.size() != b.size()) throw std::invalid_argument("multiply: a and b must have the same size");
+  if (a.size() != b.size())
+    throw std::invalid_argument("multiply: a and b must have the same size. Received: a shape=" + shape_str(a) +
+                                ", b shape=" + shape_str(b));
   if (m < 1 || m > 11 || table.size() != (py::ssize_t(1) << (2 * m)))
     throw std::invalid_argument("multiply: table must hold 2^(2M) entries, M in 1..11");
   py::array_t<float> out(a.request().shape);
@@ -35,10 +56,158 @@ py::array_t<float> multiply(const FArray& a, const FArray& b, const FArray& tabl
   return out;
 }
 
+std::shared_ptr<Table> prepare_table(const py::object& table, int m) {
+  if (table.is_none()) {
+    if (m != 0) throw std::invalid_argument("prepare_table: no table given; pass mantissa_bits=0 for the exact product");
+    return std::make_shared<Table>(approxsim::make_table(nullptr, 0));
+  }
+  FArray t = FArray::ensure(table);
+  if (!t || m < 1 || m > 11 || t.size() != (py::ssize_t(1) << (2 * m)))
+    throw std::invalid_argument("prepare_table: the table must hold 2^(2M) float32 entries with M in 1..11. "
+                                "Received: mantissa_bits=" + std::to_string(m));
+  return std::make_shared<Table>(approxsim::make_table(t.data(), m));
+}
+
+// Batched matmul. a: (A, M, K) or (A, K, M) with transpose_a; b: (B, K, N) or (B, N, K).
+// a_index/b_index give, for each output batch entry, the batch entry of a and b (broadcast).
+py::array_t<float> matmul(const FArray& a, const FArray& b, const Table& t, bool ta, bool tb, const IArray& a_index,
+                          const IArray& b_index) {
+  if (a.ndim() != 3 || b.ndim() != 3)
+    throw std::invalid_argument("matmul: a and b must be 3-D (batch, rows, cols). Received: a shape=" +
+                                shape_str(a) + ", b shape=" + shape_str(b));
+  const int64_t m = ta ? a.shape(2) : a.shape(1), ka = ta ? a.shape(1) : a.shape(2);
+  const int64_t kb = tb ? b.shape(2) : b.shape(1), n = tb ? b.shape(1) : b.shape(2);
+  if (ka != kb)
+    throw std::invalid_argument("matmul: inner dimensions differ (" + std::to_string(ka) + " vs " +
+                                std::to_string(kb) + "). Received: a shape=" + shape_str(a) +
+                                ", b shape=" + shape_str(b));
+  const int64_t batch = a_index.size();
+  if (b_index.size() != batch) throw std::invalid_argument("matmul: a_index and b_index differ in length");
+  const int64_t* ai = a_index.data();
+  const int64_t* bi = b_index.data();
+  for (int64_t q = 0; q < batch; ++q)
+    if (ai[q] < 0 || ai[q] >= a.shape(0) || bi[q] < 0 || bi[q] >= b.shape(0))
+      throw std::invalid_argument("matmul: batch index out of range. Received: a shape=" + shape_str(a) +
+                                  ", b shape=" + shape_str(b));
+  py::array_t<float> out({batch, m, n});
+  float* po = out.mutable_data();
+  const float* pa = a.data();
+  const float* pb = b.data();
+  const int64_t asz = a.shape(1) * a.shape(2), bsz = b.shape(1) * b.shape(2);
+  {
+    py::gil_scoped_release release;
+    const int threads = approxsim::num_threads();
+    for (int64_t q = 0; q < batch; ++q) {
+      const float* A = pa + ai[q] * asz;
+      const float* B = pb + bi[q] * bsz;
+      // a[r][k]: row-major (M, K) -> (K, 1); transposed (K, M) -> (1, M).
+      approxsim::gemm_strided(A, ta ? 1 : ka, ta ? m : 1, B, tb ? 1 : n, tb ? kb : 1, po + q * m * n, m, n, ka, t,
+                              threads);
+    }
+  }
+  return out;
+}
+
+Geom to_geom(const std::vector<int64_t>& v) {
+  if (v.size() != 18) throw std::invalid_argument("geometry must hold 18 integers (ConvGeometry fields)");
+  Geom g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15],
+         v[16], v[17]};
+  bool ok = g.n >= 0 && g.h >= 0 && g.w >= 0 && g.c >= 1 && g.kh >= 1 && g.kw >= 1 && g.cout >= 1 &&
+            g.groups >= 1 && g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && g.pt >= 0 && g.pb >= 0 &&
+            g.pl >= 0 && g.pr >= 0 && g.c % g.groups == 0 && g.cout % g.groups == 0;
+  ok = ok && g.oh == (g.h + g.pt + g.pb - (g.kh - 1) * g.dh - 1) / g.sh + 1 &&
+       g.ow == (g.w + g.pl + g.pr - (g.kw - 1) * g.dw - 1) / g.sw + 1 && g.oh >= 1 && g.ow >= 1;
+  if (!ok) throw std::invalid_argument("inconsistent convolution geometry");
+  return g;
+}
+
+void check_shape(const FArray& a, const char* what, std::initializer_list<int64_t> want, const Geom& g) {
+  std::vector<int64_t> w(want);
+  bool ok = a.ndim() == static_cast<py::ssize_t>(w.size());
+  for (size_t d = 0; ok && d < w.size(); ++d) ok = a.shape(d) == w[d];
+  if (!ok) {
+    std::ostringstream s;
+    s << what << " has shape " << shape_str(a) << " but the geometry needs (";
+    for (size_t d = 0; d < w.size(); ++d) s << (d ? ", " : "") << w[d];
+    s << "). Received: input shape=(" << g.n << ", " << g.h << ", " << g.w << ", " << g.c << "), filter shape=("
+      << g.kh << ", " << g.kw << ", " << g.c / g.groups << ", " << g.cout << ")";
+    throw std::invalid_argument(s.str());
+  }
+}
+
+py::array_t<float> conv2d(const FArray& x, const FArray& w, const std::vector<int64_t>& geom, const Table& t) {
+  const Geom g = to_geom(geom);
+  check_shape(x, "x", {g.n, g.h, g.w, g.c}, g);
+  check_shape(w, "w", {g.kh, g.kw, g.cig(), g.cout}, g);
+  py::array_t<float> y({g.n, g.oh, g.ow, g.cout});
+  const float* px = x.data();
+  const float* pw = w.data();
+  float* py_ = y.mutable_data();
+  py::gil_scoped_release release;
+  approxsim::conv2d_forward(px, pw, py_, g, t, approxsim::num_threads());
+  return y;
+}
+
+py::array_t<float> conv2d_input_grad(const FArray& dy, const FArray& w, const std::vector<int64_t>& geom,
+                                     const Table& t) {
+  const Geom g = to_geom(geom);
+  check_shape(dy, "dy", {g.n, g.oh, g.ow, g.cout}, g);
+  check_shape(w, "w", {g.kh, g.kw, g.cig(), g.cout}, g);
+  py::array_t<float> dx({g.n, g.h, g.w, g.c});
+  const float* pdy = dy.data();
+  const float* pw = w.data();
+  float* pdx = dx.mutable_data();
+  py::gil_scoped_release release;
+  approxsim::conv2d_input_grad(pdy, pw, pdx, g, t, approxsim::num_threads());
+  return dx;
+}
+
+py::array_t<float> conv2d_filter_grad(const FArray& x, const FArray& dy, const std::vector<int64_t>& geom,
+                                      const Table& t) {
+  const Geom g = to_geom(geom);
+  check_shape(x, "x", {g.n, g.h, g.w, g.c}, g);
+  check_shape(dy, "dy", {g.n, g.oh, g.ow, g.cout}, g);
+  py::array_t<float> dw({g.kh, g.kw, g.cig(), g.cout});
+  const float* px = x.data();
+  const float* pdy = dy.data();
+  float* pdw = dw.mutable_data();
+  py::gil_scoped_release release;
+  approxsim::conv2d_filter_grad(px, pdy, pdw, g, t, approxsim::num_threads());
+  return dw;
+}
+
+int level_from_name(const std::string& name) {
+  if (name == "avx512") return approxsim::kAvx512;
+  if (name == "avx2") return approxsim::kAvx2;
+  if (name == "portable") return approxsim::kPortable;
+  if (name == "auto" || name.empty()) return -1;
+  throw std::invalid_argument("SIMD level must be one of auto, avx512, avx2, portable. Received: level=" + name);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cpu, mod) {
-  mod.doc() = "approxsim C++ CPU backend";
+  mod.doc() = "approxsim C++ CPU backend: threaded SIMD GEMM and implicit-GEMM convolution";
   mod.def("multiply", &multiply, py::arg("a"), py::arg("b"), py::arg("table"), py::arg("mantissa_bits"),
           "Elementwise approximate product (DESIGN.md section 1) of same-size float32 arrays.");
+  py::class_<Table, std::shared_ptr<Table>>(mod, "Table", "A multiplier table prepared for the CPU kernels.")
+      .def_property_readonly("mantissa_bits", [](const Table& t) { return t.m; })
+      .def_property_readonly("bf16_exact", [](const Table& t) { return t.bf16_exact; })
+      .def_property_readonly("exponent_range", [](const Table& t) { return py::make_tuple(t.emin, t.emax); });
+  mod.def("prepare_table", &prepare_table, py::arg("table"), py::arg("mantissa_bits"),
+          "Prepares a (2^M, 2^M) float32 table (or None with M=0: the exact product).");
+  mod.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("table"), py::arg("transpose_a"),
+          py::arg("transpose_b"), py::arg("a_index"), py::arg("b_index"));
+  mod.def("conv2d", &conv2d, py::arg("x"), py::arg("w"), py::arg("geometry"), py::arg("table"));
+  mod.def("conv2d_input_grad", &conv2d_input_grad, py::arg("dy"), py::arg("w"), py::arg("geometry"),
+          py::arg("table"));
+  mod.def("conv2d_filter_grad", &conv2d_filter_grad, py::arg("x"), py::arg("dy"), py::arg("geometry"),
+          py::arg("table"));
+  mod.def("simd_level", [] { return std::string(approxsim::simd_name(approxsim::simd_level())); },
+          "The SIMD path in use: 'avx512', 'avx2' or 'portable'.");
+  mod.def("detected_simd_level", [] { return std::string(approxsim::simd_name(approxsim::detected_simd_level())); },
+          "The best SIMD path this CPU supports.");
+  mod.def("set_simd_level", [](const std::string& name) { approxsim::set_simd_level(level_from_name(name)); },
+          py::arg("level"), "Uses at most this SIMD path ('auto' restores the best); for tests and benchmarks.");
+  mod.def("num_threads", &approxsim::num_threads, "Threads the kernels use ($APPROXSIM_NUM_THREADS or all cores).");
 }

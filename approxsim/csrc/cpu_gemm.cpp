@@ -1,0 +1,434 @@
+// cpu_gemm.cpp: the packed GEMM driver and the operand sources of matmul and convolution.
+//
+// The loop nest follows the usual blocked GEMM (Goto and van de Geijn, "Anatomy of
+// high-performance matrix multiplication", ACM TOMS 2008): blocks of NC columns and
+// KC contraction steps of B are packed once per thread, blocks of MC rows of A are
+// packed and swept by MR x NR micro-kernels. The convolutions are implicit GEMMs:
+// their operand "matrices" are read straight from the NHWC/HWIO tensors while
+// packing, so the working memory is a few packed blocks per thread, whatever the batch.
+#include "cpu_gemm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu_pool.h"
+
+namespace approxsim {
+namespace {
+
+constexpr int kKC = 256;  // contraction steps per packed block
+constexpr int kMC = 128;  // rows of A per packed block (a multiple of every MR)
+constexpr int kNC = 512;  // columns of B per packed block (a multiple of every NR)
+
+// ---------------------------------------------------------------------------------
+// Operand sources. A sources give A[r][k]; get() returns false where the operation
+// forms no product at all (input gradient positions that no output reaches), which
+// the packed panels hold as 0 and the exact path skips.
+
+struct StridedA {
+  const float* p;
+  int64_t rs, ks;
+  bool get(int64_t r, int64_t k, float& v) const {
+    v = p[r * rs + k * ks];
+    return true;
+  }
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int mr) const {
+    if (ks == 1) {
+      for (int r = 0; r < nr; ++r) {
+        const float* src = p + (r0 + r) * rs + k0;
+        for (int k = 0; k < kc; ++k) raw[k * mr + r] = src[k];
+      }
+    } else {
+      for (int k = 0; k < kc; ++k) {
+        const float* src = p + r0 * rs + (k0 + k) * ks;
+        for (int r = 0; r < nr; ++r) raw[k * mr + r] = src[r * rs];
+      }
+    }
+  }
+};
+
+// Forward convolution: A[p][q], p = (n, oy, ox), q = (ky, kx, ci) of group g.
+struct PatchA {
+  const float* x;
+  Geom g;
+  int64_t c0;  // first input channel of the group
+  bool get(int64_t r, int64_t k, float& v) const {
+    const int64_t ox = r % g.ow, oy = (r / g.ow) % g.oh, n = r / (g.ow * g.oh);
+    const int64_t ci = k % g.cig(), tap = k / g.cig(), kx = tap % g.kw, ky = tap / g.kw;
+    const int64_t iy = oy * g.sh - g.pt + ky * g.dh, ix = ox * g.sw - g.pl + kx * g.dw;
+    v = (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) ? 0.0f : x[((n * g.h + iy) * g.w + ix) * g.c + c0 + ci];
+    return true;
+  }
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int mr) const {
+    const int64_t cig = g.cig();
+    for (int r = 0; r < nr; ++r) {
+      const int64_t row = r0 + r;
+      const int64_t ox = row % g.ow, oy = (row / g.ow) % g.oh, n = row / (g.ow * g.oh);
+      int64_t tap = k0 / cig, ci = k0 % cig;
+      for (int k = 0; k < kc;) {
+        const int64_t kx = tap % g.kw, ky = tap / g.kw;
+        const int64_t iy = oy * g.sh - g.pt + ky * g.dh, ix = ox * g.sw - g.pl + kx * g.dw;
+        const int run = static_cast<int>(std::min<int64_t>(cig - ci, kc - k));
+        if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
+          for (int t = 0; t < run; ++t) raw[(k + t) * mr + r] = 0.0f;
+        } else {
+          const float* src = x + ((n * g.h + iy) * g.w + ix) * g.c + c0 + ci;
+          for (int t = 0; t < run; ++t) raw[(k + t) * mr + r] = src[t];
+        }
+        k += run;
+        ++tap;
+        ci = 0;
+      }
+    }
+  }
+};
+
+// Input gradient: A[p][q], p = (n, y, x) an input pixel, q = (ky, kx, co) of group g;
+// the output pixel that tap (ky, kx) of (y, x) reaches, if any.
+struct GatherDyA {
+  const float* dy;
+  Geom g;
+  int64_t o0;  // first output channel of the group
+  // Output index along one axis for input position i and tap offset, or -1.
+  static int64_t reach(int64_t i, int64_t pad, int64_t tap_off, int64_t stride, int64_t size) {
+    const int64_t num = i + pad - tap_off;
+    if (num < 0 || num % stride != 0) return -1;
+    const int64_t o = num / stride;
+    return o < size ? o : -1;
+  }
+  bool get(int64_t r, int64_t k, float& v) const {
+    const int64_t x = r % g.w, y = (r / g.w) % g.h, n = r / (g.w * g.h);
+    const int64_t co = k % g.cog(), tap = k / g.cog(), kx = tap % g.kw, ky = tap / g.kw;
+    const int64_t oy = reach(y, g.pt, ky * g.dh, g.sh, g.oh), ox = reach(x, g.pl, kx * g.dw, g.sw, g.ow);
+    v = 0.0f;
+    if (oy < 0 || ox < 0) return false;
+    v = dy[((n * g.oh + oy) * g.ow + ox) * g.cout + o0 + co];
+    return true;
+  }
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int mr) const {
+    const int64_t cog = g.cog();
+    for (int r = 0; r < nr; ++r) {
+      const int64_t row = r0 + r;
+      const int64_t x = row % g.w, y = (row / g.w) % g.h, n = row / (g.w * g.h);
+      int64_t tap = k0 / cog, co = k0 % cog;
+      for (int k = 0; k < kc;) {
+        const int64_t kx = tap % g.kw, ky = tap / g.kw;
+        const int64_t oy = reach(y, g.pt, ky * g.dh, g.sh, g.oh), ox = reach(x, g.pl, kx * g.dw, g.sw, g.ow);
+        const int run = static_cast<int>(std::min<int64_t>(cog - co, kc - k));
+        if (oy < 0 || ox < 0) {
+          for (int t = 0; t < run; ++t) raw[(k + t) * mr + r] = 0.0f;
+        } else {
+          const float* src = dy + ((n * g.oh + oy) * g.ow + ox) * g.cout + o0 + co;
+          for (int t = 0; t < run; ++t) raw[(k + t) * mr + r] = src[t];
+        }
+        k += run;
+        ++tap;
+        co = 0;
+      }
+    }
+  }
+};
+
+// Filter gradient: A[q][p] (the transposed patch matrix), q = (ky, kx, ci), p = (n, oy, ox).
+struct PatchTA {
+  const float* x;
+  Geom g;
+  int64_t c0;
+  bool get(int64_t r, int64_t k, float& v) const {
+    PatchA pa{x, g, c0};
+    return pa.get(k, r, v);
+  }
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int mr) const {
+    const int64_t cig = g.cig();
+    for (int r = 0; r < nr; ++r) {
+      const int64_t q = r0 + r;
+      const int64_t ci = q % cig, tap = q / cig, kx = tap % g.kw, ky = tap / g.kw;
+      int64_t ox = k0 % g.ow, oy = (k0 / g.ow) % g.oh, n = k0 / (g.ow * g.oh);
+      for (int k = 0; k < kc; ++k) {
+        const int64_t iy = oy * g.sh - g.pt + ky * g.dh, ix = ox * g.sw - g.pl + kx * g.dw;
+        raw[k * mr + r] = (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w)
+                              ? 0.0f
+                              : x[((n * g.h + iy) * g.w + ix) * g.c + c0 + ci];
+        if (++ox == g.ow) {
+          ox = 0;
+          if (++oy == g.oh) {
+            oy = 0;
+            ++n;
+          }
+        }
+      }
+    }
+  }
+};
+
+// B[k][n] = p[base + (k / kdiv) * so + (k % kdiv) * si + n * sn].
+struct GeneralB {
+  const float* p;
+  int64_t kdiv, so, si, sn;
+  int64_t koff(int64_t k) const { return (k / kdiv) * so + (k % kdiv) * si; }
+  float get(int64_t k, int64_t n) const { return p[koff(k) + n * sn]; }
+  void pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
+    for (int k = 0; k < kc; ++k) {
+      const float* src = p + koff(k0 + k) + n0 * sn;
+      float* dst = raw + k * nr;
+      if (sn == 1) {
+        std::memcpy(dst, src, sizeof(float) * nc);
+      } else {
+        for (int c = 0; c < nc; ++c) dst[c] = src[c * sn];
+      }
+      for (int c = nc; c < nr; ++c) dst[c] = 0.0f;
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------
+// Packed-panel conversion (formats in cpu_kernels.h)
+
+inline uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline void account(uint32_t u, Stats& s) {
+  const int e = static_cast<int>((u >> 23) & 0xFFu);
+  if (e == 0xFF) {
+    s.special = true;
+  } else if (e != 0) {
+    s.emin = std::min(s.emin, e - 127);
+    s.emax = std::max(s.emax, e - 127);
+  }
+}
+
+// The float-domain scale of an operand: +-2^E, or +-0 for zero/subnormal.
+inline float scale_of(uint32_t u) {
+  return ((u >> 23) & 0xFFu) == 0 ? from_bits(u & 0x80000000u) : from_bits(u & 0xFF800000u);
+}
+
+// Word position of column c in the permute kernels' 32-column index vector.
+inline int permute_pos(int c) {
+  const int half = c >> 4, cc = c & 15;
+  return 8 * (cc >> 2) + 4 * half + (cc & 3);
+}
+
+struct Work {
+  std::vector<float> araw, asc, braw, bsc, tile;
+  std::vector<int32_t> aoff, bidx32;
+  std::vector<uint16_t> bidx16;
+  std::vector<uint32_t> bmask;
+  std::vector<Stats> astats, bstats;
+};
+
+template <class ASrc>
+void gemm_task(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t r0, int64_t r1, int64_t c0,
+               int64_t c1, int64_t K, const Table& t, const KernelSet& ks, Work& w) {
+  const int mr = ks.mr, nr = ks.nr, m = t.m;
+  const bool exact = m == 0;
+  for (int64_t r = r0; r < r1; ++r) std::fill(C + r * ldc + c0, C + r * ldc + c1, 0.0f);
+  if (K == 0) return;
+  w.araw.resize(size_t(kMC) * kKC);
+  w.asc.resize(size_t(kMC) * kKC);
+  w.aoff.resize(size_t(kMC) * kKC);
+  w.astats.resize(kMC / mr + 1);
+  w.braw.resize(size_t(kNC) * kKC);
+  w.bsc.resize(size_t(kNC) * kKC);
+  w.bidx32.resize(size_t(kNC) * kKC);
+  w.bidx16.resize(size_t(kNC) * kKC);
+  w.bmask.resize(size_t(kNC / nr + 1) * kKC);
+  w.bstats.resize(kNC / nr + 1);
+  w.tile.resize(size_t(mr) * nr);
+  const int shift = 23 - m;
+  const uint32_t imask = (1u << m) - 1;
+
+  for (int64_t jc = c0; jc < c1; jc += kNC) {
+    const int nc = static_cast<int>(std::min<int64_t>(kNC, c1 - jc));
+    const int npan = (nc + nr - 1) / nr;
+    for (int64_t pc = 0; pc < K; pc += kKC) {
+      const int kc = static_cast<int>(std::min<int64_t>(kKC, K - pc));
+      // Pack B: npan panels of kc x nr.
+      for (int jp = 0; jp < npan; ++jp) {
+        const size_t base = size_t(jp) * kKC * nr;
+        float* raw = w.braw.data() + base;
+        B.pack(pc, kc, jc + int64_t(jp) * nr, std::min(nr, nc - jp * nr), raw, nr);
+        Stats s;
+        float* sc = w.bsc.data() + base;
+        if (exact) {
+          for (int q = 0; q < kc * nr; ++q) {
+            account(bits(raw[q]), s);
+            sc[q] = raw[q];
+          }
+        } else if (ks.permute) {
+          uint16_t* idx = w.bidx16.data() + base;
+          uint32_t* msk = w.bmask.data() + size_t(jp) * kKC;
+          for (int k = 0; k < kc; ++k) {
+            uint32_t mk = 0;
+            for (int c = 0; c < nr; ++c) {
+              const uint32_t u = bits(raw[k * nr + c]);
+              account(u, s);
+              const uint32_t j = (u >> shift) & imask;
+              const int pos = permute_pos(c);
+              idx[k * nr + pos] = static_cast<uint16_t>(j);
+              mk |= ((j >> 6) & 1u) << pos;
+              sc[k * nr + c] = scale_of(u);
+            }
+            msk[k] = mk;
+          }
+        } else {
+          int32_t* idx = w.bidx32.data() + base;
+          for (int q = 0; q < kc * nr; ++q) {
+            const uint32_t u = bits(raw[q]);
+            account(u, s);
+            idx[q] = static_cast<int32_t>((u >> shift) & imask);
+            sc[q] = scale_of(u);
+          }
+        }
+        w.bstats[jp] = s;
+      }
+      for (int64_t ic = r0; ic < r1; ic += kMC) {
+        const int mc = static_cast<int>(std::min<int64_t>(kMC, r1 - ic));
+        const int mpan = (mc + mr - 1) / mr;
+        for (int ip = 0; ip < mpan; ++ip) {
+          const size_t base = size_t(ip) * kKC * mr;
+          float* raw = w.araw.data() + base;
+          const int rows = std::min(mr, mc - ip * mr);
+          if (rows < mr)
+            for (int k = 0; k < kc; ++k)
+              for (int r = rows; r < mr; ++r) raw[k * mr + r] = 0.0f;
+          A.pack(ic + int64_t(ip) * mr, rows, pc, kc, raw, mr);
+          Stats s;
+          float* sc = w.asc.data() + base;
+          int32_t* off = w.aoff.data() + base;
+          for (int q = 0; q < kc * mr; ++q) {
+            const uint32_t u = bits(raw[q]);
+            account(u, s);
+            if (exact) {
+              sc[q] = raw[q];
+            } else {
+              off[q] = ((u >> 23) & 0xFFu) == 0 ? 0 : static_cast<int32_t>(((u >> shift) & imask) << m);
+              sc[q] = scale_of(u);
+            }
+          }
+          w.astats[ip] = s;
+        }
+        for (int jp = 0; jp < npan; ++jp) {
+          const size_t bbase = size_t(jp) * kKC * nr;
+          const int cols = std::min(nr, nc - jp * nr);
+          const int64_t col0 = jc + int64_t(jp) * nr;
+          for (int ip = 0; ip < mpan; ++ip) {
+            const size_t abase = size_t(ip) * kKC * mr;
+            const int rows = std::min(mr, mc - ip * mr);
+            const int64_t row0 = ic + int64_t(ip) * mr;
+            float* tile = w.tile.data();
+            const Stats& as = w.astats[ip];
+            const Stats& bs = w.bstats[jp];
+            const bool fast = exact ? !(as.special || bs.special) : float_domain_exact(t, as, bs);
+            if (fast && exact) {
+              ks.exact(kc, w.asc.data() + abase, w.bsc.data() + bbase, tile);
+            } else if (fast) {
+              const void* bidx = ks.permute ? static_cast<const void*>(w.bidx16.data() + bbase)
+                                            : static_cast<const void*>(w.bidx32.data() + bbase);
+              ks.table(kc, w.aoff.data() + abase, w.asc.data() + abase, bidx, w.bmask.data() + size_t(jp) * kKC,
+                       w.bsc.data() + bbase, t, tile);
+            } else {
+              // Exact scalar path (DESIGN.md section 1 through approx_product.h).
+              for (int r = 0; r < rows; ++r) {
+                for (int c = 0; c < cols; ++c) {
+                  float acc = 0.0f;
+                  for (int k = 0; k < kc; ++k) {
+                    float a;
+                    if (!A.get(row0 + r, pc + k, a)) continue;
+                    const float b = B.get(pc + k, col0 + c);
+                    acc += exact ? a * b : approxsim_mul_split(a, b, t.split.data(), m);
+                  }
+                  tile[r * nr + c] = acc;
+                }
+              }
+            }
+            for (int r = 0; r < rows; ++r) {
+              float* dst = C + (row0 + r) * ldc + col0;
+              const float* src = tile + r * nr;
+              for (int c = 0; c < cols; ++c) dst[c] += src[c];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Splits rows (or, when there are too few, columns) over the threads.
+template <class ASrc>
+void gemm(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t M, int64_t N, int64_t K, const Table& t,
+          int threads) {
+  if (M <= 0 || N <= 0) return;
+  const KernelSet ks = select_kernels(t);
+  int64_t tasks_m = 1, tasks_n = 1;
+  if (threads > 1) {
+    const int64_t row_panels = (M + ks.mr - 1) / ks.mr;
+    const int64_t col_panels = (N + ks.nr - 1) / ks.nr;
+    const int64_t work = M * N * std::max<int64_t>(K, 1);
+    if (work < (int64_t(1) << 16)) {
+      threads = 1;
+    } else if (row_panels >= 4 * threads || row_panels >= col_panels) {
+      tasks_m = std::min<int64_t>(threads, row_panels);
+    } else {
+      tasks_n = std::min<int64_t>(threads, col_panels);
+    }
+  }
+  const int64_t tasks = tasks_m * tasks_n;
+  const int64_t row_panels = (M + ks.mr - 1) / ks.mr, col_panels = (N + ks.nr - 1) / ks.nr;
+  ThreadPool::instance().parallel_for(static_cast<int>(tasks), threads, [&](int task) {
+    const int64_t tm = task / tasks_n, tn = task % tasks_n;
+    const int64_t r0 = std::min(M, (row_panels * tm / tasks_m) * ks.mr);
+    const int64_t r1 = std::min(M, (row_panels * (tm + 1) / tasks_m) * ks.mr);
+    const int64_t c0 = std::min(N, (col_panels * tn / tasks_n) * ks.nr);
+    const int64_t c1 = std::min(N, (col_panels * (tn + 1) / tasks_n) * ks.nr);
+    if (r0 >= r1 || c0 >= c1) return;
+    thread_local Work w;
+    gemm_task(A, B, C, ldc, r0, r1, c0, c1, K, t, ks, w);
+  });
+}
+
+}  // namespace
+
+void gemm_strided(const float* a, int64_t a_rs, int64_t a_ks, const float* b, int64_t b_ks, int64_t b_ns, float* c,
+                  int64_t m, int64_t n, int64_t k, const Table& t, int threads) {
+  StridedA A{a, a_rs, a_ks};
+  GeneralB B{b, std::max<int64_t>(k, 1), 0, b_ks, b_ns};
+  gemm(A, B, c, n, m, n, k, t, threads);
+}
+
+void conv2d_forward(const float* x, const float* w, float* y, const Geom& g, const Table& t, int threads) {
+  const int64_t cig = g.cig(), cog = g.cog(), K = g.kh * g.kw * cig, M = g.n * g.oh * g.ow;
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    PatchA A{x, g, grp * cig};
+    GeneralB B{w + grp * cog, K, 0, g.cout, 1};  // w[(tap*cig + ci)*cout + grp*cog + co]
+    gemm(A, B, y + grp * cog, g.cout, M, cog, K, t, threads);
+  }
+}
+
+void conv2d_input_grad(const float* dy, const float* w, float* dx, const Geom& g, const Table& t, int threads) {
+  const int64_t cig = g.cig(), cog = g.cog(), K = g.kh * g.kw * cog, M = g.n * g.h * g.w;
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    GatherDyA A{dy, g, grp * cog};
+    GeneralB B{w + grp * cog, cog, cig * g.cout, 1, g.cout};  // k = (tap, co), n = ci
+    gemm(A, B, dx + grp * cig, g.c, M, cig, K, t, threads);
+  }
+}
+
+void conv2d_filter_grad(const float* x, const float* dy, float* dw, const Geom& g, const Table& t, int threads) {
+  const int64_t cig = g.cig(), cog = g.cog(), M = g.kh * g.kw * cig, K = g.n * g.oh * g.ow;
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    PatchTA A{x, g, grp * cig};
+    GeneralB B{dy + grp * cog, std::max<int64_t>(K, 1), 0, g.cout, 1};  // k = p, n = co
+    gemm(A, B, dw + grp * cog, g.cout, M, cog, K, t, threads);
+  }
+}
+
+}  // namespace approxsim
