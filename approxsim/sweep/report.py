@@ -1,0 +1,196 @@
+"""Sweep outputs: ``results.csv``, the Markdown summary, the plots, and merging folders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Iterable, Optional
+
+__all__ = ["COLUMNS", "write_results", "read_results", "summary_table", "write_plots", "plot", "merge",
+           "write_outputs"]
+
+COLUMNS = ("multiplier", "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds")
+BASELINE = "fp32"
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_results(rows: Iterable[dict], path: str) -> None:
+    """Writes rows (dicts with :data:`COLUMNS`) as CSV."""
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in COLUMNS})
+    _atomic_write(path, buf.getvalue())
+
+
+def read_results(path: str) -> list:
+    """Reads a ``results.csv`` (or the folder holding it) into a list of dicts.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: the columns are not :data:`COLUMNS`.
+    """
+    if os.path.isdir(path):
+        path = os.path.join(path, "results.csv")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No results.csv there; pass the output folder of a sweep. Received: {path!r}")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"{path} is not a sweep's results.csv: its columns are {reader.fieldnames}, "
+                             f"expected {list(COLUMNS)}.")
+        rows = []
+        for r in reader:
+            row = {"multiplier": r["multiplier"], "epoch": int(r["epoch"])}
+            row.update({k: float(r[k]) for k in COLUMNS[2:]})
+            rows.append(row)
+    return rows
+
+
+def _by_multiplier(rows) -> dict:
+    out = {}
+    for row in rows:
+        out.setdefault(row["multiplier"], []).append(row)
+    for runs in out.values():
+        runs.sort(key=lambda r: r["epoch"])
+    return out
+
+
+def summary_table(rows, *, baseline: str = BASELINE) -> str:
+    """A Markdown table: one line per multiplier, final and best test accuracy, loss, time.
+
+    The ``vs fp32`` column is the final test accuracy minus the baseline's, in percentage points.
+    """
+    runs = _by_multiplier(rows)
+    base = runs.get(baseline)
+    head = ["multiplier", "epochs", "test acc (final)", "test acc (best)", "test loss (final)",
+            "train acc (final)", "seconds"]
+    if base:
+        head.insert(3, f"vs {baseline}")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for name, rs in runs.items():
+        last = rs[-1]
+        cells = [name, str(last["epoch"]), f"{100 * last['test_accuracy']:.2f}%",
+                 f"{100 * max(r['test_accuracy'] for r in rs):.2f}%", f"{last['test_loss']:.4f}",
+                 f"{100 * last['train_accuracy']:.2f}%", f"{sum(r['seconds'] for r in rs):.1f}"]
+        if base:
+            ref = next((r for r in base if r["epoch"] == last["epoch"]), base[-1])
+            cells.insert(3, f"{100 * (last['test_accuracy'] - ref['test_accuracy']):+.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, path: str, *, kind: str = "accuracy", title: Optional[str] = None) -> str:
+    """Draws test accuracy (``kind="accuracy"``), loss (``"loss"``: test solid, train dashed)
+    or both side by side (``"both"``) against epoch, one line per multiplier, into a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    runs = _by_multiplier(rows)
+    kinds = ["accuracy", "loss"] if kind == "both" else [kind]
+    fig = Figure(figsize=(6.4 * len(kinds), 4.4), dpi=100)
+    FigureCanvasAgg(fig)
+    for k, what in enumerate(kinds):
+        ax = fig.add_subplot(1, len(kinds), k + 1)
+        for i, (name, rs) in enumerate(runs.items()):
+            color = f"C{i % 10}"
+            epochs = [r["epoch"] for r in rs]
+            if what == "accuracy":
+                ax.plot(epochs, [100 * r["test_accuracy"] for r in rs], "o-", color=color, label=name, ms=3)
+            else:
+                ax.plot(epochs, [r["test_loss"] for r in rs], "o-", color=color, label=f"{name} test", ms=3)
+                ax.plot(epochs, [r["train_loss"] for r in rs], "--", color=color, alpha=0.6, label=f"{name} train")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)" if what == "accuracy" else "loss (test solid, train dashed)")
+        all_epochs = sorted({r["epoch"] for r in rows})
+        if len(all_epochs) <= 20:
+            ax.set_xticks(all_epochs)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", ncol=1 if len(runs) <= 8 else 2)
+        if title:
+            ax.set_title(title if len(kinds) == 1 else f"{title}: {what}", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def write_plots(rows, out_dir: str, *, title: Optional[str] = None) -> list:
+    """Writes ``accuracy.png`` and ``loss.png`` into ``out_dir``; returns their paths."""
+    return [plot(rows, os.path.join(out_dir, f"{k}.png"), kind=k, title=title) for k in ("accuracy", "loss")]
+
+
+def write_outputs(rows, out_dir: str, *, title: str, note: str = "") -> str:
+    """Writes ``results.csv``, ``summary.md`` and the plots; returns the summary table."""
+    write_results(rows, os.path.join(out_dir, "results.csv"))
+    table = summary_table(rows)
+    text = f"# {title}\n\n" + (f"{note}\n\n" if note else "") + table
+    _atomic_write(os.path.join(out_dir, "summary.md"), text)
+    if rows:
+        write_plots(rows, out_dir, title=title)
+    return table
+
+
+def _title(cfg: dict) -> str:
+    return f"{cfg.get('model')} on {cfg.get('dataset')}"
+
+
+def merge(folders, out: str, *, force: bool = False) -> str:
+    """Combines the outputs of several sweeps (e.g. multiplier subsets run on different machines).
+
+    Args:
+      folders: sweep output folders (each with ``results.csv`` and ``sweep.json``).
+      out: folder for the merged ``results.csv``, ``summary.md`` and plots (created).
+      force: merge even when the sweeps' settings (model, dataset, seed, ...) differ.
+
+    Returns:
+      The merged summary table (Markdown).
+
+    Raises:
+      ValueError: fewer than one folder, settings that differ, or one multiplier in two folders
+        with different results.
+    """
+    from approxsim.sweep.config import IDENTITY_KEYS
+
+    folders = [os.fspath(f) for f in folders]
+    if not folders:
+        raise ValueError("merge needs at least one sweep output folder. Received: folders=[]")
+    rows, first, sources = [], None, {}
+    for folder in folders:
+        cfg_path = os.path.join(folder, "sweep.json")
+        cfg = {}
+        if os.path.isfile(cfg_path):
+            with open(cfg_path) as f:
+                cfg = json.load(f)
+        if first is None:
+            first = (folder, cfg)
+        elif not force:
+            diff = [k for k in IDENTITY_KEYS if k in cfg and k in first[1] and cfg[k] != first[1][k]]
+            if diff:
+                raise ValueError(
+                    f"{folder} and {first[0]} are sweeps with different settings ("
+                    + ", ".join(f"{k}: {first[1][k]!r} vs {cfg[k]!r}" for k in diff)
+                    + "); their curves are not comparable. Pass --force to merge them anyway.")
+        for row in read_results(folder):
+            name = row["multiplier"]
+            if name in sources and sources[name] != folder:
+                raise ValueError(f"Multiplier {name!r} is in both {sources[name]} and {folder}. "
+                                 "Merge folders that hold different multipliers (or remove one run).")
+            sources[name] = folder
+            rows.append(row)
+    os.makedirs(out, exist_ok=True)
+    cfg = dict(first[1])
+    cfg["merged_from"] = folders
+    cfg["multipliers"] = list(dict.fromkeys(r["multiplier"] for r in rows))
+    _atomic_write(os.path.join(out, "sweep.json"), json.dumps(cfg, indent=2) + "\n")
+    return write_outputs(rows, out, title=_title(cfg), note=f"Merged from: {', '.join(folders)}.")
+
