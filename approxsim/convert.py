@@ -237,8 +237,9 @@ def convert(model, *, multiplier, backward="approx", include=None, exclude=None,
             return type(layer).from_config(config)
         try:
             return target.from_config(config)
-        except ValueError as e:
-            raise ValueError(f"Cannot convert layer {layer.name!r} ({type(layer).__name__}): {e} "
+        except (ValueError, TypeError) as e:
+            inner = e.__context__ if isinstance(e, TypeError) and e.__context__ is not None else e
+            raise ValueError(f"Cannot convert layer {layer.name!r} ({type(layer).__name__}): {inner} "
                              f"To keep it exact, pass exclude=[{layer.name!r}].") from e
 
     new = keras.models.clone_model(model, clone_function=clone, recursive=True)
