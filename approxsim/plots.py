@@ -56,7 +56,7 @@ def _hist_range(arrays) -> tuple:
     lo = min(float(np.nanmin(x)) for x in arrays)
     hi = max(float(np.nanmax(x)) for x in arrays)
     if hi <= lo:
-        pad = max(abs(lo), 1.0) * 1e-3
+        pad = max(abs(lo), 1e-6) * 0.05
         lo, hi = lo - pad, hi + pad
     return lo, hi
 
