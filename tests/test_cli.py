@@ -51,7 +51,7 @@ def test_broken_file_prints_compiler_error_without_traceback(tmp_path):
 def test_user_errors_are_one_line(tmp_path):
     for args, text in ((["info", "nosuch"], "Unknown multiplier 'nosuch'"),
                        (["register", str(tmp_path / "none.c"), "-f", "x", "-m", "3"], "does not exist"),
-                       (["register", str(tmp_path), "-f", "x", "-m", "30"], "mantissa_bits")):
+                       (["register", __file__, "-f", "x", "-m", "30"], "mantissa_bits")):
         out = _run(*args)
         assert out.returncode == 2, args
         assert "Traceback" not in out.stderr and text in out.stderr, out.stderr

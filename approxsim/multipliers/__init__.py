@@ -146,9 +146,10 @@ def _from_record(name: str, rec: dict) -> Multiplier:
                       table_factory=factory)
 
 
-def _load_user() -> None:
+def _load_user(*, refresh: bool = False) -> None:
+    """Adds the persisted user multipliers; ``refresh`` re-reads records other processes wrote since."""
     global _user_loaded
-    if _user_loaded:
+    if _user_loaded and not refresh:
         return
     for name, rec in _read_records().items():
         if name not in _BUILTIN_NAMES and name not in _registry:
@@ -164,7 +165,7 @@ def _load_user() -> None:
 def available() -> list[str]:
     """Names of every registered multiplier: built-ins first, then user ones (sorted)."""
     with _lock:
-        _load_user()
+        _load_user(refresh=True)
         builtin = [n for n in _registry if n in _BUILTIN_NAMES]
         return builtin + sorted(n for n in _registry if n not in _BUILTIN_NAMES)
 
@@ -187,7 +188,7 @@ def get(name_or_multiplier: Union[str, Multiplier]) -> Multiplier:
                 return _registry[candidate]
             if candidate in _aliases:
                 return _registry[_aliases[candidate]]
-        _load_user()
+        _load_user(refresh=True)  # another process may have registered it since
         if name in _registry:
             return _registry[name]
         lowered = {k.lower(): v for k, v in {**_aliases, **{n: n for n in _registry}}.items()}
