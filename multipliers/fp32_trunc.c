@@ -20,17 +20,9 @@
 
 FULL_MODEL float fp32_trunc(float a, float b) {
   const uint32_t keep = FULL_FRAC & ~((1u << (23 - APPROXSIM_MANTISSA_BITS)) - 1u);
-  uint32_t ua = full_bits(a), ub = full_bits(b), special, frac;
-  uint64_t p;
-  int e;
-  if (full_special(ua, ub, &special)) return full_float(special);
-  p = (uint64_t)(FULL_ONE | (ua & keep)) * (uint64_t)(FULL_ONE | (ub & keep)); /* in [2^46, 2^48) */
-  e = full_exp_sum(ua, ub);
-  if (p >= ((uint64_t)1 << 47)) {
-    frac = (uint32_t)(p >> 24);
-    e += 1;
-  } else {
-    frac = (uint32_t)(p >> 23);
-  }
-  return full_pack((ua ^ ub) & FULL_SIGN, e, frac & keep);
+  const uint32_t ua = full_bits(a), ub = full_bits(b);
+  const uint64_t p = (uint64_t)(FULL_ONE | (ua & keep)) * (uint64_t)(FULL_ONE | (ub & keep)); /* [2^46, 2^48) */
+  const int carry = p >= ((uint64_t)1 << 47);
+  const uint32_t frac = (uint32_t)(carry ? p >> 24 : p >> 23);
+  return full_result(ua, ub, full_exp_sum(ua, ub) + carry, frac & keep);
 }

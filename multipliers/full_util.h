@@ -7,8 +7,7 @@
  * __host__ __device__ under CUDA compilers.  Everything is integer arithmetic on
  * the operands' bit patterns, so every compiler gives the same bits.
  *
- * full_special() and full_pack() give the special cases of approxsim's DESIGN.md
- * section 1: NaN operands and Inf times zero/subnormal -> NaN; Inf times Inf or
+ * full_result() gives the special cases of approxsim's DESIGN.md section 1: NaN operands and Inf times zero/subnormal -> NaN; Inf times Inf or
  * normal -> Inf; zero or subnormal operands -> signed zero; results of 2^128 or
  * more -> Inf; results below 2^-126 -> signed zero.
  */
@@ -51,27 +50,27 @@ FULL_INLINE float full_float(uint32_t u) {
 #endif
 }
 
-/* Steps 1 and 2 of DESIGN.md section 1; returns 1 and sets *out when one applies. */
-FULL_INLINE int full_special(uint32_t ua, uint32_t ub, uint32_t* out) {
-  uint32_t sign = (ua ^ ub) & FULL_SIGN;
-  uint32_t ea = (ua >> 23) & 0xFFu, eb = (ub >> 23) & 0xFFu;
-  if (ea == 0xFFu || eb == 0xFFu) {
-    int nan = (ea == 0xFFu && (ua & FULL_FRAC)) || (eb == 0xFFu && (ub & FULL_FRAC));
-    *out = (nan || ea == 0 || eb == 0) ? 0x7FC00000u : (sign | 0x7F800000u);
-    return 1;
-  }
-  if (ea == 0 || eb == 0) {
-    *out = sign;
-    return 1;
-  }
-  return 0;
-}
-
-/* sign | (1 + frac/2^23) * 2^e, with overflow to Inf and underflow to zero. */
-FULL_INLINE float full_pack(uint32_t sign, int e, uint32_t frac) {
-  if (e >= 128) return full_float(sign | 0x7F800000u);
-  if (e < -126) return full_float(sign);
-  return full_float(sign | ((uint32_t)(e + 127) << 23) | (frac & FULL_FRAC));
+/*
+ * The result for operands ua, ub: sign(a) ^ sign(b) times (1 + frac/2^23) * 2^e, with
+ * overflow to Inf and underflow to zero, unless steps 1-2 of DESIGN.md section 1 (NaN,
+ * Inf, zero and subnormal operands) apply.  Written with selects, not branches, so
+ * that compilers vectorise the kernels' loops over it; e and frac may be garbage for
+ * special operands.
+ */
+FULL_INLINE float full_result(uint32_t ua, uint32_t ub, int e, uint32_t frac) {
+  const uint32_t sign = (ua ^ ub) & FULL_SIGN;
+  const uint32_t ea = (ua >> 23) & 0xFFu, eb = (ub >> 23) & 0xFFu;
+  const int inf_or_nan = (ea == 0xFFu) | (eb == 0xFFu);
+  const int zero_or_sub = (ea == 0u) | (eb == 0u);
+  const int nan = ((ea == 0xFFu) & ((ua & FULL_FRAC) != 0u)) | ((eb == 0xFFu) & ((ub & FULL_FRAC) != 0u)) |
+                  (inf_or_nan & zero_or_sub);
+  uint32_t out = sign | ((uint32_t)(e + 127) << 23) | (frac & FULL_FRAC);
+  out = e >= 128 ? (sign | 0x7F800000u) : out;
+  out = e < -126 ? sign : out;
+  out = zero_or_sub ? sign : out;
+  out = inf_or_nan ? (sign | 0x7F800000u) : out;
+  out = nan ? 0x7FC00000u : out;
+  return full_float(out);
 }
 
 /* Unbiased exponent sum of two normal operands. */

@@ -21,23 +21,13 @@
 #define MBM_CORRECTION (FULL_ONE / 16u + FULL_ONE / 64u) /* 2^-4 + 2^-6 */
 
 FULL_MODEL float mbm23(float a, float b) {
-  uint32_t ua = full_bits(a), ub = full_bits(b), special;
-  uint32_t s, f, frac;
-  int e, carry;
-  if (full_special(ua, ub, &special)) return full_float(special);
-  s = (ua & FULL_FRAC) + (ub & FULL_FRAC);
-  e = full_exp_sum(ua, ub);
-  carry = s >= FULL_ONE;
-  f = (s & FULL_FRAC) + (MBM_CORRECTION >> carry);
-  if (carry) {
-    /* 2(1 + F) with F < 1, or 2S = 2(1 + (S - 1)) when the correction would overflow */
-    frac = f >= FULL_ONE ? (s & FULL_FRAC) : f;
-    e += 1;
-  } else if (f >= FULL_ONE) {
-    frac = ((FULL_ONE + f) >> 1) & FULL_FRAC; /* 1 + F in [2, 2.08): halve, truncating */
-    e += 1;
-  } else {
-    frac = f;
-  }
-  return full_pack((ua ^ ub) & FULL_SIGN, e, frac);
+  const uint32_t ua = full_bits(a), ub = full_bits(b);
+  const uint32_t s = (ua & FULL_FRAC) + (ub & FULL_FRAC);
+  const int carry = s >= FULL_ONE;
+  const uint32_t f = (s & FULL_FRAC) + (carry ? MBM_CORRECTION / 2u : MBM_CORRECTION);
+  const int over = f >= FULL_ONE;
+  /* carry: 2(1 + F), or 2S = 2(1 + (S - 1)) when the correction would overflow;
+     no carry: 1 + F, halved (truncating) when it reaches 2 */
+  const uint32_t frac = carry ? (over ? (s & FULL_FRAC) : f) : (over ? ((FULL_ONE + f) >> 1) : f);
+  return full_result(ua, ub, full_exp_sum(ua, ub) + (carry | over), frac & FULL_FRAC);
 }

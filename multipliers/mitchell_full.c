@@ -12,15 +12,8 @@
 #include "full_util.h"
 
 FULL_MODEL float mitchell23(float a, float b) {
-  uint32_t ua = full_bits(a), ub = full_bits(b), special;
-  uint32_t s;
-  int e;
-  if (full_special(ua, ub, &special)) return full_float(special);
-  s = (ua & FULL_FRAC) + (ub & FULL_FRAC);
-  e = full_exp_sum(ua, ub);
-  if (s >= FULL_ONE) { /* 2(x + y) = 2 * (1 + (x + y - 1)) */
-    s -= FULL_ONE;
-    e += 1;
-  }
-  return full_pack((ua ^ ub) & FULL_SIGN, e, s);
+  const uint32_t ua = full_bits(a), ub = full_bits(b);
+  const uint32_t s = (ua & FULL_FRAC) + (ub & FULL_FRAC);
+  const int carry = s >= FULL_ONE; /* 2(x + y) = 2 * (1 + (x + y - 1)) */
+  return full_result(ua, ub, full_exp_sum(ua, ub) + carry, s & FULL_FRAC);
 }

@@ -6,16 +6,18 @@ driver (:mod:`approxsim.compile`), defines CUDA's qualifiers away, renames a
 with ``APPROXSIM_DIRECT_FN`` set to the model function, so every product is an
 inlinable direct call. It is compiled in the model's own language (C for ``.c``)
 with ``-O3 -ffp-contract=off`` (no fused multiply-adds, so each product and each
-sum is the IEEE operation the source spells), and linked with the C++ thread
+sum is the IEEE operation the source spells) and ``-march=native`` (the library is
+built where it runs; ``APPROXSIM_DIRECT_NATIVE=0`` turns it off), and linked with the C++ thread
 runner (``direct_runner.h``) into one shared library.
 
 Libraries live in ``cache_dir()/direct``, keyed by the source (and the local
 headers it includes), the function, ``M``, both compilers' identities, the
-kernel headers and the approxsim version.
+kernel headers, the flags, the CPU (with ``-march=native``) and the approxsim version.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -32,6 +34,8 @@ __all__ = ["build_library", "library_key"]
 
 _KERNEL_HEADERS = ("direct_kernels.h", "direct_runner.h")
 _FLAGS = ["-O3", "-fPIC", "-ffp-contract=off"]
+# the model TU: hidden symbols, so the model function can be inlined into the loops (no PLT call)
+_MODEL_FLAGS = ["-fvisibility=hidden", "-fno-semantic-interposition"]
 _TU = """/* approxsim direct-multiplier kernels (generated) */
 {includes}
 #ifndef __host__
@@ -51,6 +55,33 @@ static float (*const approxsim_dk_signature_check_)(float, float) = {function};
 """
 
 
+@functools.lru_cache(maxsize=None)
+def _native_flags(compiler: tuple) -> tuple:
+    """``-march=native`` when the compiler takes it and ``$APPROXSIM_DIRECT_NATIVE`` is not 0.
+
+    The library is built at first use on the machine that runs it (like NVRTC's
+    kernels), so it may use the host's vector units; the CPU's identity is part of the
+    cache key. No fused multiply-adds (``-ffp-contract=off``): each product is still
+    the IEEE operation the model spells.
+    """
+    if os.environ.get("APPROXSIM_DIRECT_NATIVE", "1") == "0":
+        return ()
+    probe = subprocess.run([*compiler, "-march=native", "-x", "c", "-E", os.devnull], capture_output=True)
+    return ("-march=native",) if probe.returncode == 0 else ()
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_identity() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f.read().splitlines() if ln.startswith(("model name", "flags", "Features"))]
+        return hashlib.sha256("\n".join(sorted(set(lines))).encode()).hexdigest()
+    except OSError:
+        import platform
+
+        return platform.machine() + platform.processor()
+
+
 def _kernel_digest() -> str:
     digest = hashlib.sha256()
     for name in _KERNEL_HEADERS:
@@ -61,8 +92,9 @@ def _kernel_digest() -> str:
 def library_key(path: Path, function: str, m: int, language: str) -> str:
     """Cache key: source digest, function, M, language, compilers, kernel headers, approxsim version."""
     idents = [_compile._compiler_identity(tuple(_compile._compiler(lang))) for lang in (language, "c++")]
+    native = _native_flags(tuple(_compile._compiler(language)))
     payload = json.dumps([_compile._source_digest(path), function, m, language, idents, _kernel_digest(),
-                          __version__])
+                          _FLAGS, _MODEL_FLAGS, native, _cpu_identity() if native else "", __version__])
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -118,8 +150,10 @@ def build_library(path: Path, function: str, m: int) -> Path:
                                  function=function))
         obj = workdir / "model_kernels.o"
         extra = ["-Werror=incompatible-pointer-types"] if language == "c" else []
-        cmd = [*_compile._compiler(language), "-x", language, *_FLAGS, *extra, f"-DAPPROXSIM_MANTISSA_BITS={m}",
-               f"-DAPPROXSIM_DIRECT_FN={function}", f"-I{header_dir()}", "-c", str(tu), "-o", str(obj)]
+        compiler = _compile._compiler(language)
+        cmd = [*compiler, "-x", language, *_FLAGS, *_MODEL_FLAGS, *_native_flags(tuple(compiler)), *extra,
+               f"-DAPPROXSIM_MANTISSA_BITS={m}", f"-DAPPROXSIM_DIRECT_FN={function}", f"-I{header_dir()}", "-c",
+               str(tu), "-o", str(obj)]
         out = _run(cmd, workdir)
         if out.returncode != 0:
             raise _explain_failure(path, function, language, m, workdir, out.stderr.strip())
