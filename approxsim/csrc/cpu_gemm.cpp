@@ -9,6 +9,7 @@
 #include "cpu_gemm.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -17,7 +18,7 @@
 namespace approxsim {
 namespace {
 
-constexpr int kKC = 256;  // contraction steps per packed block
+static const int kKC = std::getenv("APPROXSIM_KC") ? std::atoi(std::getenv("APPROXSIM_KC")) : 256;
 constexpr int kMC = 128;  // rows of A per packed block (a multiple of every MR)
 constexpr int kNC = 512;  // columns of B per packed block (a multiple of every NR)
 
@@ -33,16 +34,13 @@ struct StridedA {
     v = p[r * rs + k * ks];
     return true;
   }
-  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int mr) const {
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
     if (ks == 1) {
-      for (int r = 0; r < nr; ++r) {
-        const float* src = p + (r0 + r) * rs + k0;
-        for (int k = 0; k < kc; ++k) raw[k * mr + r] = src[k];
-      }
+      for (int r = 0; r < nr; ++r) std::memcpy(raw + r * ld, p + (r0 + r) * rs + k0, sizeof(float) * kc);
     } else {
       for (int k = 0; k < kc; ++k) {
         const float* src = p + r0 * rs + (k0 + k) * ks;
-        for (int r = 0; r < nr; ++r) raw[k * mr + r] = src[r * rs];
+        for (int r = 0; r < nr; ++r) raw[r * ld + k] = src[r * rs];
       }
     }
   }
@@ -60,7 +58,7 @@ struct PatchA {
     v = (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) ? 0.0f : x[((n * g.h + iy) * g.w + ix) * g.c + c0 + ci];
     return true;
   }
-  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int mr) const {
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
     const int64_t cig = g.cig();
     for (int r = 0; r < nr; ++r) {
       const int64_t row = r0 + r;
@@ -71,10 +69,9 @@ struct PatchA {
         const int64_t iy = oy * g.sh - g.pt + ky * g.dh, ix = ox * g.sw - g.pl + kx * g.dw;
         const int run = static_cast<int>(std::min<int64_t>(cig - ci, kc - k));
         if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
-          for (int t = 0; t < run; ++t) raw[(k + t) * mr + r] = 0.0f;
+          std::memset(raw + r * ld + k, 0, sizeof(float) * run);
         } else {
-          const float* src = x + ((n * g.h + iy) * g.w + ix) * g.c + c0 + ci;
-          for (int t = 0; t < run; ++t) raw[(k + t) * mr + r] = src[t];
+          std::memcpy(raw + r * ld + k, x + ((n * g.h + iy) * g.w + ix) * g.c + c0 + ci, sizeof(float) * run);
         }
         k += run;
         ++tap;
@@ -106,7 +103,7 @@ struct GatherDyA {
     v = dy[((n * g.oh + oy) * g.ow + ox) * g.cout + o0 + co];
     return true;
   }
-  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int mr) const {
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
     const int64_t cog = g.cog();
     for (int r = 0; r < nr; ++r) {
       const int64_t row = r0 + r;
@@ -117,10 +114,9 @@ struct GatherDyA {
         const int64_t oy = reach(y, g.pt, ky * g.dh, g.sh, g.oh), ox = reach(x, g.pl, kx * g.dw, g.sw, g.ow);
         const int run = static_cast<int>(std::min<int64_t>(cog - co, kc - k));
         if (oy < 0 || ox < 0) {
-          for (int t = 0; t < run; ++t) raw[(k + t) * mr + r] = 0.0f;
+          std::memset(raw + r * ld + k, 0, sizeof(float) * run);
         } else {
-          const float* src = dy + ((n * g.oh + oy) * g.ow + ox) * g.cout + o0 + co;
-          for (int t = 0; t < run; ++t) raw[(k + t) * mr + r] = src[t];
+          std::memcpy(raw + r * ld + k, dy + ((n * g.oh + oy) * g.ow + ox) * g.cout + o0 + co, sizeof(float) * run);
         }
         k += run;
         ++tap;
@@ -139,7 +135,7 @@ struct PatchTA {
     PatchA pa{x, g, c0};
     return pa.get(k, r, v);
   }
-  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int mr) const {
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
     const int64_t cig = g.cig();
     for (int r = 0; r < nr; ++r) {
       const int64_t q = r0 + r;
@@ -147,7 +143,7 @@ struct PatchTA {
       int64_t ox = k0 % g.ow, oy = (k0 / g.ow) % g.oh, n = k0 / (g.ow * g.oh);
       for (int k = 0; k < kc; ++k) {
         const int64_t iy = oy * g.sh - g.pt + ky * g.dh, ix = ox * g.sw - g.pl + kx * g.dw;
-        raw[k * mr + r] = (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w)
+        raw[r * ld + k] = (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w)
                               ? 0.0f
                               : x[((n * g.h + iy) * g.w + ix) * g.c + c0 + ci];
         if (++ox == g.ow) {
@@ -185,43 +181,13 @@ struct GeneralB {
 // ---------------------------------------------------------------------------------
 // Packed-panel conversion (formats in cpu_kernels.h)
 
-inline uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-inline float from_bits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-inline void account(uint32_t u, Stats& s) {
-  const int e = static_cast<int>((u >> 23) & 0xFFu);
-  if (e == 0xFF) {
-    s.special = true;
-  } else if (e != 0) {
-    s.emin = std::min(s.emin, e - 127);
-    s.emax = std::max(s.emax, e - 127);
-  }
-}
-
-// The float-domain scale of an operand: +-2^E, or +-0 for zero/subnormal.
-inline float scale_of(uint32_t u) {
-  return ((u >> 23) & 0xFFu) == 0 ? from_bits(u & 0x80000000u) : from_bits(u & 0xFF800000u);
-}
-
-// Word position of column c in the permute kernels' 32-column index vector.
-inline int permute_pos(int c) {
-  const int half = c >> 4, cc = c & 15;
-  return 8 * (cc >> 2) + 4 * half + (cc & 3);
-}
-
 struct Work {
   std::vector<float> araw, asc, braw, bsc, tile;
   std::vector<int32_t> aoff, bidx32;
-  std::vector<uint16_t> bidx16;
+  std::vector<uint16_t> bidx16, bext;
+  std::vector<uint8_t> bidx8;
   std::vector<uint32_t> bmask;
+  std::vector<uint64_t> bmask64;
   std::vector<Stats> astats, bstats;
 };
 
@@ -241,6 +207,11 @@ void gemm_task(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t 
   w.bidx32.resize(size_t(kNC) * kKC);
   w.bidx16.resize(size_t(kNC) * kKC);
   w.bmask.resize(size_t(kNC / nr + 1) * kKC);
+  if (ks.bformat == kBytes8) {
+    w.bidx8.resize(size_t(kNC) * kKC);
+    w.bext.resize(size_t(kNC) * kKC);
+    w.bmask64.resize(size_t(kNC / nr + 1) * kKC);
+  }
   w.bstats.resize(kNC / nr + 1);
   w.tile.resize(size_t(mr) * nr);
   const int shift = 23 - m;
@@ -263,7 +234,11 @@ void gemm_task(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t 
             account(bits(raw[q]), s);
             sc[q] = raw[q];
           }
-        } else if (ks.permute) {
+        } else if (ks.bformat == kBytes8) {
+          for (int k = 0; k < kc; ++k)
+            convert_b_bytes8(raw + k * nr, m, w.bidx8.data() + base + k * nr, w.bext.data() + base + k * nr,
+                             w.bmask64.data() + size_t(jp) * kKC + k, s);
+        } else if (ks.bformat == kPermute16) {
           uint16_t* idx = w.bidx16.data() + base;
           uint32_t* msk = w.bmask.data() + size_t(jp) * kKC;
           for (int k = 0; k < kc; ++k) {
@@ -294,26 +269,15 @@ void gemm_task(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t 
         const int mc = static_cast<int>(std::min<int64_t>(kMC, r1 - ic));
         const int mpan = (mc + mr - 1) / mr;
         for (int ip = 0; ip < mpan; ++ip) {
-          const size_t base = size_t(ip) * kKC * mr;
+          const size_t base = size_t(ip) * kKC * mr;  // rows of the panel at base + r * kKC
           float* raw = w.araw.data() + base;
           const int rows = std::min(mr, mc - ip * mr);
-          if (rows < mr)
-            for (int k = 0; k < kc; ++k)
-              for (int r = rows; r < mr; ++r) raw[k * mr + r] = 0.0f;
-          A.pack(ic + int64_t(ip) * mr, rows, pc, kc, raw, mr);
+          A.pack(ic + int64_t(ip) * mr, rows, pc, kc, raw, kKC);
+          for (int r = rows; r < mr; ++r) std::memset(raw + r * kKC, 0, sizeof(float) * kc);
           Stats s;
-          float* sc = w.asc.data() + base;
-          int32_t* off = w.aoff.data() + base;
-          for (int q = 0; q < kc * mr; ++q) {
-            const uint32_t u = bits(raw[q]);
-            account(u, s);
-            if (exact) {
-              sc[q] = raw[q];
-            } else {
-              off[q] = ((u >> 23) & 0xFFu) == 0 ? 0 : static_cast<int32_t>(((u >> shift) & imask) << m);
-              sc[q] = scale_of(u);
-            }
-          }
+          for (int r = 0; r < mr; ++r)
+            convert_a(raw + r * kKC, kc, m, ks.aoff_shift, w.aoff.data() + base + r * kKC,
+                      w.asc.data() + base + r * kKC, s);
           w.astats[ip] = s;
         }
         for (int jp = 0; jp < npan; ++jp) {
@@ -329,12 +293,20 @@ void gemm_task(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t 
             const Stats& bs = w.bstats[jp];
             const bool fast = exact ? !(as.special || bs.special) : float_domain_exact(t, as, bs);
             if (fast && exact) {
-              ks.exact(kc, w.asc.data() + abase, w.bsc.data() + bbase, tile);
+              ks.exact(kc, kKC, w.asc.data() + abase, w.bsc.data() + bbase, tile);
             } else if (fast) {
-              const void* bidx = ks.permute ? static_cast<const void*>(w.bidx16.data() + bbase)
-                                            : static_cast<const void*>(w.bidx32.data() + bbase);
-              ks.table(kc, w.aoff.data() + abase, w.asc.data() + abase, bidx, w.bmask.data() + size_t(jp) * kKC,
-                       w.bsc.data() + bbase, t, tile);
+              const void* bidx = w.bidx32.data() + bbase;
+              const void* bext = nullptr;
+              const void* bmask = w.bmask.data() + size_t(jp) * kKC;
+              if (ks.bformat == kPermute16) {
+                bidx = w.bidx16.data() + bbase;
+              } else if (ks.bformat == kBytes8) {
+                bidx = w.bidx8.data() + bbase;
+                bext = w.bext.data() + bbase;
+                bmask = w.bmask64.data() + size_t(jp) * kKC;
+              }
+              ks.table(kc, kKC, w.aoff.data() + abase, w.asc.data() + abase, bidx, bext, bmask, w.bsc.data() + bbase, t,
+                       tile);
             } else {
               // Exact scalar path (DESIGN.md section 1 through approx_product.h).
               for (int r = 0; r < rows; ++r) {
@@ -368,21 +340,22 @@ void gemm(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t M, in
           int threads) {
   if (M <= 0 || N <= 0) return;
   const KernelSet ks = select_kernels(t);
+  // Row tasks of at least ~256 rows (each packs its own B blocks), up to 4 per thread so
+  // that a busy core delays the others less; columns when there are too few rows.
   int64_t tasks_m = 1, tasks_n = 1;
+  const int64_t row_panels = (M + ks.mr - 1) / ks.mr, col_panels = (N + ks.nr - 1) / ks.nr;
   if (threads > 1) {
-    const int64_t row_panels = (M + ks.mr - 1) / ks.mr;
-    const int64_t col_panels = (N + ks.nr - 1) / ks.nr;
     const int64_t work = M * N * std::max<int64_t>(K, 1);
     if (work < (int64_t(1) << 16)) {
       threads = 1;
-    } else if (row_panels >= 4 * threads || row_panels >= col_panels) {
-      tasks_m = std::min<int64_t>(threads, row_panels);
+    } else if (row_panels >= 2 * threads || row_panels >= col_panels) {
+      tasks_m = std::max<int64_t>(threads, std::min<int64_t>(4 * threads, M / 256));
+      tasks_m = std::min(tasks_m, row_panels);
     } else {
       tasks_n = std::min<int64_t>(threads, col_panels);
     }
   }
   const int64_t tasks = tasks_m * tasks_n;
-  const int64_t row_panels = (M + ks.mr - 1) / ks.mr, col_panels = (N + ks.nr - 1) / ks.nr;
   ThreadPool::instance().parallel_for(static_cast<int>(tasks), threads, [&](int task) {
     const int64_t tm = task / tasks_n, tn = task % tasks_n;
     const int64_t r0 = std::min(M, (row_panels * tm / tasks_m) * ks.mr);

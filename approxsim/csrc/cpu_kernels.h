@@ -2,8 +2,8 @@
 //
 // A GEMM is cut into micro-tiles of MR rows x NR columns over KC steps of the
 // contraction. Operands are packed per micro-panel:
-//   A (MR rows):    aoff[k*MR + r] = i << M (the table row of the operand),
-//                   asc[k*MR + r]  = sign|exponent bits of the operand as a float
+//   A (MR rows):    aoff[r*as + k] = i << aoff_shift (the table row of the operand),
+//                   asc[r*as + k]  = sign|exponent bits of the operand as a float
 //                                    (+-2^E, or +-0 for a zero/subnormal operand).
 //   B (NR columns): bidx[k*NR + c] = j (int32, gather kernels) or 16-bit j in the
 //                   permuted word order of the permute kernels (+ a mask of bit 6),
@@ -17,13 +17,14 @@
 #define APPROXSIM_CPU_KERNELS_H_
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "approx_product.h"
 
 namespace approxsim {
 
-enum SimdLevel { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
+enum SimdLevel { kPortable = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Vbmi = 3 };
 
 int detected_simd_level();  // what the CPU supports
 int simd_level();           // what is used (detected, or lower when forced)
@@ -36,6 +37,9 @@ struct Table {
   std::vector<float> f32;           // 2^2M entries (+ padding)
   std::vector<uint16_t> bf16;       // upper halves, when bf16_exact (+ padding)
   bool bf16_exact = false;          // every entry equals its upper 16 bits
+  std::vector<uint8_t> planes;      // bf16 entries as byte planes: row i at 256*i, low bytes then high
+                                    // bytes of T[i][0..127] (M <= 7, bf16_exact)
+  bool all_normal = false;          // every entry is a nonzero normal number
   std::vector<approxsim_entry> split;  // for the exact scalar path
   int emin = 0, emax = 0;           // unbiased exponent range of the nonzero entries
   bool any_nonzero = false;
@@ -58,18 +62,80 @@ inline bool float_domain_exact(const Table& t, const Stats& a, const Stats& b) {
          t.emin + a.emin + b.emin >= -126;
 }
 
+// How B panels are packed for a table kernel.
+enum BFormat {
+  kGather32 = 0,   // bidx: int32 j; bsc: scales
+  kPermute16 = 1,  // bidx: 16-bit j in permute_pos order, bmask: bit 6 of j per word (uint32 per k); bsc
+  kBytes8 = 2,     // bidx: 8-bit j in byte_pos order; bext: exponent/sign words to add to the bf16 entry
+                   // (word_pos order); bmask: uint64 per k of the nonzero normal operands (word_pos order)
+};
+
 // The tile shape and kernels of one SIMD level.
 struct KernelSet {
   int mr, nr;
-  bool permute;  // B indices packed as 16-bit words for the permute kernel (bf16 table, M <= 7)
-  // Table kernels: tile[r*nr + c] = sum_k product, for full MR x NR panels.
-  void (*table)(int kc, const int32_t* aoff, const float* asc, const void* bidx, const uint32_t* bmask,
-                const float* bsc, const Table& t, float* tile);
+  BFormat bformat;
+  int aoff_shift;  // aoff = i << aoff_shift
+  // Table kernels: tile[r*nr + c] = sum_k product, for full MR x NR panels; `as` is the A row stride.
+  void (*table)(int kc, int as, const int32_t* aoff, const float* asc, const void* bidx, const void* bext,
+                const void* bmask, const float* bsc, const Table& t, float* tile);
   // Exact kernel: tile[r*nr + c] = sum_k a*b.
-  void (*exact)(int kc, const float* a, const float* b, float* tile);
+  void (*exact)(int kc, int as, const float* a, const float* b, float* tile);
 };
 
 KernelSet select_kernels(const Table& t);
+
+inline uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Adds one operand (bit pattern u) to the stats of its panel.
+inline void account(uint32_t u, Stats& s) {
+  const int e = static_cast<int>((u >> 23) & 0xFFu);
+  if (e == 0xFF) {
+    s.special = true;
+  } else if (e != 0) {
+    s.emin = e - 127 < s.emin ? e - 127 : s.emin;
+    s.emax = e - 127 > s.emax ? e - 127 : s.emax;
+  }
+}
+
+// The float-domain scale of an operand: +-2^E, or +-0 for zero/subnormal.
+inline float scale_of(uint32_t u) {
+  return ((u >> 23) & 0xFFu) == 0 ? from_bits(u & 0x80000000u) : from_bits(u & 0xFF800000u);
+}
+
+// n A operands -> off[k] = i << aoff_shift (0 for zero/subnormal), sc[k] = scale_of; for the
+// exact product (m == 0) sc = raw. Updates the panel's stats. Vectorised where the CPU allows.
+void convert_a(const float* raw, int n, int m, int aoff_shift, int32_t* off, float* sc, Stats& s);
+
+// One k-row of 64 B operands -> the kBytes8 format (idx: 64 bytes, ext: 64 words, mask).
+void convert_b_bytes8(const float* raw, int m, uint8_t* idx, uint16_t* ext, uint64_t* mask, Stats& s);
+
+// Word position of column c (0..31) in the kPermute16 index vector: unpacklo/hi_epi16(0, v)
+// then yield columns 0..15 and 16..31 in order.
+inline int permute_pos(int c) {
+  const int half = c >> 4, cc = c & 15;
+  return 8 * (cc >> 2) + 4 * half + (cc & 3);
+}
+
+// kBytes8 (64 columns): byte position of column c in the index vector, and its position among
+// the 64 words W0 (0..31) = unpacklo_epi8(lo, hi), W1 (32..63) = unpackhi_epi8(lo, hi), so
+// that unpacklo/hi_epi16(0, W0), unpacklo/hi_epi16(0, W1) yield columns 0..63 in order.
+inline int byte_pos(int c) {
+  const int f = c >> 4, l = (c & 15) >> 2, r = c & 3;
+  return 16 * l + 4 * f + r;
+}
+inline int word_pos(int c) {
+  const int f = c >> 4, l = (c & 15) >> 2, r = c & 3;
+  return (f >= 2 ? 32 : 0) + 8 * l + 4 * (f & 1) + r;
+}
 
 }  // namespace approxsim
 

@@ -177,11 +177,12 @@ py::array_t<float> conv2d_filter_grad(const FArray& x, const FArray& dy, const s
 }
 
 int level_from_name(const std::string& name) {
+  if (name == "avx512_vbmi") return approxsim::kAvx512Vbmi;
   if (name == "avx512") return approxsim::kAvx512;
   if (name == "avx2") return approxsim::kAvx2;
   if (name == "portable") return approxsim::kPortable;
   if (name == "auto" || name.empty()) return -1;
-  throw std::invalid_argument("SIMD level must be one of auto, avx512, avx2, portable. Received: level=" + name);
+  throw std::invalid_argument("SIMD level must be one of auto, avx512_vbmi, avx512, avx2, portable. Received: level=" + name);
 }
 
 }  // namespace
@@ -204,7 +205,7 @@ PYBIND11_MODULE(_cpu, mod) {
   mod.def("conv2d_filter_grad", &conv2d_filter_grad, py::arg("x"), py::arg("dy"), py::arg("geometry"),
           py::arg("table"));
   mod.def("simd_level", [] { return std::string(approxsim::simd_name(approxsim::simd_level())); },
-          "The SIMD path in use: 'avx512', 'avx2' or 'portable'.");
+          "The SIMD path in use: 'avx512_vbmi', 'avx512', 'avx2' or 'portable'.");
   mod.def("detected_simd_level", [] { return std::string(approxsim::simd_name(approxsim::detected_simd_level())); },
           "The best SIMD path this CPU supports.");
   mod.def("set_simd_level", [](const std::string& name) { approxsim::set_simd_level(level_from_name(name)); },
