@@ -1,1 +1,0 @@
-"""CUDA kernels (package data), compiled at first use by CuPy/NVRTC; see approxsim.backends.cuda."""
