@@ -73,8 +73,20 @@ void approxsim_dk_conv_wgrad(const approxsim_dk_args* p, approxsim_dk_i64 begin,
 #define DK_OH p->v[14]
 #define DK_OW p->v[15]
 
-/* acc[j] += FN(s, row[j]) for j < len: the inner loop of every operation. */
-static inline void approxsim_dk_axpy(float* acc, float s, const float* row, approxsim_dk_i64 len) {
+#if defined(__GNUC__) || defined(__clang__)
+#define APPROXSIM_DK_RESTRICT __restrict__
+#define APPROXSIM_DK_NOINLINE __attribute__((noinline))
+#else
+#define APPROXSIM_DK_RESTRICT
+#define APPROXSIM_DK_NOINLINE
+#endif
+
+/*
+ * acc[j] += FN(s, row[j]) for j < len: the inner loop of every operation, kept out of
+ * line so that it is vectorised the same way wherever it is used.
+ */
+static APPROXSIM_DK_NOINLINE void approxsim_dk_axpy(float* APPROXSIM_DK_RESTRICT acc, float s,
+                                                    const float* APPROXSIM_DK_RESTRICT row, approxsim_dk_i64 len) {
   approxsim_dk_i64 j;
   for (j = 0; j < len; ++j) acc[j] += APPROXSIM_DIRECT_FN(s, row[j]);
 }
