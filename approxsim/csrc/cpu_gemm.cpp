@@ -18,7 +18,7 @@
 namespace approxsim {
 namespace {
 
-static const int kKC = std::getenv("APPROXSIM_KC") ? std::atoi(std::getenv("APPROXSIM_KC")) : 256;
+constexpr int kKC = 256;  // contraction steps per packed block
 constexpr int kMC = 128;  // rows of A per packed block (a multiple of every MR)
 constexpr int kNC = 512;  // columns of B per packed block (a multiple of every NR)
 
@@ -135,23 +135,32 @@ struct PatchTA {
     PatchA pa{x, g, c0};
     return pa.get(k, r, v);
   }
+  // k outer (one output pixel at a time), so each pixel's channels are read contiguously.
   void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
     const int64_t cig = g.cig();
-    for (int r = 0; r < nr; ++r) {
-      const int64_t q = r0 + r;
-      const int64_t ci = q % cig, tap = q / cig, kx = tap % g.kw, ky = tap / g.kw;
-      int64_t ox = k0 % g.ow, oy = (k0 / g.ow) % g.oh, n = k0 / (g.ow * g.oh);
-      for (int k = 0; k < kc; ++k) {
+    int64_t ox = k0 % g.ow, oy = (k0 / g.ow) % g.oh, n = k0 / (g.ow * g.oh);
+    for (int k = 0; k < kc; ++k) {
+      int64_t tap = r0 / cig, ci = r0 % cig;
+      for (int r = 0; r < nr;) {
+        const int64_t kx = tap % g.kw, ky = tap / g.kw;
         const int64_t iy = oy * g.sh - g.pt + ky * g.dh, ix = ox * g.sw - g.pl + kx * g.dw;
-        raw[r * ld + k] = (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w)
-                              ? 0.0f
-                              : x[((n * g.h + iy) * g.w + ix) * g.c + c0 + ci];
-        if (++ox == g.ow) {
-          ox = 0;
-          if (++oy == g.oh) {
-            oy = 0;
-            ++n;
-          }
+        const int run = static_cast<int>(std::min<int64_t>(cig - ci, nr - r));
+        float* dst = raw + int64_t(r) * ld + k;
+        if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
+          for (int t = 0; t < run; ++t) dst[int64_t(t) * ld] = 0.0f;
+        } else {
+          const float* src = x + ((n * g.h + iy) * g.w + ix) * g.c + c0 + ci;
+          for (int t = 0; t < run; ++t) dst[int64_t(t) * ld] = src[t];
+        }
+        r += run;
+        ++tap;
+        ci = 0;
+      }
+      if (++ox == g.ow) {
+        ox = 0;
+        if (++oy == g.oh) {
+          oy = 0;
+          ++n;
         }
       }
     }
@@ -268,15 +277,14 @@ void gemm_task(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t 
       for (int64_t ic = r0; ic < r1; ic += kMC) {
         const int mc = static_cast<int>(std::min<int64_t>(kMC, r1 - ic));
         const int mpan = (mc + mr - 1) / mr;
+        // Pack the block's rows (row r at r * kKC: panel ip holds rows ip*mr .. ip*mr + mr - 1).
+        A.pack(ic, mc, pc, kc, w.araw.data(), kKC);
+        for (int r = mc; r < mpan * mr; ++r) std::memset(w.araw.data() + size_t(r) * kKC, 0, sizeof(float) * kc);
         for (int ip = 0; ip < mpan; ++ip) {
-          const size_t base = size_t(ip) * kKC * mr;  // rows of the panel at base + r * kKC
-          float* raw = w.araw.data() + base;
-          const int rows = std::min(mr, mc - ip * mr);
-          A.pack(ic + int64_t(ip) * mr, rows, pc, kc, raw, kKC);
-          for (int r = rows; r < mr; ++r) std::memset(raw + r * kKC, 0, sizeof(float) * kc);
+          const size_t base = size_t(ip) * kKC * mr;
           Stats s;
           for (int r = 0; r < mr; ++r)
-            convert_a(raw + r * kKC, kc, m, ks.aoff_shift, w.aoff.data() + base + r * kKC,
+            convert_a(w.araw.data() + base + r * kKC, kc, m, ks.aoff_shift, w.aoff.data() + base + r * kKC,
                       w.asc.data() + base + r * kKC, s);
           w.astats[ip] = s;
         }
