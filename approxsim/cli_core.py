@@ -13,7 +13,8 @@ def _cmd_multipliers(args) -> int:
     rows = []
     for name in multipliers.available():
         mult = multipliers.get(name)
-        width = "exact" if mult.mantissa_bits is None else f"M={mult.mantissa_bits}"
+        width = ("full" if mult.kind == "direct" else "exact") if mult.mantissa_bits is None \
+            else f"M={mult.mantissa_bits}"
         rows.append((name, width, mult.kind, mult.description))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
@@ -58,7 +59,8 @@ def _cmd_info(args) -> int:
     if mult.aliases:
         print(f"aliases:       {', '.join(mult.aliases)}")
     print(f"kind:          {mult.kind}")
-    print(f"mantissa bits: {mult.mantissa_bits if mult.mantissa_bits is not None else 'full (exact)'}")
+    full = "full (direct model)" if mult.kind == "direct" else "full (exact)"
+    print(f"mantissa bits: {mult.mantissa_bits if mult.mantissa_bits is not None else full}")
     print(f"description:   {mult.description}")
     print(f"source:        {mult.source or 'built in'}")
     if mult.kind == "table":

@@ -110,7 +110,7 @@ class DirectModel:
         self.function = function
         self.mantissa_bits = None if mantissa_bits is None else int(mantissa_bits)
         self.name = name or function
-        self._digest = _compile._source_digest(self.path)
+        self._digest_value = None  # read at first need: nothing is read at import time
         self._lib = None
         self._lock = threading.Lock()
         self._cuda = None
@@ -130,6 +130,12 @@ class DirectModel:
 
     def __hash__(self):
         return hash((self._digest, self.function, self.compile_bits))
+
+    @property
+    def _digest(self) -> str:
+        if self._digest_value is None:
+            self._digest_value = _compile._source_digest(self.path)
+        return self._digest_value
 
     @property
     def source_digest(self) -> str:

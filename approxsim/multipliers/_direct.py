@@ -35,7 +35,7 @@ def builtins():
     ieee = "IEEE Std 754-2019, IEEE Standard for Floating-Point Arithmetic (roundTowardZero)."
     out = [
         _direct("mbm23", "mbm_full.c", "mbm23", 23,
-                "minimally biased multiplier, full 23-bit mantissas, as ApproxTrain's FMBM32 (direct, no table)",
+                "minimally biased multiplier, full 23-bit mantissas, cf. ApproxTrain's FMBM32 (direct, no table)",
                 (MBM_REF, APPROXTRAIN_REF)),
         _direct("mitchell23", "mitchell_full.c", "mitchell23", 23,
                 "Mitchell's logarithmic multiplier, full 23-bit mantissas (direct, no table)",
