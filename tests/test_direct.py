@@ -470,3 +470,82 @@ def test_gpu_equals_cpu():
                m.conv2d_input_grad(dy, w, geom))
     _same_bits(cp.asnumpy(m.cuda_conv2d_filter_grad(cp.asarray(x), cp.asarray(dy), geom)),
                m.conv2d_filter_grad(x, dy, geom))
+
+
+# --- the CUDA kernels and their launchers, run on the CPU ----------------------------------------
+
+_EMULATION = """
+#define __global__
+struct approxsim_emu_dim { long long x; };
+static const approxsim_emu_dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};
+"""
+
+
+class _FakeCupy:
+    """Just enough of CuPy, on NumPy, to run CudaKernels with the generated CUDA source compiled by g++
+    (one "thread" walks every grid-stride loop). Checks the kernels' index arithmetic and the launchers'
+    arguments without a GPU."""
+
+    float32, int64 = np.float32, np.int64
+    asarray = staticmethod(np.asarray)
+    ascontiguousarray = staticmethod(np.ascontiguousarray)
+    broadcast_arrays = staticmethod(np.broadcast_arrays)
+    broadcast_to = staticmethod(np.broadcast_to)
+    swapaxes = staticmethod(np.swapaxes)
+    empty = staticmethod(np.empty)
+
+    class cuda:  # noqa: N801 - mirrors cupy.cuda.compiler.CompileException
+        class compiler:  # noqa: N801
+            class CompileException(Exception):
+                pass
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+
+    def RawModule(self, code, options, backend):  # noqa: N802 - CuPy's name
+        assert "-default-device" in options and "--fmad=false" in options and backend == "nvrtc"
+        src = self.workdir / "emulated.cc"
+        src.write_text(_EMULATION + code)
+        lib = self.workdir / "emulated.so"
+        subprocess.run(["g++", "-O2", "-shared", "-fPIC", "-ffp-contract=off", str(src), "-o", str(lib)],
+                       check=True, capture_output=True)
+        dll = ctypes.CDLL(str(lib))
+
+        class Module:
+            def compile(self):
+                pass
+
+            def get_function(self, name):
+                def launch(grid, block, args):
+                    assert grid[0] >= 1 and block[0] >= 1
+                    getattr(dll, name)(*[ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray)
+                                         else ctypes.c_longlong(int(a)) for a in args])
+                return launch
+
+        return Module()
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
+def test_cuda_kernels_emulated_on_cpu_equal_cpu_kernels(tmpdir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _FakeCupy(tmpdir))
+    model = multipliers.get("mbm23").direct
+    gpu = dcuda.CudaKernels(model)
+    rng = np.random.default_rng(13)
+    a, b = _operands(20_000, seed=13)
+    _same_bits(gpu.multiply(a, b), model.multiply(a, b))
+    for sa, sb, ta, tb in [((5, 7), (7, 300), False, False), ((2, 7, 5), (3, 7), True, True),
+                           ((4, 1, 3, 6), (2, 6, 5), False, False)]:
+        x = rng.standard_normal(sa).astype(np.float32)
+        y = rng.standard_normal(sb).astype(np.float32)
+        _same_bits(gpu.matmul(x, y, transpose_a=ta, transpose_b=tb),
+                   model.matmul(x, y, transpose_a=ta, transpose_b=tb))
+    for case in CONV_CASES:
+        opts = {k: v for k, v in case.items() if k not in ("x", "w")}
+        geom = conv_geometry(case["x"], case["w"], **opts)
+        x = rng.standard_normal(case["x"]).astype(np.float32)
+        w = rng.standard_normal(case["w"]).astype(np.float32)
+        dy = rng.standard_normal(geom.output_shape).astype(np.float32)
+        # the same summation order as the CPU kernels: equal bit for bit
+        _same_bits(gpu.conv2d(x, w, geom), model.conv2d(x, w, geom))
+        _same_bits(gpu.conv2d_input_grad(dy, w, geom), model.conv2d_input_grad(dy, w, geom))
+        _same_bits(gpu.conv2d_filter_grad(x, dy, geom), model.conv2d_filter_grad(x, dy, geom))

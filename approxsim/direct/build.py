@@ -166,7 +166,14 @@ def build_library(path: Path, function: str, m: int) -> Path:
         if out.returncode != 0:
             raise CompileError(f"Linking the direct kernels of {function}() in {path.name} failed. Check that a "
                                f"C++17 compiler is installed (set $CXX to choose one).\n{out.stderr.strip()}")
-        staged = lib.with_name(f".{lib.name}.{os.getpid()}.tmp")
-        staged.write_bytes(tmp_lib.read_bytes())
-        os.replace(staged, lib)
+        fd, staged = tempfile.mkstemp(prefix=f".{lib.name}.", suffix=".tmp", dir=lib.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(tmp_lib.read_bytes())
+            os.chmod(staged, 0o755)
+            os.replace(staged, lib)  # atomic: concurrent builders of the same key write the same library
+        except BaseException:
+            if os.path.exists(staged):
+                os.unlink(staged)
+            raise
     return lib
