@@ -393,7 +393,8 @@ def test_prescan_skips_comments_strings_and_host_blocks(tmpdir):
 
 
 def test_nvrtc_log_translation():
-    log = 'm.c(3): error: identifier "fopen" is undefined\nm.c(1): catastrophic error: cannot open source file "cstdint"'
+    log = ('m.c(3): error: identifier "fopen" is undefined\n'
+           'm.c(1): catastrophic error: cannot open source file "cstdint"')
     message = str(dcuda.explain_nvrtc_log(log, "m() in m.c"))
     assert "fopen" in message and "#include <cstdint>" in message and "NVRTC log" in message
 
@@ -419,12 +420,13 @@ def test_nvrtc_compiles_builtins_and_plain_models(arch, expdep_file):
 def test_nvrtc_incompatible_model_gives_clear_error(tmpdir):
     path = tmpdir / "sneaky.c"  # hides fopen from the pre-scan behind a macro: NVRTC's log names it
     path.write_text("#define CALL(f) f\n"
-                    "float sneaky(float a, float b) { void* p = CALL(fopen)(\"x\", \"r\"); return a * b + (p != 0); }\n")
+                    "float sneaky(float a, float b) {\n"
+                    "  void* p = CALL(fopen)(\"x\", \"r\"); return a * b + (p != 0); }\n")
     source = DirectModel(path, function="sneaky").cuda_source()
     with pytest.raises(CompileError) as info:
         nvrtc.compile_to_ptx(source, options=dcuda.NVRTC_OPTIONS)
     message = str(dcuda.explain_nvrtc_log(info.value.args[1], "sneaky() in sneaky.c"))
-    assert "fopen" in message and "host-only" in message and "sneaky.c(2)" in message
+    assert "fopen" in message and "host-only" in message and "sneaky.c(3)" in message
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")

@@ -240,7 +240,6 @@ class CudaKernels:
             raise explain_nvrtc_log(str(e), f"{model.function}() in {model.path.name}") from None
 
     def _launch(self, name, items, *args):
-        cp = self._cp
         if items <= 0:
             return
         blocks = int(min((items + self._THREADS - 1) // self._THREADS, 65535 * 32))

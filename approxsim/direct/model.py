@@ -101,7 +101,8 @@ class DirectModel:
             raise FileNotFoundError(f"Multiplier source {str(path)!r} does not exist. Received: path={str(path)!r}")
         if not isinstance(function, str) or not function.isidentifier():
             raise ValueError(f"function must be a C identifier. Received: function={function!r}")
-        if mantissa_bits is not None and (isinstance(mantissa_bits, bool) or not isinstance(mantissa_bits, (int, np.integer))
+        if mantissa_bits is not None and (isinstance(mantissa_bits, bool)
+                                          or not isinstance(mantissa_bits, (int, np.integer))
                                           or not 1 <= int(mantissa_bits) <= MAX_DIRECT_BITS):
             raise ValueError(f"mantissa_bits of a direct model must be None or an integer from 1 to "
                              f"{MAX_DIRECT_BITS}. Received: mantissa_bits={mantissa_bits!r}")
