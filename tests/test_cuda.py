@@ -526,3 +526,162 @@ def test_gpu_large_conv_split_k(cuda):
     for op in CONV_OPS:
         _check_conv(lambda p0, p1, shape: getattr(cuda, op[1])(p0, p1, g, MULTS["s16"]), op, g, x, w, dy,
                     MULTS["s16"])
+
+
+# --- the backend's Python glue, against an emulated CuPy (no GPU) -------------------------------------
+
+
+class _Dev(np.ndarray):
+    """A NumPy array that plays a CuPy array."""
+
+
+class _FakeCupy:
+    """The part of CuPy the backend uses, on NumPy; kernels emulated from their parameter names."""
+
+    ndarray = _Dev
+    float32, uint32 = np.float32, np.uint32
+
+    class cuda:  # noqa: N801 - mirrors cupy.cuda
+        class Device:
+            id = 0
+            attributes = {"MultiProcessorCount": 8}
+
+    @staticmethod
+    def asarray(x):
+        return np.asarray(x).view(_Dev)
+
+    @staticmethod
+    def ascontiguousarray(x, dtype=None):
+        return np.ascontiguousarray(x, dtype=dtype).view(_Dev)
+
+    @staticmethod
+    def empty(shape, dtype):
+        return np.full(shape, np.nan, dtype).view(_Dev)
+
+    @staticmethod
+    def zeros(shape, dtype):
+        return np.zeros(shape, dtype).view(_Dev)
+
+    @staticmethod
+    def broadcast_to(x, shape):
+        return np.broadcast_to(x, shape).view(_Dev)
+
+    @staticmethod
+    def asnumpy(x):
+        return np.array(x).view(np.ndarray)
+
+
+def _param_names(filename, op):
+    import re
+
+    src = (KERNEL_DIR / filename).read_text()
+    macro = "APPROXSIM_PARAMS_gemm" if op == "gemm" else "APPROXSIM_CONV_PARAMS"
+    text = re.search(r"#define " + macro + r"\s*(.*?)\n\n", src, re.S).group(1).replace("\\", " ")
+    return [re.split(r"[\s*]+", p.strip())[-1] for p in text.split(",")]
+
+
+def _fake_kernel(filename, name, mult, calls):
+    op = name.split("_")[1] if name.startswith("approxsim_gemm") else "_".join(name.split("_")[1:3])
+    names = _param_names(filename, op)
+
+    def kernel(grid, block, args, shared_mem=0):
+        assert block == (256,) and len(args) == len(names) and shared_mem <= 48 * 1024
+        p = dict(zip(names, args))
+        splits, k_chunk = int(p["splits"]), int(p["k_chunk"])
+        assert grid[2] % splits == 0 and k_chunk % 8 == 0
+        calls.append((name, grid, splits))
+        if op == "gemm":
+            rows, cols, k = int(p["rows"]), int(p["cols"]), int(p["K"])
+            st = np.lib.stride_tricks.as_strided
+            for z in range(grid[2] // splits):
+                a = st(p["A"][z * int(p["a_bs"]):], (rows, k), (4 * int(p["a_rs"]), 4 * int(p["a_ks"])))
+                b = st(p["B"][z * int(p["b_bs"]):], (k, cols), (4 * int(p["b_ks"]), 4 * int(p["b_cs"])))
+                c = p["C"][z * rows * cols:(z + 1) * rows * cols].reshape(rows, cols)
+                for s in range(splits):
+                    ks = slice(s * k_chunk, min(k, (s + 1) * k_chunk))
+                    part = REF.matmul(np.array(a[:, ks]), np.array(b[ks]), mult)
+                    c[...] = c + part if splits > 1 else part
+            return
+        g = {k: int(p[k]) for k in ("n", "h", "w", "c", "kh", "kw", "cout", "groups", "sh", "sw", "dh", "dw",
+                                     "pt", "pl", "oh", "ow")}
+        assert grid[2] == g["groups"] * splits
+        pb = max(0, (g["oh"] - 1) * g["sh"] + (g["kh"] - 1) * g["dh"] + 1 - g["h"] - g["pt"])
+        pr = max(0, (g["ow"] - 1) * g["sw"] + (g["kw"] - 1) * g["dw"] + 1 - g["w"] - g["pl"])
+        geom = conv_geometry((g["n"], g["h"], g["w"], g["c"]), (g["kh"], g["kw"], g["c"] // g["groups"], g["cout"]),
+                             strides=(g["sh"], g["sw"]), dilations=(g["dh"], g["dw"]), groups=g["groups"],
+                             padding=((g["pt"], pb), (g["pl"], pr)))
+        assert (geom.oh, geom.ow) == (g["oh"], g["ow"])
+        method = {"conv_fwd": "conv2d", "conv_dgrad": "conv2d_input_grad", "conv_wgrad": "conv2d_filter_grad"}[op]
+        res = getattr(REF, method)(np.array(p["P0"]), np.array(p["P1"]), geom, mult)
+        out = p["OUT"]
+        out[...] = out + res.reshape(out.shape) if splits > 1 else res.reshape(out.shape)
+
+    return kernel
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    be = object.__new__(cuda_backend.CudaBackend)
+    be._cp, be._dummy = _FakeCupy, {}
+    state = {"mult": None, "calls": []}
+    monkeypatch.setattr(cuda_backend, "_function",
+                        lambda filename, name, variant: _fake_kernel(filename, name, state["mult"], state["calls"]))
+    return be, state
+
+
+@pytest.mark.parametrize("shapes", [((5, 7), (7, 3)), ((2, 3, 20, 1100), (1100, 9)), ((4, 1, 9, 6), (3, 6, 5)),
+                                    ((2, 65, 300), (2, 300, 130))])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_glue_matmul_emulated(fake_cuda, shapes, ta, tb):
+    be, state = fake_cuda
+    mult = state["mult"] = MULTS["s16"]
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(shapes[0]).astype(np.float32)
+    b = rng.standard_normal(shapes[1]).astype(np.float32)
+    a_in = np.swapaxes(a, -1, -2).copy() if ta else a
+    b_in = np.swapaxes(b, -1, -2).copy() if tb else b
+    got = be.matmul(a_in, b_in, mult, transpose_a=ta, transpose_b=tb)
+    assert type(got) is np.ndarray
+    want = REF.matmul(a_in, b_in, mult, transpose_a=ta, transpose_b=tb)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    dev = be.matmul(a_in.view(_Dev), b_in, mult, transpose_a=ta, transpose_b=tb)
+    assert isinstance(dev, _Dev)
+
+
+def test_glue_split_k_and_small_tiles(fake_cuda):
+    be, state = fake_cuda
+    mult = state["mult"] = MULTS["fp32"]
+    a = np.ones((10, 5000), np.float32)
+    b = np.ones((5000, 3), np.float32)
+    np.testing.assert_array_equal(be.matmul(a, b, mult), np.full((10, 3), 5000, np.float32))
+    name, grid, splits = state["calls"][-1]
+    assert name == "approxsim_gemm_fp32_S" and splits > 1
+
+
+@pytest.mark.parametrize("op", CONV_OPS, ids=[o[0] for o in CONV_OPS])
+@pytest.mark.parametrize("gi", range(len(GEOMETRIES)))
+def test_glue_conv_emulated(fake_cuda, op, gi):
+    be, state = fake_cuda
+    mult = state["mult"] = MULTS["g32"]
+    g, x, w, dy = _conv_cases(GEOMETRIES[gi], gi)
+    _check_conv(lambda p0, p1, shape: getattr(be, op[1])(p0, p1, g, mult), op, g, x, w, dy, mult)
+    name = state["calls"][-1][0]
+    assert name.startswith(f"approxsim_{op[0]}_g32_")
+
+
+def test_glue_direct_multipliers_delegate(fake_cuda):
+    be, _ = fake_cuda
+
+    class Model:
+        def cuda_matmul(self, a, b, *, transpose_a=False, transpose_b=False):
+            return (a @ b).view(_Dev)
+
+    mult = Multiplier("fake_direct", 23, direct=Model())
+    a, b = np.ones((2, 3), np.float32), np.ones((3, 4), np.float32)
+    np.testing.assert_array_equal(be.matmul(a, b, mult), np.full((2, 4), 3, np.float32))
+    out = _FakeCupy.zeros((2, 4), np.float32)
+    assert be.matmul(a.view(_Dev), b, mult, out=out) is out and out[0, 0] == 3
+    with pytest.raises(NotImplementedError, match="cuda_conv2d"):
+        be.conv2d(np.ones((1, 3, 3, 1), np.float32), np.ones((1, 1, 1, 1), np.float32),
+                  conv_geometry((1, 3, 3, 1), (1, 1, 1, 1)), mult)

@@ -249,20 +249,24 @@ class CudaBackend(Backend):
 
     # --- operations ------------------------------------------------------------------------
 
-    def _direct(self, mult, op, *args, **kwargs):
+    def _direct(self, mult, op, args, host, out, **kwargs):
+        """Delegates a ``kind == "direct"`` multiplier to ``mult.direct.cuda_<op>(*args, **kwargs)``."""
         fn = getattr(mult.direct, f"cuda_{op}", None)
         if fn is None:
             raise NotImplementedError(
                 f"Multiplier {mult.name!r} is a direct model and its model provides no CUDA {op} "
                 f"(`cuda_{op}`). Use backend='cpu' for it. Received: multiplier={mult.name!r}")
-        return fn(*args, **kwargs)
+        res = fn(*args, **kwargs)
+        if out is not None:
+            out[...] = res
+            res = out
+        return self._finish(res, host)
 
     def matmul(self, a, b, mult, *, transpose_a=False, transpose_b=False, out=None):
         cp = self._cp
         (a, b), host = self._device(a, b)
         if mult.kind == "direct":
-            return self._finish(self._direct(mult, "matmul", a, b, transpose_a=transpose_a,
-                                             transpose_b=transpose_b), host)
+            return self._direct(mult, "matmul", (a, b), host, out, transpose_a=transpose_a, transpose_b=transpose_b)
         from approxsim.geometry import matmul_shapes
 
         batch, m, k, n = matmul_shapes(a.shape, b.shape, transpose_a, transpose_b)
@@ -309,7 +313,7 @@ class CudaBackend(Backend):
     def conv2d(self, x, w, geom, mult, *, out=None):
         if mult.kind == "direct":
             (x, w), host = self._device(x, w)
-            return self._finish(self._direct(mult, "conv2d", x, w, geom), host)
+            return self._direct(mult, "conv2d", (x, w, geom), host, out)
         g = geom
         return self._conv("conv_fwd", x, w, g, mult, g.output_shape, g.n * g.oh * g.ow, g.cout_per_group,
                           g.kh * g.kw * g.cin_per_group, out)
@@ -317,7 +321,7 @@ class CudaBackend(Backend):
     def conv2d_input_grad(self, dy, w, geom, mult, *, out=None):
         if mult.kind == "direct":
             (dy, w), host = self._device(dy, w)
-            return self._finish(self._direct(mult, "conv2d_input_grad", dy, w, geom), host)
+            return self._direct(mult, "conv2d_input_grad", (dy, w, geom), host, out)
         g = geom
         return self._conv("conv_dgrad", dy, w, g, mult, g.input_shape, g.n * g.h * g.w, g.cin_per_group,
                           g.kh * g.kw * g.cout_per_group, out)
@@ -325,7 +329,7 @@ class CudaBackend(Backend):
     def conv2d_filter_grad(self, x, dy, geom, mult, *, out=None):
         if mult.kind == "direct":
             (x, dy), host = self._device(x, dy)
-            return self._finish(self._direct(mult, "conv2d_filter_grad", x, dy, geom), host)
+            return self._direct(mult, "conv2d_filter_grad", (x, dy, geom), host, out)
         g = geom
         return self._conv("conv_wgrad", x, dy, g, mult, g.filter_shape, g.kh * g.kw * g.cin_per_group,
                           g.cout_per_group, g.n * g.oh * g.ow, out)
