@@ -408,7 +408,7 @@ needs_nvrtc = pytest.mark.skipif(nvrtc.find_nvrtc() is None,
 def test_nvrtc_compiles_builtins_and_plain_models(arch, expdep_file):
     plain = expdep_file.parent / "plain_gpu.c"  # unannotated functions and a file-scope table
     plain.write_text("static const float k[2] = {1.0f, 0.5f};\n"
-                     "static float half(float x) { return x * k[1]; }\n"
+                     "static float half(float x) { const float* restrict p = k; return x * p[1]; }\n"
                      "float plain_gpu(float a, float b) { uint32_t u = 1; return half(a) * b * k[u - 1]; }\n")
     models = [multipliers.get(n).direct for n in ("mbm23", "mitchell23", "fp32_trunc17")]
     for model in models + [DirectModel(plain, function="plain_gpu")]:

@@ -48,7 +48,7 @@ typedef unsigned long long uint64_t;
 #define APPROXSIM_MANTISSA_BITS {m}
 #define APPROXSIM_DIRECT_FN {function}
 #define main approxsim_user_main_
-"""
+{c_compat}"""
 
 _HOST_ONLY = {
     "I/O": ("printf", "fprintf", "sprintf", "snprintf", "vprintf", "puts", "fputs", "putchar", "scanf", "fscanf",
@@ -191,8 +191,10 @@ def generate_source(model, *, check: bool = True) -> str:
             "generated source already defines int8_t..uint64_t, and the CUDA math functions (fabsf, ldexp, ...) "
             "need no header. Received: path=" + repr(str(model.path)))
     kernels = (header_dir() / "direct_cuda.h").read_text()
+    c_compat = "#define restrict __restrict__ /* a C model: NVRTC compiles C++ */\n" \
+        if model.path.suffix.lower() == ".c" else ""
     return (_PRELUDE.format(label=f"{model.function}() in {model.path.name}", m=model.compile_bits,
-                            function=model.function)
+                            function=model.function, c_compat=c_compat)
             + body + "\n#undef main\n#line 1 \"direct_cuda.h\"\n" + kernels)
 
 
