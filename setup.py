@@ -15,6 +15,7 @@ ParallelCompile("APPROXSIM_BUILD_JOBS", default=0).install()
 ext = Pybind11Extension(
     "approxsim._cpu",
     sorted(glob.glob("approxsim/csrc/*.cpp")),
+    depends=sorted(glob.glob("approxsim/csrc/*.h")),  # rebuild when a header changes
     include_dirs=["approxsim/csrc"],
     cxx_std=17,
     extra_compile_args=["-O3", "-fno-math-errno"],

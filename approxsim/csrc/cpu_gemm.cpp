@@ -299,7 +299,7 @@ void gemm_task(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t 
             float* tile = w.tile.data();
             const Stats& as = w.astats[ip];
             const Stats& bs = w.bstats[jp];
-            const bool fast = exact ? !(as.special || bs.special) : float_domain_exact(t, as, bs);
+            const bool fast = exact ? fma_safe(as, bs) : float_domain_exact(t, as, bs);
             if (fast && exact) {
               ks.exact(kc, kKC, w.asc.data() + abase, w.bsc.data() + bbase, tile);
             } else if (fast) {

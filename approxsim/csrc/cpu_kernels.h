@@ -57,9 +57,10 @@ struct Stats {
 // Whether the float-domain product is exact for every pair of a panel pair.
 inline bool float_domain_exact(const Table& t, const Stats& a, const Stats& b) {
   if (a.special || b.special) return false;
-  if (!t.any_nonzero || a.emax < a.emin || b.emax < b.emin) return true;  // all products are zeros
-  return t.emax + b.emax <= 127 && t.emin + b.emin >= -126 && t.emax + a.emax + b.emax <= 127 &&
-         t.emin + a.emin + b.emin >= -126;
+  if (!t.any_nonzero || b.emax < b.emin) return true;  // every T * bscale is zero
+  if (t.emax + b.emax > 127 || t.emin + b.emin < -126) return false;  // T * bscale leaves the normal range
+  if (a.emax < a.emin) return true;  // every product is (T * bscale) * 0
+  return t.emax + a.emax + b.emax <= 127 && t.emin + a.emin + b.emin >= -126;
 }
 
 // How B panels are packed for a table kernel.
@@ -69,6 +70,13 @@ enum BFormat {
   kBytes8 = 2,     // bidx: 8-bit j in byte_pos order; bext: exponent/sign words to add to the bf16 entry
                    // (word_pos order); bmask: uint64 per k of the nonzero normal operands (word_pos order)
 };
+
+// Whether the fused multiply-adds of the exact kernels give the IEEE products' sums: no
+// Inf/NaN, and no product can overflow (an FMA could avoid an overflow that the product has).
+inline bool fma_safe(const Stats& a, const Stats& b) {
+  if (a.special || b.special) return false;
+  return a.emax < a.emin || b.emax < b.emin || a.emax + b.emax <= 125;
+}
 
 // The tile shape and kernels of one SIMD level.
 struct KernelSet {

@@ -1,0 +1,449 @@
+"""The CPU backend (C++ kernels) against the reference backend.
+
+Single products (contractions of length 1) must be bit-exact, specials included; sums
+agree within ``1e-5 * sum(|products|)``. The C++ kernels take fast "float domain"
+paths only where they are exact, so the tests mix operands that keep every block in
+range with operands across the whole exponent range, and run every SIMD path this CPU has.
+"""
+
+import numpy as np
+import pytest
+
+import approxsim
+from approxsim.backends import backend_status
+from approxsim.geometry import conv_geometry
+from approxsim.product import products
+
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+
+cpu_ok, cpu_reason = backend_status("cpu")
+needs_cpu = pytest.mark.skipif(not cpu_ok, reason=f"cpu backend not usable: {cpu_reason}")
+
+MULTS = ["mbm7", "mitchell5", "bf16", "mbm11", "mitchell1", "fp32"]
+
+
+def _hand_table():
+    """M = 3 with negative, zero and subnormal entries."""
+    rng = np.random.default_rng(7)
+    t = rng.uniform(1, 4, (8, 8)).astype(np.float32)
+    t[0, 1] = -1.5
+    t[2, 3] = 0.0
+    t[3, 2] = 1e-39  # subnormal
+    t[5, 5] = -0.0
+    t[7, 0] = 2.0 ** -120
+    return approxsim.Multiplier("hand3", 3, t)
+
+
+def _wide_table():
+    """M = 2 with entries far from 1: the float-domain path must see the over/underflows."""
+    t = np.array([[1.0, 2.0 ** 100, 1.5, 3.0], [2.0 ** -100, 1.25, 2.0, 1.0],
+                  [1.0, 1.0, 2.0 ** 120, 1.0], [1.75, 2.0 ** -125, 1.0, 3.5]], np.float32)
+    return approxsim.Multiplier("wide2", 2, t)
+
+
+def _bf16_zero_table():
+    """M = 6, bf16-exact, with a zero entry (not the integer-exponent kernel)."""
+    t = np.round(np.random.default_rng(3).uniform(1, 4, (64, 64)) * 64) / 64
+    t[5, 9] = 0.0
+    return approxsim.Multiplier("bfzero6", 6, t.astype(np.float32))
+
+
+def _full_mantissa_table():
+    """M = 7 with full 23-bit mantissas (not bf16-exact: the 32-bit gather path)."""
+    return approxsim.Multiplier("full7", 7, np.random.default_rng(4).uniform(0.5, 4, (128, 128)).astype(np.float32))
+
+
+CUSTOM = {"hand3": _hand_table, "wide2": _wide_table, "bfzero6": _bf16_zero_table, "full7": _full_mantissa_table}
+
+
+def _mult(name):
+    return CUSTOM[name]() if name in CUSTOM else approxsim.multipliers.get(name)
+
+
+def _simd_levels():
+    if not cpu_ok:
+        return ["none"]
+    from approxsim import _cpu
+
+    order = ["portable", "avx2", "avx512", "avx512_vbmi"]
+    return order[:order.index(_cpu.detected_simd_level()) + 1]
+
+
+@pytest.fixture(params=_simd_levels())
+def simd(request):
+    """Each SIMD path of the CPU kernels that this CPU can run (forced, then restored)."""
+    if request.param == "none":
+        pytest.skip(f"cpu backend not usable: {cpu_reason}")
+    from approxsim import _cpu
+
+    _cpu.set_simd_level(request.param)
+    yield request.param
+    _cpu.set_simd_level("auto")
+
+
+def special_values():
+    s = [0.0, -0.0, 1e-45, -1e-45, 1.1754942e-38, -5e-39, 1.1754944e-38, -1.1754944e-38, 1.0, -1.0, 1.5,
+         -1.9999999, 3.4028235e38, -3.4028235e38, 2.0 ** 64, 2.0 ** -64, 2.0 ** 127, 2.0 ** -126, 2.0 ** -100,
+         np.inf, -np.inf, np.nan]
+    return np.array(s, dtype=np.float32)
+
+
+def random_bits(rng, n):
+    """float32 values with every exponent field (NaN, Inf, subnormal, zero included)."""
+    u = rng.integers(0, 2 ** 32, n, dtype=np.uint64).astype(np.uint32)
+    return u.view(np.float32)
+
+
+def moderate(rng, shape, lo=-20, hi=20):
+    """Normal values with exponents in [lo, hi] and random mantissas and signs."""
+    sig = rng.uniform(1, 2, shape) * rng.choice([-1.0, 1.0], shape)
+    return np.ldexp(sig, rng.integers(lo, hi + 1, shape)).astype(np.float32)
+
+
+def same_products(got, want):
+    """Bitwise equal, except that a zero's sign is unspecified in a sum and NaN is any NaN."""
+    gb, wb = got.view(np.uint32), want.view(np.uint32)
+    both_nan = np.isnan(got) & np.isnan(want)
+    both_zero = (got == 0) & (want == 0)
+    return (gb == wb) | both_nan | both_zero
+
+
+def within_tolerance(got, want, abs_sum):
+    both_nan = np.isnan(got) & np.isnan(want)
+    same_inf = np.isinf(got) & (got == want)
+    finite = np.isfinite(want) & np.isfinite(got)
+    close = np.zeros(got.shape, bool)
+    close[finite] = np.abs(got[finite].astype(np.float64) - want[finite]) <= 1e-5 * abs_sum[finite] + 1e-30
+    return both_nan | same_inf | close
+
+
+# ----------------------------------------------------------------------------- single products
+
+@pytest.mark.parametrize("name", MULTS + list(CUSTOM))
+def test_single_products_bit_exact(fast_backend, name):
+    """K = 1 contractions: each output is one product, bit-exact with the reference."""
+    mult = _mult(name)
+    rng = np.random.default_rng(1)
+    for a, b in [(moderate(rng, 257), moderate(rng, 130)),                      # fast paths
+                 (np.concatenate([special_values(), random_bits(rng, 200)]),   # whole range
+                  np.concatenate([random_bits(rng, 100), special_values()]))]:
+        got = approxsim.matmul(a[:, None], b[None, :], multiplier=mult, backend=fast_backend)
+        want = approxsim.matmul(a[:, None], b[None, :], multiplier=mult, backend="reference")
+        ok = same_products(got, want)
+        ai, bi = np.nonzero(~ok)
+        assert ok.all(), f"{name}: {a[ai[:4]]} (*) {b[bi[:4]]} -> {got[~ok][:4]}, want {want[~ok][:4]}"
+
+
+@needs_cpu
+@pytest.mark.parametrize("name", ["mbm7", "mitchell5", "mbm11", "fp32", "hand3", "wide2", "bfzero6", "full7"])
+def test_every_simd_path_single_products_and_sums(simd, name):
+    mult = _mult(name)
+    rng = np.random.default_rng(2)
+    a = np.concatenate([moderate(rng, 150), special_values(), random_bits(rng, 40)])
+    b = np.concatenate([moderate(rng, 90), random_bits(rng, 30), special_values()])
+    got = approxsim.matmul(a[:, None], b[None, :], multiplier=mult, backend="cpu")
+    want = approxsim.matmul(a[:, None], b[None, :], multiplier=mult, backend="reference")
+    assert same_products(got, want).all(), simd
+    if name == "wide2":
+        return  # its products overflow float32 partial sums: only single products are comparable
+    # Sums, with one block of wide exponents (exact path) among fast ones.
+    a2 = moderate(rng, (37, 300), -8, 8)
+    b2 = moderate(rng, (300, 70), -8, 8)
+    a2[:8, :40] = moderate(rng, (8, 40), -125, 125)
+    got = approxsim.matmul(a2, b2, multiplier=mult, backend="cpu")
+    want = approxsim.matmul(a2, b2, multiplier=mult, backend="reference")
+    abs_sum = np.abs(products(a2[:, :, None], b2[None, :, :], mult).astype(np.float64)).sum(axis=1)
+    assert within_tolerance(got, want, abs_sum).all(), simd
+
+
+# ----------------------------------------------------------------------------- sums
+
+@pytest.mark.parametrize("name", ["mbm7", "mbm11", "fp32", "hand3"])
+def test_sums_within_tolerance(fast_backend, name):
+    mult = _mult(name)
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((45, 600)).astype(np.float32)
+    b = rng.standard_normal((600, 77)).astype(np.float32)
+    got = approxsim.matmul(a, b, multiplier=mult, backend=fast_backend)
+    want = approxsim.matmul(a, b, multiplier=mult, backend="reference")
+    abs_sum = np.abs(products(a[:, :, None], b[None, :, :], mult).astype(np.float64)).sum(axis=1)
+    assert within_tolerance(got, want, abs_sum).all()
+
+
+@pytest.mark.parametrize("name", ["mbm7", "fp32"])
+def test_specials_propagate_through_sums(fast_backend, name):
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((20, 50)).astype(np.float32)
+    b = rng.standard_normal((50, 40)).astype(np.float32)
+    a[1, 3] = np.inf
+    b[3, 5] = 1e-40      # Inf * subnormal -> NaN
+    b[3, 6] = 0.0        # Inf * 0 -> NaN
+    a[2, 7] = np.nan
+    a[4, 9] = -np.inf
+    b[9, 0] = np.inf     # -Inf * Inf -> -Inf
+    a[5, 11] = 3e38
+    b[11, 1] = 3e38      # overflow -> Inf
+    got = approxsim.matmul(a, b, multiplier=name, backend=fast_backend)
+    want = approxsim.matmul(a, b, multiplier=name, backend="reference")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+    assert np.isnan(got[1, 6]) and np.isnan(got[2]).all()
+    if name != "fp32":  # IEEE: Inf * subnormal = Inf; DESIGN.md section 1: NaN
+        assert np.isnan(got[1, 5])
+
+
+# ----------------------------------------------------------------------------- operand order
+
+def _marked():
+    t = np.ones((4, 4), np.float32)
+    t[1, 2] = 3.0   # T[first operand index 1][second operand index 2]
+    t[2, 1] = 0.5   # the swapped lookup
+    return approxsim.Multiplier("marked2", 2, t)
+
+
+def test_operand_order_forward_and_both_gradients(backend):
+    """Forward T[x][w], input gradient T[dy][w], filter gradient T[x][dy] (DESIGN.md section 1)."""
+    mult = _marked()
+    p, q = 1.25, 1.5  # mantissa indices 1 and 2 at M = 2
+    x = np.full((1, 3, 3, 1), p, np.float32)
+    w = np.full((1, 1, 1, 1), q, np.float32)
+    y = approxsim.conv2d(x, w, multiplier=mult, backend=backend)
+    np.testing.assert_array_equal(y, np.full((1, 3, 3, 1), 3.0))
+    dy = np.full((1, 3, 3, 1), p, np.float32)
+    dx = approxsim.conv2d_input_grad(dy, w, x.shape, multiplier=mult, backend=backend)
+    np.testing.assert_array_equal(dx, np.full(x.shape, 3.0))
+    dy = np.full((1, 3, 3, 1), q, np.float32)
+    dw = approxsim.conv2d_filter_grad(x, dy, w.shape, multiplier=mult, backend=backend)
+    np.testing.assert_array_equal(dw, np.full(w.shape, 27.0))
+    m = approxsim.matmul(np.full((2, 1), p, np.float32), np.full((1, 3), q, np.float32), multiplier=mult,
+                         backend=backend)
+    np.testing.assert_array_equal(m, np.full((2, 3), 3.0))
+    mt = approxsim.matmul(np.full((1, 2), p, np.float32), np.full((3, 1), q, np.float32), multiplier=mult,
+                          backend=backend, transpose_a=True, transpose_b=True)
+    np.testing.assert_array_equal(mt, np.full((2, 3), 3.0))
+
+
+# ----------------------------------------------------------------------------- convolutions
+
+GEOMETRIES = [
+    dict(x=(2, 9, 8, 6), w=(3, 3, 6, 5), strides=2, padding="SAME"),
+    dict(x=(2, 9, 8, 6), w=(3, 2, 6, 5), strides=(1, 2), padding="VALID"),
+    dict(x=(1, 7, 9, 4), w=(2, 3, 4, 3), strides=1, padding=((1, 2), (0, 1))),
+    dict(x=(2, 10, 9, 3), w=(3, 3, 3, 4), strides=1, padding="SAME", dilations=2),
+    dict(x=(2, 8, 8, 6), w=(3, 3, 3, 4), strides=1, padding="SAME", groups=2),
+    dict(x=(2, 8, 7, 5), w=(3, 3, 1, 10), strides=2, padding="SAME", groups=5),   # depthwise, multiplier 2
+    dict(x=(3, 6, 6, 70), w=(1, 1, 70, 66), strides=1, padding="VALID"),          # more than one panel
+    dict(x=(1, 5, 5, 2), w=(5, 5, 2, 3), strides=3, padding="SAME", dilations=1),
+]
+
+
+def _ids(g):
+    return "-".join(f"{k}{v}" for k, v in g.items() if k not in ("x", "w")) + f"-x{g['x']}-w{g['w']}"
+
+
+@pytest.mark.parametrize("geo", GEOMETRIES, ids=[_ids(g) for g in GEOMETRIES])
+@pytest.mark.parametrize("name", ["mbm7", "fp32", "mbm11"])
+def test_conv_geometries(fast_backend, geo, name):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(geo["x"]).astype(np.float32)
+    w = rng.standard_normal(geo["w"]).astype(np.float32)
+    opts = {k: v for k, v in geo.items() if k not in ("x", "w")}
+    geom = conv_geometry(x.shape, w.shape, **opts)
+    dy = rng.standard_normal(geom.output_shape).astype(np.float32)
+    abs_x, abs_w, abs_dy = (np.abs(v) for v in (x, w, dy))
+    cases = [
+        (approxsim.conv2d, (x, w), (abs_x, abs_w)),
+        (lambda a, b, **k: approxsim.conv2d_input_grad(a, b, x.shape, **k), (dy, w), (abs_dy, abs_w)),
+        (lambda a, b, **k: approxsim.conv2d_filter_grad(a, b, w.shape, **k), (x, dy), (abs_x, abs_dy)),
+    ]
+    for fn, args, abs_args in cases:
+        got = fn(*args, multiplier=name, backend=fast_backend, **opts)
+        want = fn(*args, multiplier=name, backend="reference", **opts)
+        # Table entries are in [1, 4): |a (*) b| <= 4 |a| |b|.
+        bound = fn(*abs_args, multiplier="fp32", backend="reference", **opts).astype(np.float64) * 4
+        assert got.shape == want.shape
+        assert within_tolerance(got, want, bound).all()
+
+
+def test_conv_specials_match_reference(fast_backend):
+    """Inf/NaN in inputs: padding zeros are products (NaN with Inf), unreached positions are not."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 6, 6, 2)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 2, 2)).astype(np.float32)
+    w[0, 0, 1, 0] = np.inf
+    x[0, 2, 3, 0] = np.nan
+    opts = dict(strides=2, padding="SAME", multiplier="mbm7")
+    geom = conv_geometry(x.shape, w.shape, strides=2, padding="SAME")
+    dy = rng.standard_normal(geom.output_shape).astype(np.float32)
+    for fn, args in [(approxsim.conv2d, (x, w)),
+                     (lambda a, b, **k: approxsim.conv2d_input_grad(a, b, x.shape, **k), (dy, w)),
+                     (lambda a, b, **k: approxsim.conv2d_filter_grad(a, b, w.shape, **k), (x, dy))]:
+        got = fn(*args, backend=fast_backend, **opts)
+        want = fn(*args, backend="reference", **opts)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        fin = np.isfinite(want)
+        np.testing.assert_allclose(got[fin], want[fin], rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- matmul forms and inputs
+
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_batched_transposed_matmul(fast_backend, ta, tb):
+    rng = np.random.default_rng(8)
+    a_shape, b_shape = (2, 3, 5, 7), (3, 7, 40)
+    a = rng.standard_normal(a_shape[:-2] + (a_shape[-1], a_shape[-2]) if ta else a_shape).astype(np.float32)
+    b = rng.standard_normal(b_shape[:-2] + (b_shape[-1], b_shape[-2]) if tb else b_shape).astype(np.float32)
+    got = approxsim.matmul(a, b, multiplier="mbm7", backend=fast_backend, transpose_a=ta, transpose_b=tb)
+    want = approxsim.matmul(a, b, multiplier="mbm7", backend="reference", transpose_a=ta, transpose_b=tb)
+    assert got.shape == want.shape == (2, 3, 5, 40)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_matmul_broadcast_2d_with_batch(fast_backend):
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((6, 9)).astype(np.float32)
+    b = rng.standard_normal((4, 9, 3)).astype(np.float32)
+    got = approxsim.matmul(a, b, multiplier="mitchell5", backend=fast_backend)
+    want = approxsim.matmul(a, b, multiplier="mitchell5", backend="reference")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_non_contiguous_float64_and_int_inputs(fast_backend):
+    rng = np.random.default_rng(10)
+    base = rng.standard_normal((40, 60))
+    a = base[::2, ::3]                       # float64, strided
+    b = np.asfortranarray(rng.integers(-5, 6, (20, 13)))  # int, Fortran order
+    got = approxsim.matmul(a, b, multiplier="mbm7", backend=fast_backend)
+    want = approxsim.matmul(np.ascontiguousarray(a, np.float32), np.ascontiguousarray(b, np.float32),
+                            multiplier="mbm7", backend="reference")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    x = rng.standard_normal((2, 12, 10, 6))[:, ::2, :, ::2]  # float64 view with odd strides
+    w = rng.integers(-2, 3, (3, 3, 3, 4)).astype(np.int16)
+    got = approxsim.conv2d(x, w, padding="SAME", multiplier="mbm7", backend=fast_backend)
+    want = approxsim.conv2d(x.astype(np.float32), w.astype(np.float32), padding="SAME", multiplier="mbm7",
+                            backend="reference")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@needs_cpu
+def test_thread_count_env_var(monkeypatch):
+    from approxsim import _cpu
+
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((300, 200)).astype(np.float32)
+    b = rng.standard_normal((200, 150)).astype(np.float32)
+    results = []
+    for n in ("1", "2", "5"):
+        monkeypatch.setenv("APPROXSIM_NUM_THREADS", n)
+        assert _cpu.num_threads() == int(n)
+        results.append(approxsim.matmul(a, b, multiplier="mbm7", backend="cpu"))
+    # Each output's sum is formed in the same order whatever the split: identical results.
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    monkeypatch.setenv("APPROXSIM_NUM_THREADS", "not-a-number")
+    assert _cpu.num_threads() >= 1
+
+
+# ----------------------------------------------------------------------------- errors
+
+def test_shape_errors_name_both_shapes(fast_backend):
+    a = np.ones((3, 4), np.float32)
+    b = np.ones((5, 6), np.float32)
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(5, 6\)"):
+        approxsim.matmul(a, b, multiplier="mbm7", backend=fast_backend)
+    x = np.ones((1, 5, 5, 3), np.float32)
+    w = np.ones((3, 3, 2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"\(1, 5, 5, 3\).*\(3, 3, 2, 4\)"):
+        approxsim.conv2d(x, w, multiplier="mbm7", backend=fast_backend)
+    w = np.ones((3, 3, 3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"dy"):
+        approxsim.conv2d_input_grad(np.ones((1, 3, 3, 5), np.float32), w, x.shape, multiplier="mbm7",
+                                    backend=fast_backend)
+
+
+@needs_cpu
+def test_extension_validates_sizes_itself():
+    """Called directly (no front end), the extension still refuses sizes that do not fit."""
+    from approxsim import _cpu
+    from approxsim.backends.cpu import _geometry, _table
+
+    table = _table(approxsim.multipliers.get("mbm7"))
+    idx = np.zeros(1, np.int64)
+    with pytest.raises(ValueError, match=r"\(1, 3, 4\).*\(1, 5, 6\)"):
+        _cpu.matmul(np.ones((1, 3, 4), np.float32), np.ones((1, 5, 6), np.float32), table, False, False, idx, idx)
+    with pytest.raises(ValueError, match="batch index"):
+        _cpu.matmul(np.ones((1, 3, 4), np.float32), np.ones((1, 4, 6), np.float32), table, False, False, idx + 1,
+                    idx)
+    geom = conv_geometry((1, 5, 5, 3), (3, 3, 3, 4), padding="SAME")
+    with pytest.raises(ValueError, match=r"x has shape \(1, 5, 5, 2\)"):
+        _cpu.conv2d(np.ones((1, 5, 5, 2), np.float32), np.ones((3, 3, 3, 4), np.float32), _geometry(geom), table)
+    bad = _geometry(geom)
+    bad[16] += 1  # oh inconsistent with the rest
+    with pytest.raises(ValueError, match="geometry"):
+        _cpu.conv2d(np.ones((1, 5, 5, 3), np.float32), np.ones((3, 3, 3, 4), np.float32), bad, table)
+
+
+# ----------------------------------------------------------------------------- misc
+
+@needs_cpu
+def test_simd_level_reported():
+    from approxsim import _cpu
+
+    assert _cpu.simd_level() in ("portable", "avx2", "avx512", "avx512_vbmi")
+    with pytest.raises(ValueError, match="Received: level=sse9"):
+        _cpu.set_simd_level("sse9")
+
+
+@needs_cpu
+def test_bf16_form_only_when_exact():
+    from approxsim.backends.cpu import _table
+
+    assert _table(approxsim.multipliers.get("mbm7")).bf16_exact
+    assert not _table(_full_mantissa_table()).bf16_exact
+
+
+@needs_cpu
+def test_direct_multipliers_are_delegated():
+    calls = []
+
+    class FakeDirect:
+        def matmul(self, a, b, *, transpose_a, transpose_b):
+            calls.append("matmul")
+            return np.zeros((2, 2), np.float32)
+
+        def conv2d(self, x, w, geom):
+            calls.append("conv2d")
+            return np.zeros(geom.output_shape, np.float32)
+
+        def conv2d_input_grad(self, dy, w, geom):
+            calls.append("dx")
+            return np.zeros(geom.input_shape, np.float32)
+
+        def conv2d_filter_grad(self, x, dy, geom):
+            calls.append("dw")
+            return np.zeros(geom.filter_shape, np.float32)
+
+    mult = approxsim.Multiplier("fake_direct", None, direct=FakeDirect())
+    be = approxsim.get_backend("cpu")
+    be.matmul(np.ones((2, 3), np.float32), np.ones((3, 2), np.float32), mult)
+    geom = conv_geometry((1, 4, 4, 1), (3, 3, 1, 1))
+    be.conv2d(np.ones((1, 4, 4, 1), np.float32), np.ones((3, 3, 1, 1), np.float32), geom, mult)
+    be.conv2d_input_grad(np.ones((1, 2, 2, 1), np.float32), np.ones((3, 3, 1, 1), np.float32), geom, mult)
+    be.conv2d_filter_grad(np.ones((1, 4, 4, 1), np.float32), np.ones((1, 2, 2, 1), np.float32), geom, mult)
+    assert calls == ["matmul", "conv2d", "dx", "dw"]
+
+
+@needs_cpu
+def test_conv_memory_does_not_grow_with_batch():
+    """Implicit GEMM: the peak RSS stays within inputs + outputs + 64 MiB for a large batch."""
+    resource = pytest.importorskip("resource")
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((96, 32, 32, 32)).astype(np.float32)  # 12 MiB; an im2col would be 108 MiB
+    w = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    y = approxsim.conv2d(x, w, padding="SAME", multiplier="mbm7", backend="cpu")
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert after - before < y.nbytes + 64 * 2 ** 20
