@@ -101,7 +101,10 @@ def sweep_command(args) -> int:
     if args.quiet:
         data["verbose"] = 0
     cfg = SweepConfig.from_dict(data, source=args.config or "the command line")
-    run_config(cfg)
+    result = run_config(cfg)
+    if result["table"]:  # the chief of a multi-worker run
+        print("\n" + result["table"])
+        print(f"Results in {cfg.out}: results.csv, summary.md, accuracy.png, loss.png, runs/")
     return 0
 
 
@@ -120,8 +123,7 @@ def demo_command(args) -> int:
         shutil.copyfile(os.path.join(work, "results.csv"), "approxsim-demo.csv")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if args.quiet:
-        print(result["table"])
+    print("\n" + result["table"])
     print(f"Wrote {png} and approxsim-demo.csv ({time.perf_counter() - start:.0f} s).")
     return 0
 

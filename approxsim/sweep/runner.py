@@ -106,7 +106,10 @@ def _strategy(cfg: SweepConfig):
     import tensorflow as tf
 
     if cfg.strategy == "mirrored":
-        return tf.distribute.MirroredStrategy(), True
+        # The local GPUs; without any, every logical CPU (several only when configured so).
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
+            [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices), True
     if cfg.strategy == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable (cluster and task) "
@@ -141,6 +144,17 @@ def _initial_weights(cfg, ds, strategy, path):
     model.save_weights(path)
 
 
+def _one_epoch_callback():
+    """A Keras callback that ends ``fit`` after the current epoch."""
+    import keras
+
+    class OneEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    return OneEpoch()
+
+
 def _train_one(cfg, ds, strategy, name, out, initial_path):
     """Trains (or continues) the run of one multiplier; returns its result rows."""
     import keras
@@ -171,8 +185,9 @@ def _train_one(cfg, ds, strategy, name, out, initial_path):
     for epoch in range(done, cfg.epochs):
         keras.utils.set_random_seed(cfg.seed + epoch)
         start = time.perf_counter()
-        h = model.fit(ds.train(cfg.batch_size, seed=cfg.seed, epoch=epoch), epochs=epoch + 1, initial_epoch=epoch,
-                      validation_data=test, shuffle=False, verbose=cfg.verbose)
+        # epochs=cfg.epochs so that Keras prints "Epoch e/E"; the callback stops after this one.
+        h = model.fit(ds.train(cfg.batch_size, seed=cfg.seed, epoch=epoch), epochs=cfg.epochs, initial_epoch=epoch,
+                      validation_data=test, shuffle=False, verbose=cfg.verbose, callbacks=[_one_epoch_callback()])
         seconds = time.perf_counter() - start
         logs = {k: float(v[-1]) for k, v in h.history.items()}
         for k, v in logs.items():
@@ -208,7 +223,8 @@ def run_config(cfg: SweepConfig) -> dict:
                       **cfg.dataset_options)
     _print(cfg, f"Data: {ds.note}")
     if cfg.strategy != "none":
-        _print(cfg, f"Strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas")
+        n = strategy.num_replicas_in_sync
+        _print(cfg, f"Strategy: {cfg.strategy} ({type(strategy).__name__}), {n} replica{'' if n == 1 else 's'}")
     all_names = list(dict.fromkeys([*names, *old.get("multipliers", [])]))
     record = {**cfg.to_dict(), "multipliers": all_names, "data": ds.note, "keras": keras.__version__}
     record.pop("resume", None)
@@ -228,9 +244,6 @@ def run_config(cfg: SweepConfig) -> dict:
     table = write_outputs(rows, out, title=title, note=ds.note) if chief else ""
     if not chief:
         shutil.rmtree(out, ignore_errors=True)
-    _print(cfg, "\n" + table)
-    if chief:
-        _print(cfg, f"Results in {out}: results.csv, summary.md, accuracy.png, loss.png")
     return {"rows": rows, "table": table, "out": out}
 
 
