@@ -5,7 +5,12 @@
 // every x86-64 CPU; other architectures get the portable path only.
 #include "cpu_kernels.h"
 
+#include <cstdlib>
 #include <cstring>
+#include <new>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -58,13 +63,27 @@ const char* simd_name(int level) {
 // ---------------------------------------------------------------------------------
 // Tables
 
+void HugeFloats::Free::operator()(float* p) const { std::free(p); }
+
+void HugeFloats::assign(const float* src, size_t n, size_t pad) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t bytes = ((n + pad) * sizeof(float) + kHuge - 1) / kHuge * kHuge;
+  float* p = static_cast<float*>(std::aligned_alloc(kHuge, bytes));
+  if (p == nullptr) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  if (bytes >= kHuge) madvise(p, bytes, MADV_HUGEPAGE);  // a hint: failure is harmless
+#endif
+  std::memcpy(p, src, n * sizeof(float));
+  std::memset(p + n, 0, bytes - n * sizeof(float));
+  p_.reset(p);
+}
+
 Table make_table(const float* t, int m) {
   Table out;
   out.m = m;
   if (m == 0) return out;
   const size_t n = size_t(1) << (2 * m);
-  out.f32.assign(t, t + n);
-  out.f32.resize(n + 64, 0.0f);  // vector loads of a short row may run past the end
+  out.f32.assign(t, n, 64);  // vector loads of a short row may run past the end
   out.split.resize(n);
   out.bf16.assign(n + 128, 0);
   out.bf16_exact = true;

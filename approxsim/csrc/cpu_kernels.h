@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "approx_product.h"
@@ -31,10 +32,24 @@ int simd_level();           // what is used (detected, or lower when forced)
 void set_simd_level(int level);  // forces a level <= detected (for tests); -1 restores
 const char* simd_name(int level);
 
+// A float buffer on 2 MiB boundaries, in transparent huge pages where the OS allows: the
+// gathers of a large table (M = 11: 16 MiB) would otherwise miss the TLB at every lookup.
+class HugeFloats {
+ public:
+  void assign(const float* src, size_t n, size_t pad);
+  const float* data() const { return p_.get(); }
+
+ private:
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::unique_ptr<float, Free> p_;
+};
+
 // A multiplier table in every form the kernels use.
 struct Table {
   int m = 0;                        // mantissa bits; 0 for the exact fp32 product
-  std::vector<float> f32;           // 2^2M entries (+ padding)
+  HugeFloats f32;                   // 2^2M entries (+ padding)
   std::vector<uint16_t> bf16;       // upper halves, when bf16_exact (+ padding)
   bool bf16_exact = false;          // every entry equals its upper 16 bits
   std::vector<uint8_t> planes;      // bf16 entries as byte planes: row i at 256*i, low bytes then high
