@@ -11,6 +11,10 @@ result is cast back to the first input's dtype) and has a ``tf.custom_gradient``
 * ``backward="exact"``: straight-through, the same gradients with the exact
   ``fp32`` product.
 
+The exact ``fp32`` product needs no table: it runs in TensorFlow's own kernels
+(forward, and the gradients of ``backward="exact"``) wherever TF has them
+(grouped convolutions other than depthwise go through the backend).
+
 On the CPU the arithmetic runs in the chosen backend through
 ``tf.numpy_function``; when the backend is ``"cuda"`` and the tensors live on a
 GPU, through ``tf.py_function`` and :mod:`approxsim.ops_cuda` (DLPack, no copy).
@@ -129,6 +133,8 @@ def _matmul_static_shape(a_shape, b_shape, ta, tb):
 
 def _matmul_raw(a, b, mult, be, ta, tb):
     shape = _matmul_static_shape(a.shape, b.shape, ta, tb)
+    if mult.is_exact:  # the exact product: TF's own kernel
+        return tf.linalg.matmul(a, b, transpose_a=ta, transpose_b=tb)
 
     def make_args(v):
         return (v[0], v[1]), {"transpose_a": ta, "transpose_b": tb}
@@ -159,6 +165,8 @@ def am_matmul(a, b, *, multiplier, transpose_a=False, transpose_b=False, backwar
     grad_mult = mult if backward == "approx" else multipliers.get("fp32")
     with tf.name_scope(name or "am_matmul"):
         (a, b), dtype = _as_float32(a, b)
+        if mult.is_exact:  # exact forward and gradients: TF's own op and gradient
+            return tf.cast(_matmul_raw(a, b, mult, be, ta, tb), dtype)
 
         @tf.custom_gradient
         def op(a, b):
@@ -317,6 +325,25 @@ def _norm_padding(padding):
     return tuple(pads)
 
 
+def _native_conv(strides, padding, dilations, groups, w_shape):
+    """TF's own exact convolution for these options, where its CPU kernels and gradients exist; else None."""
+    (sh, sw), (dh, dw) = strides, dilations
+    if sh > 1 and dh > 1 or sw > 1 and dw > 1:
+        return None
+    if groups == 1:
+        if isinstance(padding, str):
+            return lambda x, w: tf.nn.conv2d(x, w, [1, sh, sw, 1], padding, dilations=[1, dh, dw, 1])
+        pads = [[0, 0], list(padding[0]), list(padding[1]), [0, 0]]  # TF's CPU gradient lacks explicit+dilated
+        return lambda x, w: tf.nn.conv2d(tf.pad(x, pads), w, [1, sh, sw, 1], "VALID", dilations=[1, dh, dw, 1])
+    kh, kw, cig, cout = w_shape.as_list()
+    if cig == 1 and isinstance(padding, str) and sh == sw and None not in (kh, kw, cout):
+        def depthwise(x, w):  # TF has no CPU gradient for grouped conv2d
+            wd = tf.reshape(w, [kh, kw, groups, cout // groups])
+            return tf.nn.depthwise_conv2d(x, wd, [1, sh, sw, 1], padding, dilations=[dh, dw])
+        return depthwise
+    return None
+
+
 def _conv_core(x, w, mult, grad_mult, be, strides, padding, dilations, groups):
     """Float32 grouped conv2d with a custom gradient; ``x`` NHWC, ``w`` HWIO (I = C / groups)."""
     geo = dict(strides=strides, padding=padding, dilations=dilations, groups=groups)
@@ -334,11 +361,20 @@ def _conv_core(x, w, mult, grad_mult, be, strides, padding, dilations, groups):
     def dw_args(v):  # x, dy, filter shape
         return (v[0], v[1], conv_geometry(v[0].shape, tuple(v[2]), **geo)), {}
 
+    native = _native_conv(strides, padding, dilations, groups, w.shape)
+    if mult.is_exact and native is not None:  # exact forward and gradients: TF's own op and gradient
+        return native(x, w)
+
     @tf.custom_gradient
     def op(x, w):
         y = _run(be, "conv2d", [x, w], mult, out_shape, fwd_args)
 
         def grad(dy):
+            if grad_mult.is_exact and native is not None:
+                with tf.GradientTape() as tape:
+                    tape.watch([x, w])
+                    y_native = native(x, w)
+                return tape.gradient(y_native, [x, w], output_gradients=dy)
             dx = _run(be, "conv2d_input_grad", [dy, w, tf.shape(x)], grad_mult, x.shape, dx_args)
             dw = _run(be, "conv2d_filter_grad", [x, dy, tf.shape(w)], grad_mult, w.shape, dw_args)
             return dx, dw
