@@ -30,7 +30,7 @@ def user_multiplier():
     mult = Multiplier(USER, 3, table=multipliers.get("mbm3").table, description="test copy of mbm3")
     multipliers.register(mult, overwrite=True)
     yield mult
-    multipliers._registry.pop(USER, None)
+    multipliers.unregister(USER)
 
 
 def _png(path):
@@ -110,7 +110,7 @@ def test_resume_continues_unfinished_and_skips_finished(tiny_sweep, tmp_path, ca
     weights = out / "runs" / "fp32" / "weights.weights.h5"
     stamp = weights.stat().st_mtime_ns
     capsys.readouterr()
-    assert main([*base[:-1], str(out), "--epochs", "2", "--resume"]) == 0
+    assert main([*base, "--epochs", "2", "--resume"]) == 0
     assert weights.stat().st_mtime_ns == stamp
     assert main([*base, "--epochs", "2", "--resume", "--batch-size", "16"]) == 2
     assert "other settings" in capsys.readouterr().err

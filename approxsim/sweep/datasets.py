@@ -301,7 +301,13 @@ def _cifar10(data_dir):
 # --- digits --------------------------------------------------------------------------------
 
 def _digits(data_dir):
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        from approxsim.errors import ApproxsimError
+
+        raise ApproxsimError("The digits dataset comes with scikit-learn, which is not installed. "
+                             "Install it: pip install scikit-learn") from None
 
     d = load_digits()
     images = (d.images.astype(np.float32) / 16.0)[..., None]

@@ -93,8 +93,14 @@ def summary_table(rows, *, baseline: str = BASELINE) -> str:
 def plot(rows, path: str, *, kind: str = "accuracy", title: Optional[str] = None) -> str:
     """Draws test accuracy (``kind="accuracy"``), loss (``"loss"``: test solid, train dashed)
     or both side by side (``"both"``) against epoch, one line per multiplier, into a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        from approxsim.errors import ApproxsimError
+
+        raise ApproxsimError("The sweep plots need matplotlib, which is not installed. "
+                             "Install it: pip install matplotlib") from None
 
     runs = _by_multiplier(rows)
     kinds = ["accuracy", "loss"] if kind == "both" else [kind]

@@ -212,6 +212,22 @@ def run_config(cfg: SweepConfig) -> dict:
     from approxsim.sweep.datasets import load_dataset
 
     names = list(dict.fromkeys(multipliers.get(m).name for m in cfg.multipliers))
+    folders = {}
+    for name in names:
+        other = folders.setdefault(run_dir_name(name), name)
+        if other != name:
+            raise ValueError(f"Multipliers {other!r} and {name!r} would share the run folder "
+                             f"runs/{run_dir_name(name)}; run them in separate sweeps (--out) and merge them.")
+    if cfg.resume and cfg.strategy == "multiworker":
+        raise ValueError("--resume is not supported with --strategy multiworker (only the chief keeps the "
+                         "runs' state). Resume with --strategy none or mirrored, or start a new --out.")
+    try:  # fail before training, not after it
+        import matplotlib  # noqa: F401
+    except ImportError:
+        from approxsim.errors import ApproxsimError
+
+        raise ApproxsimError("approxsim sweep draws its plots with matplotlib, which is not installed. "
+                             "Install it: pip install matplotlib") from None
     strategy, chief = _strategy(cfg)
     out = cfg.out if chief else tempfile.mkdtemp(prefix="approxsim-worker-")
     if chief:
