@@ -34,6 +34,25 @@ from approxsim.backends import get_backend
 __all__ = ["matmul", "conv2d", "conv2d_input_grad", "conv2d_filter_grad"]
 
 
+class _Export:
+    """A GPU tensor as a DLPack producer that accepts the consumer's stream argument.
+
+    ``tf.Tensor.__dlpack__`` refuses any ``stream`` (TF cannot order its work after another
+    stream), while CuPy's ``from_dlpack`` always passes one. The ordering is done by hand in
+    :func:`_run`, so the stream argument is dropped here.
+    """
+
+    def __init__(self, tensor):
+        self._tensor = tensor
+
+    def __dlpack__(self, *, stream=None, **kwargs):
+        del stream, kwargs  # ordered by the explicit synchronisation in _run
+        return tf.experimental.dlpack.to_dlpack(self._tensor)
+
+    def __dlpack_device__(self):
+        return self._tensor.__dlpack_device__()
+
+
 def _view(t):
     """A CuPy view of a GPU tensor (no copy)."""
     if not isinstance(t, tf.Tensor) or "GPU" not in (t.device or "").upper():
@@ -41,7 +60,7 @@ def _view(t):
                          f"host tensors. Received: device={getattr(t, 'device', None)!r}")
     if t.dtype != tf.float32:
         raise TypeError(f"approxsim.ops_cuda computes in float32; cast first. Received: dtype={t.dtype.name}")
-    return _cuda.from_dlpack(tf.experimental.dlpack.to_dlpack(t))
+    return _cuda.from_dlpack(_Export(t))
 
 
 def _run(method, inputs, out_shape, mult, *extra, **kwargs):

@@ -30,7 +30,6 @@ import sys
 os.environ.setdefault("CUPY_TF32", "0")  # cuBLAS without TF32 (CuPy's default, made explicit)
 os.environ["NVIDIA_TF32_OVERRIDE"] = "0"  # and no TF32 anywhere in this process
 
-import numpy as np  # noqa: E402
 
 RESNET50 = [  # name, H(=W), C in, C out, kernel, stride (the distinct conv shapes, ImageNet 224)
     ("conv1", 224, 3, 64, 7, 2),

@@ -28,6 +28,12 @@
 
 #define APPROXSIM_THREADS 256
 #define APPROXSIM_BK 8
+/* Blocks per SM the compiler must fit (caps registers at 65536 / (256 * n)): 2 gives the
+ * 128 x 128 tiles 128 registers (small spills on sm_80) and twice the warps to hide the
+ * table loads.  A tuning knob: the backend passes $APPROXSIM_CUDA_MIN_BLOCKS. */
+#ifndef APPROXSIM_MIN_BLOCKS
+#define APPROXSIM_MIN_BLOCKS 2
+#endif
 
 /* ---------------------------------------------------------------- products */
 /*
@@ -226,7 +232,7 @@ __device__ __forceinline__ void approxsim_tiled(const L& ld, const void* table, 
  * OP_BODY(P, BM, BN) is the body of the kernel for one policy and size; OP_PARAMS its parameter list.
  */
 #define APPROXSIM_KERNEL(op, name, P, BM, BN)                                                   \
-  extern "C" __global__ void __launch_bounds__(APPROXSIM_THREADS) approxsim_##op##_##name(   \
+  extern "C" __global__ void __launch_bounds__(APPROXSIM_THREADS, APPROXSIM_MIN_BLOCKS) approxsim_##op##_##name( \
       APPROXSIM_PARAMS_##op) {                                                                  \
     APPROXSIM_BODY_##op(P, BM, BN)                                                              \
   }

@@ -24,7 +24,7 @@ from approxsim.backends import backend_status, get_backend
 from approxsim.backends import cuda as cuda_backend
 from approxsim.geometry import conv_geometry
 from approxsim.multiplier import Multiplier
-from approxsim.product import approx_product, products
+from approxsim.product import products
 
 KERNEL_DIR = cuda_backend.kernel_dir()
 CU_FILES = sorted(p.name for p in KERNEL_DIR.glob("*.cu"))
@@ -75,6 +75,24 @@ def test_status_names_the_extra_when_unusable():
 
 
 # --- 1. compilation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("filename", CU_FILES)
+def test_kernel_source_is_self_contained(filename):
+    """approxsim's own headers are inlined, so CuPy's cache (keyed by source) sees every edit."""
+    src = cuda_backend.kernel_source(filename)
+    assert '#include "' not in src
+    assert "approxsim_scale_entry" in src and "approxsim_tiled" in src
+
+
+def test_compile_options(monkeypatch):
+    opts = cuda_backend.compile_options("s16")
+    assert f"-I{header_dir()}" in opts and "-DAPPROXSIM_ONLY_s16" in opts
+    monkeypatch.setenv("APPROXSIM_CUDA_MIN_BLOCKS", "1")
+    assert "-DAPPROXSIM_MIN_BLOCKS=1" in cuda_backend.compile_options("s16")
+    monkeypatch.setenv("APPROXSIM_CUDA_MIN_BLOCKS", "many")
+    with pytest.raises(ValueError, match="APPROXSIM_CUDA_MIN_BLOCKS"):
+        cuda_backend.compile_options("s16")
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
@@ -685,3 +703,26 @@ def test_glue_direct_multipliers_delegate(fake_cuda):
     with pytest.raises(NotImplementedError, match="cuda_conv2d"):
         be.conv2d(np.ones((1, 3, 3, 1), np.float32), np.ones((1, 1, 1, 1), np.float32),
                   conv_geometry((1, 3, 3, 1), (1, 1, 1, 1)), mult)
+
+
+def test_ops_cuda_without_a_usable_backend_names_the_fix():
+    tf = pytest.importorskip("tensorflow")
+    from approxsim import ops_cuda
+    from approxsim.errors import BackendUnavailableError
+
+    if CUDA_OK:
+        pytest.skip("the CUDA backend is usable here")
+    with pytest.raises(BackendUnavailableError, match="cuda"):
+        ops_cuda.matmul(tf.ones((2, 2)), tf.ones((2, 2)), MULTS["s16"])
+
+
+def test_ops_cuda_export_drops_the_stream_argument():
+    """CuPy passes a stream to __dlpack__; tf.Tensor refuses one; the wrapper drops it."""
+    tf = pytest.importorskip("tensorflow")
+    from approxsim import ops_cuda
+
+    t = tf.constant([1.0, 2.0])
+    exp = ops_cuda._Export(t)
+    assert exp.__dlpack_device__() == t.__dlpack_device__()
+    assert np.array_equal(np.from_dlpack(exp), [1.0, 2.0])  # NumPy passes stream=None; CuPy a pointer
+    assert type(exp.__dlpack__(stream=1)).__name__ == "PyCapsule"

@@ -22,6 +22,7 @@ synchronisation between launches; only the NumPy download waits for them.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 
@@ -62,7 +63,8 @@ def _probe():
     try:
         version = cupy.cuda.nvrtc.getVersion()
     except Exception as e:
-        return False, f"NVRTC (the CUDA runtime compiler) cannot be loaded ({e}); CuPy wheels do not ship it: {_INSTALL}"
+        return False, (f"NVRTC (the CUDA runtime compiler) cannot be loaded ({e}); CuPy wheels do not ship it: "
+                       f"{_INSTALL}")
     name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
     name = name.decode() if isinstance(name, bytes) else name
     return True, f"CuPy {cupy.__version__}, NVRTC {version[0]}.{version[1]}, {name}"
@@ -104,8 +106,18 @@ def kernel_source(filename: str) -> str:
 
 
 def compile_options(variant: str):
-    """NVRTC options for one product policy (``fp32``, ``s16``, ``s32``, ``g32``, ``gen``)."""
-    return ("-std=c++14", f"-I{header_dir()}", f"-I{kernel_dir()}", f"-DAPPROXSIM_ONLY_{variant}")
+    """NVRTC options for one product policy (``fp32``, ``s16``, ``s32``, ``g32``, ``gen``).
+
+    ``$APPROXSIM_CUDA_MIN_BLOCKS`` (a tuning knob, default 2) sets the kernels' minimum blocks per SM.
+    """
+    options = ("-std=c++14", f"-I{header_dir()}", f"-I{kernel_dir()}", f"-DAPPROXSIM_ONLY_{variant}")
+    blocks = os.environ.get("APPROXSIM_CUDA_MIN_BLOCKS", "").strip()
+    if blocks:
+        if not blocks.isdigit() or not 1 <= int(blocks) <= 8:
+            raise ValueError(f"APPROXSIM_CUDA_MIN_BLOCKS must be an integer from 1 to 8. "
+                             f"Received: APPROXSIM_CUDA_MIN_BLOCKS={blocks!r}")
+        options += (f"-DAPPROXSIM_MIN_BLOCKS={int(blocks)}",)
+    return options
 
 
 def _function(filename: str, name: str, variant: str):
@@ -174,7 +186,8 @@ class CudaBackend(Backend):
         if hasattr(x, "__cuda_array_interface__"):
             arr = self._cp.asarray(x)
             if arr.dtype.kind not in "fiub":
-                raise TypeError(f"`{arg}` must hold real numbers (converted to float32). Received: {arg}.dtype={arr.dtype}")
+                raise TypeError(f"`{arg}` must hold real numbers (converted to float32). "
+                                f"Received: {arg}.dtype={arr.dtype}")
             return self._cp.ascontiguousarray(arr, dtype=self._cp.float32)
         return super().asarray(x, arg)
 
@@ -338,13 +351,10 @@ class CudaBackend(Backend):
 # --- interop helpers for approxsim.ops_cuda (which must not import CuPy itself) ------------------
 
 def from_dlpack(obj):
-    """A CuPy view (no copy) of a DLPack producer: an object with ``__dlpack__`` or a DLPack capsule."""
+    """A CuPy view (no copy) of a DLPack producer (an object with ``__dlpack__`` and ``__dlpack_device__``)."""
     import cupy
 
-    try:
-        return cupy.from_dlpack(obj)
-    except TypeError:  # CuPy versions that take legacy capsules only through fromDlpack
-        return cupy.fromDlpack(obj)
+    return cupy.from_dlpack(obj)
 
 
 def device_of(array):
