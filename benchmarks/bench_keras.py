@@ -90,7 +90,7 @@ def mlp(factory):
                              factory("Dense", 100, activation="relu"), factory("Dense", 10)])
 
 
-def make_factory(multiplier, backend):
+def make_factory(multiplier, backend, backward="approx"):
     import keras
 
     from approxsim.layers import AMConv2D, AMDense
@@ -99,30 +99,30 @@ def make_factory(multiplier, backend):
         if multiplier is None:
             return getattr(keras.layers, kind)(*args, **kwargs)
         cls = {"Conv2D": AMConv2D, "Dense": AMDense}[kind]
-        return cls(*args, multiplier=multiplier, backend=backend, **kwargs)
+        return cls(*args, multiplier=multiplier, backend=backend, backward=backward, **kwargs)
 
     return factory
 
 
-def time_steps(model, x, y, steps, backend_obj):
+def time_interleaved(models, x, y, steps, backend_obj):
+    """Median step and kernel seconds of each model, the models taking turns (fair under varying load)."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    for _ in range(3):  # trace and warm up
-        model.train_on_batch(x, y)
-    times, kernel = [], []
-    for _ in range(steps):
-        timer = KernelTimer(backend_obj) if backend_obj is not None else None
-        t0 = time.perf_counter()
-        if timer is not None:
-            with timer:
-                model.train_on_batch(x, y)
-        else:
+    for model in models.values():
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        for _ in range(3):  # trace and warm up
             model.train_on_batch(x, y)
-        times.append(time.perf_counter() - t0)
-        kernel.append(timer.seconds if timer is not None else 0.0)
-    return statistics.median(times), statistics.median(kernel)
+    times = {label: [] for label in models}
+    kernel = {label: [] for label in models}
+    for _ in range(steps):
+        for label, model in models.items():
+            with KernelTimer(backend_obj) as timer:
+                t0 = time.perf_counter()
+                model.train_on_batch(x, y)
+                times[label].append(time.perf_counter() - t0)
+            kernel[label].append(timer.seconds)
+    return {label: (statistics.median(times[label]), statistics.median(kernel[label])) for label in models}
 
 
 def machine():
@@ -146,23 +146,21 @@ def main(argv=None):
     parser.add_argument("--markdown", action="store_true", help="print a BENCHMARKS.md section")
     args = parser.parse_args(argv)
 
-    import keras
     import tensorflow as tf
 
     import approxsim
 
     be = approxsim.get_backend(args.backend)
+    load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     rng = np.random.default_rng(0)
     rows = []
     for model_name, build, shape in (("LeNet-5", lenet5, (28, 28, 1)), ("MLP 784-300-100-10", mlp, (784,))):
         x = rng.random((args.batch,) + shape, dtype=np.float32)
         y = rng.integers(0, 10, args.batch).astype(np.int32)
-        results = {}
-        for label, mult in (("stock Keras", None), ("approxsim fp32", "fp32"), ("approxsim mbm7", "mbm7")):
-            model = build(make_factory(mult, be.name))
-            step, kern = time_steps(model, x, y, args.steps, None if mult is None else be)
-            results[label] = (step, kern)
-            keras.backend.clear_session()
+        ways = (("stock Keras", None, None), ("approxsim fp32", "fp32", "approx"),
+                ("approxsim mbm7", "mbm7", "approx"), ("approxsim mbm7, backward=exact", "mbm7", "exact"))
+        models = {label: build(make_factory(mult, be.name, backward)) for label, mult, backward in ways}
+        results = time_interleaved(models, x, y, args.steps, be)
         base = results["stock Keras"][0]
         for label, (step, kern) in results.items():
             rows.append((model_name, label, step * 1e3, step / base, kern * 1e3, (step - kern) * 1e3))
@@ -170,15 +168,19 @@ def main(argv=None):
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     header = ("| model | way | step ms | x stock | kernel ms | overhead ms |\n"
               "|---|---|---:|---:|---:|---:|")
-    table = "\n".join(f"| {m} | {w} | {s:.1f} | {r:.2f} | {k:.1f} | {o:.1f} |" for m, w, s, r, k, o in rows)
+    table = "\n".join(f"| {m} | {w} | {s:.1f} | {r:.2f} | {k:.1f} | {o:.1f} |" if w != "stock Keras" else
+                      f"| {m} | {w} | {s:.1f} | 1.00 | - | - |" for m, w, s, r, k, o in rows)
     if args.markdown:
         print(f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}; machine: {machine()}; backend: {be.name}; "
               f"TF {tf.__version__}; batch {args.batch}, median of {args.steps} steps.\n"
-              f"Load (`uptime`): `{load}`\n")
+              f"Load (`uptime`) before: `{load_before}`; after: `{load}`\n"
+              "kernel ms: wall time inside the backend's matmul/conv calls (overlapping calls counted once); "
+              "overhead ms: the rest of the step (TF, Keras, numpy_function hand-over, exact fp32 ops, "
+              "optimizer).\n")
     print(header)
     print(table)
     if not args.markdown:
-        print(f"\nbackend {be.name}; {machine()}; {load}")
+        print(f"\nbackend {be.name}; {machine()}; before: {load_before}; after: {load}")
     return 0
 
 
