@@ -218,14 +218,20 @@ def test_demo_full(tmp_path, monkeypatch, capsys):
     assert rows["fp32", last]["test_accuracy"] > 0.9
 
 
-@pytest.fixture(scope="module")
+_MNIST = {}
+
+
+@pytest.fixture
 def mnist_sweep(shared_dir, tmp_path_factory):
-    """The check of issue 6: one epoch of LeNet-5 with fp32 and mbm7 on the shared MNIST."""
-    out = tmp_path_factory.mktemp("mnist") / "lenet5"
-    argv = ["sweep", "--model", "lenet5", "--dataset", "mnist", "--data-dir", os.path.join(shared_dir, "data", "mnist"),
-            "--multipliers", "fp32,mbm7", "--epochs", "1", "--quiet", "--out", str(out)]
-    assert main(argv) == 0
-    return out, argv
+    """The check of issue 6: one epoch of LeNet-5 with fp32 and mbm7 on the shared MNIST (run once)."""
+    if not _MNIST:
+        out = tmp_path_factory.mktemp("mnist") / "lenet5"
+        argv = ["sweep", "--model", "lenet5", "--dataset", "mnist", "--data-dir",
+                os.path.join(shared_dir, "data", "mnist"), "--multipliers", "fp32,mbm7", "--epochs", "1", "--quiet",
+                "--out", str(out)]
+        assert main(argv) == 0
+        _MNIST.update(out=out, argv=argv)
+    return _MNIST["out"], list(_MNIST["argv"])
 
 
 @pytest.mark.slow
