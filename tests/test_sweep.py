@@ -137,6 +137,7 @@ def test_user_errors_are_one_line(tmp_path, capsys):
         (["--multipliers", "fp32", "--model", "vgg16"], "Unknown model"),
         (["--multipliers", "fp32", "--dataset", "mnist", "--data-dir", str(tmp_path)], "t10k-images-idx3-ubyte"),
         (["--multipliers", "fp32", "--strategy", "multiworker"], "TF_CONFIG"),
+        (["--multipliers", "fp32", "--strategy", "multiworker", "--resume"], "not supported"),
     ]
     for extra, needle in cases:
         argv = ["sweep", "--model", "smallcnn", "--dataset", "digits", "--epochs", "1", "--quiet",
