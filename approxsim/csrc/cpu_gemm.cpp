@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "cpu_pool.h"
@@ -18,9 +19,10 @@
 namespace approxsim {
 namespace {
 
-constexpr int kKC = 256;  // contraction steps per packed block
-constexpr int kMC = 128;  // rows of A per packed block (a multiple of every MR)
-constexpr int kNC = 512;  // columns of B per packed block (a multiple of every NR)
+// Block sizes (set_block_sizes changes them for tuning).
+int kKC = 256;  // contraction steps per packed block
+int kMC = 128;  // rows of A per packed block (a multiple of every MR)
+int kNC = 512;  // columns of B per packed block (a multiple of every NR)
 
 // ---------------------------------------------------------------------------------
 // Operand sources. A sources give A[r][k]; get() returns false where the operation
@@ -377,6 +379,14 @@ void gemm(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t M, in
 }
 
 }  // namespace
+
+void set_block_sizes(int kc, int mc, int nc) {
+  if (kc < 16 || kc > 4096 || mc < 8 || mc > 4096 || mc % 8 != 0 || nc < 64 || nc > 16384 || nc % 64 != 0)
+    throw std::invalid_argument("block sizes: kc in 16..4096, mc a multiple of 8, nc a multiple of 64");
+  kKC = kc;
+  kMC = mc;
+  kNC = nc;
+}
 
 void gemm_strided(const float* a, int64_t a_rs, int64_t a_ks, const float* b, int64_t b_ks, int64_t b_ns, float* c,
                   int64_t m, int64_t n, int64_t k, const Table& t, int threads) {

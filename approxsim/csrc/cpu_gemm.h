@@ -17,6 +17,10 @@ namespace approxsim {
 void gemm_strided(const float* a, int64_t a_rs, int64_t a_ks, const float* b, int64_t b_ks, int64_t b_ns,
                   float* c, int64_t m, int64_t n, int64_t k, const Table& t, int threads);
 
+// Packed block sizes (contraction steps, rows of A, columns of B); for tuning only,
+// not while a kernel runs.
+void set_block_sizes(int kc, int mc, int nc);
+
 // Convolution geometry, as approxsim.geometry.ConvGeometry.
 struct Geom {
   int64_t n, h, w, c, kh, kw, cout, groups, sh, sw, dh, dw, pt, pb, pl, pr, oh, ow;

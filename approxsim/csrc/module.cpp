@@ -210,5 +210,7 @@ PYBIND11_MODULE(_cpu, mod) {
           "The best SIMD path this CPU supports.");
   mod.def("set_simd_level", [](const std::string& name) { approxsim::set_simd_level(level_from_name(name)); },
           py::arg("level"), "Uses at most this SIMD path ('auto' restores the best); for tests and benchmarks.");
+  mod.def("_set_block_sizes", &approxsim::set_block_sizes, py::arg("kc"), py::arg("mc"), py::arg("nc"),
+          "Packed block sizes of the GEMM driver (tuning only; defaults 256, 128, 512).");
   mod.def("num_threads", &approxsim::num_threads, "Threads the kernels use ($APPROXSIM_NUM_THREADS or all cores).");
 }
