@@ -137,27 +137,23 @@ struct PatchTA {
     PatchA pa{x, g, c0};
     return pa.get(k, r, v);
   }
-  // k outer (one output pixel at a time), so each pixel's channels are read contiguously.
+  // Per run of channels of one tap: the kc source pixels are located once, then each
+  // row (channel) is written contiguously.
   void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
     const int64_t cig = g.cig();
+    thread_local std::vector<int64_t> pn, py, px;
+    thread_local std::vector<const float*> src;
+    thread_local std::vector<float> zeros;
+    pn.resize(kc);
+    py.resize(kc);
+    px.resize(kc);
+    src.resize(kc);
+    if (zeros.size() < static_cast<size_t>(cig)) zeros.assign(cig, 0.0f);
     int64_t ox = k0 % g.ow, oy = (k0 / g.ow) % g.oh, n = k0 / (g.ow * g.oh);
     for (int k = 0; k < kc; ++k) {
-      int64_t tap = r0 / cig, ci = r0 % cig;
-      for (int r = 0; r < nr;) {
-        const int64_t kx = tap % g.kw, ky = tap / g.kw;
-        const int64_t iy = oy * g.sh - g.pt + ky * g.dh, ix = ox * g.sw - g.pl + kx * g.dw;
-        const int run = static_cast<int>(std::min<int64_t>(cig - ci, nr - r));
-        float* dst = raw + int64_t(r) * ld + k;
-        if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
-          for (int t = 0; t < run; ++t) dst[int64_t(t) * ld] = 0.0f;
-        } else {
-          const float* src = x + ((n * g.h + iy) * g.w + ix) * g.c + c0 + ci;
-          for (int t = 0; t < run; ++t) dst[int64_t(t) * ld] = src[t];
-        }
-        r += run;
-        ++tap;
-        ci = 0;
-      }
+      pn[k] = n;
+      py[k] = oy * g.sh - g.pt;
+      px[k] = ox * g.sw - g.pl;
       if (++ox == g.ow) {
         ox = 0;
         if (++oy == g.oh) {
@@ -165,6 +161,24 @@ struct PatchTA {
           ++n;
         }
       }
+    }
+    int64_t tap = r0 / cig, ci = r0 % cig;
+    for (int r = 0; r < nr;) {
+      const int64_t kx = tap % g.kw, ky = tap / g.kw;
+      const int run = static_cast<int>(std::min<int64_t>(cig - ci, nr - r));
+      for (int k = 0; k < kc; ++k) {
+        const int64_t iy = py[k] + ky * g.dh, ix = px[k] + kx * g.dw;
+        src[k] = (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w)
+                     ? zeros.data()
+                     : x + ((pn[k] * g.h + iy) * g.w + ix) * g.c + c0 + ci;
+      }
+      for (int t = 0; t < run; ++t) {
+        float* dst = raw + int64_t(r + t) * ld;
+        for (int k = 0; k < kc; ++k) dst[k] = src[k][t];
+      }
+      r += run;
+      ++tap;
+      ci = 0;
     }
   }
 };
