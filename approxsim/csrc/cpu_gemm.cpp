@@ -364,7 +364,7 @@ void gemm(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t M, in
           int threads) {
   if (M <= 0 || N <= 0) return;
   const KernelSet ks = select_kernels(t);
-  // Row tasks of at least ~256 rows (each packs its own B blocks), up to 4 per thread so
+  // Row tasks of at least ~128 rows (each packs its own B blocks), up to 4 per thread so
   // that a busy core delays the others less; columns when there are too few rows.
   int64_t tasks_m = 1, tasks_n = 1;
   const int64_t row_panels = (M + ks.mr - 1) / ks.mr, col_panels = (N + ks.nr - 1) / ks.nr;
@@ -373,7 +373,7 @@ void gemm(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t M, in
     if (work < (int64_t(1) << 16)) {
       threads = 1;
     } else if (row_panels >= 2 * threads || row_panels >= col_panels) {
-      tasks_m = std::max<int64_t>(threads, std::min<int64_t>(4 * threads, M / 256));
+      tasks_m = std::max<int64_t>(threads, std::min<int64_t>(4 * threads, M / 128));
       tasks_m = std::min(tasks_m, row_panels);
     } else {
       tasks_n = std::min<int64_t>(threads, col_panels);
