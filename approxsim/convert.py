@@ -16,7 +16,7 @@ import keras
 
 from approxsim import multipliers
 from approxsim.layers import (AMConv1D, AMConv2D, AMDense, AMDepthwiseConv2D, AMEinsumDense,
-                              AMMultiHeadAttention)
+                              AMMultiHeadAttention, AMSeparableConv2D)
 from approxsim.layers._base import AMLayerMixin
 from approxsim.multiplier import Multiplier
 
@@ -30,10 +30,11 @@ _REPLACE = {
     keras.layers.Conv1D: AMConv1D,
     keras.layers.MultiHeadAttention: AMMultiHeadAttention,
     keras.layers.EinsumDense: AMEinsumDense,
+    keras.layers.SeparableConv2D: AMSeparableConv2D,
 }
 # Layers full of products that approxsim has no replacement for (they stay exact).
 _UNSUPPORTED = tuple(getattr(keras.layers, n) for n in (
-    "Conv1DTranspose", "Conv2DTranspose", "Conv3D", "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D",
+    "Conv1DTranspose", "Conv2DTranspose", "Conv3D", "Conv3DTranspose", "SeparableConv1D",
     "LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "Attention", "AdditiveAttention",
     "GroupQueryAttention") if hasattr(keras.layers, n))
 _HEAVY = tuple(_REPLACE) + _UNSUPPORTED
@@ -165,7 +166,7 @@ def _multiplier_for(name, spec):
 
 def convert(model, *, multiplier, backward="approx", include=None, exclude=None, backend=None):
     """A copy of ``model`` (same weights) with its Dense, Conv2D, DepthwiseConv2D, Conv1D,
-    EinsumDense and MultiHeadAttention layers replaced by approxsim layers.
+    SeparableConv2D, EinsumDense and MultiHeadAttention layers replaced by approxsim layers.
 
     Args:
       model: a built Sequential or Functional Keras model (nested models and

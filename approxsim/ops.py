@@ -13,7 +13,8 @@ result is cast back to the first input's dtype) and has a ``tf.custom_gradient``
 
 The exact ``fp32`` product needs no table: it runs in TensorFlow's own kernels
 (forward, and the gradients of ``backward="exact"``) wherever TF has them
-(grouped convolutions other than depthwise go through the backend).
+(grouped convolutions other than depthwise go through the backend), unless TF
+would use TF32 on a GPU (then the backend computes it, exactly).
 
 On the CPU the arithmetic runs in the chosen backend through
 ``tf.numpy_function``; when the backend is ``"cuda"`` and the tensors live on a
@@ -54,6 +55,12 @@ def resolve_options(multiplier, backward="approx", backend=None):
 
 
 # --- dispatch ------------------------------------------------------------------------------------
+
+def _tf_is_exact() -> bool:
+    """Whether TF's own float32 kernels compute exact products here (no TF32 on a GPU)."""
+    return (not tf.config.experimental.tensor_float_32_execution_enabled()
+            or not tf.config.list_physical_devices("GPU"))
+
 
 def _on_gpu(t) -> bool:
     return "GPU" in (getattr(t, "device", "") or "").upper()
@@ -133,7 +140,7 @@ def _matmul_static_shape(a_shape, b_shape, ta, tb):
 
 def _matmul_raw(a, b, mult, be, ta, tb):
     shape = _matmul_static_shape(a.shape, b.shape, ta, tb)
-    if mult.is_exact:  # the exact product: TF's own kernel
+    if mult.is_exact and _tf_is_exact():  # the exact product: TF's own kernel
         return tf.linalg.matmul(a, b, transpose_a=ta, transpose_b=tb)
 
     def make_args(v):
@@ -165,7 +172,7 @@ def am_matmul(a, b, *, multiplier, transpose_a=False, transpose_b=False, backwar
     grad_mult = mult if backward == "approx" else multipliers.get("fp32")
     with tf.name_scope(name or "am_matmul"):
         (a, b), dtype = _as_float32(a, b)
-        if mult.is_exact:  # exact forward and gradients: TF's own op and gradient
+        if mult.is_exact and _tf_is_exact():  # exact forward and gradients: TF's own op and gradient
             return tf.cast(_matmul_raw(a, b, mult, be, ta, tb), dtype)
 
         @tf.custom_gradient
@@ -361,7 +368,7 @@ def _conv_core(x, w, mult, grad_mult, be, strides, padding, dilations, groups):
     def dw_args(v):  # x, dy, filter shape
         return (v[0], v[1], conv_geometry(v[0].shape, tuple(v[2]), **geo)), {}
 
-    native = _native_conv(strides, padding, dilations, groups, w.shape)
+    native = _native_conv(strides, padding, dilations, groups, w.shape) if _tf_is_exact() else None
     if mult.is_exact and native is not None:  # exact forward and gradients: TF's own op and gradient
         return native(x, w)
 

@@ -11,7 +11,7 @@ keras = pytest.importorskip("keras")
 import approxsim  # noqa: E402
 from approxsim import functional  # noqa: E402
 from approxsim.layers import (AMConv1D, AMConv2D, AMDense, AMDepthwiseConv2D, AMEinsumDense,  # noqa: E402
-                              AMMultiHeadAttention)
+                              AMMultiHeadAttention, AMSeparableConv2D)
 
 REL = 1e-5
 
@@ -33,6 +33,8 @@ LAYERS = [
      dict(kernel_size=3, depth_multiplier=2, strides=2, padding="same"), [(2, 6, 6, 3)]),
     ("conv1d_causal_dilated", keras.layers.Conv1D, AMConv1D,
      dict(filters=4, kernel_size=3, dilation_rate=2, padding="causal"), [(2, 9, 3)]),
+    ("separable", keras.layers.SeparableConv2D, AMSeparableConv2D,
+     dict(filters=4, kernel_size=3, strides=2, depth_multiplier=2, padding="same"), [(2, 7, 7, 3)]),
     ("einsum_dense", keras.layers.EinsumDense, AMEinsumDense,
      dict(equation="abc,cde->abde", output_shape=(None, 2, 3), bias_axes="de"), [(2, 4, 5)]),
     ("mha", keras.layers.MultiHeadAttention, AMMultiHeadAttention, dict(num_heads=2, key_dim=3), [(2, 4, 6), (2, 5, 6)]),

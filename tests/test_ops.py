@@ -215,3 +215,17 @@ def test_errors_name_the_argument():
         ops.am_conv2d(tf.ones([1, 3, 4, 4]), tf.ones([1, 1, 3, 2]), multiplier="fp32", data_format="NCHW")
     with pytest.raises(ValueError, match="padding"):
         ops.am_conv2d(tf.ones([1, 4, 4, 3]), tf.ones([1, 1, 3, 2]), multiplier="fp32", padding="FULL")
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_fp32_through_the_backend_equals_stock_tf(case, backend, monkeypatch):
+    """Where TF's own kernels are not exact (TF32 on a GPU), fp32 goes through the backend: same results."""
+    monkeypatch.setattr(ops, "_tf_is_exact", lambda: False)
+    _, am, stock, shapes = case
+    inputs = [_normal(_rng(i), *s) for i, s in enumerate(shapes)]
+    y, grads, dy = value_and_grads(lambda *t: am(*t, multiplier="fp32", backend=backend), inputs)
+    y0, grads0, _ = value_and_grads(stock, inputs)
+    bnd = bounds(stock, inputs, dy)
+    assert_sums_close(y, y0, bnd[0])
+    for g, g0, b in zip(grads, grads0, bnd[1:]):
+        assert_sums_close(g, g0, b)

@@ -12,5 +12,7 @@ from approxsim.layers.dense import AMDense
 from approxsim.layers.depthwise_conv2d import AMDepthwiseConv2D
 from approxsim.layers.einsum_dense import AMEinsumDense
 from approxsim.layers.multi_head_attention import AMMultiHeadAttention
+from approxsim.layers.separable_conv2d import AMSeparableConv2D
 
-__all__ = ["AMDense", "AMConv2D", "AMDepthwiseConv2D", "AMConv1D", "AMEinsumDense", "AMMultiHeadAttention"]
+__all__ = ["AMDense", "AMConv2D", "AMDepthwiseConv2D", "AMConv1D", "AMEinsumDense", "AMMultiHeadAttention",
+           "AMSeparableConv2D"]
