@@ -156,6 +156,26 @@ def test_every_simd_path_single_products_and_sums(simd, name):
     assert within_tolerance(got, want, abs_sum).all(), simd
 
 
+@pytest.mark.parametrize("name", ["mbm7", "hand3", "full7", "fp32", "wide2"])
+def test_few_columns(fast_backend, name):
+    """Few output columns: the CPU kernels run C^T = B^T A^T on the transposed table."""
+    mult = _mult(name)
+    rng = np.random.default_rng(13)
+    a = np.concatenate([moderate(rng, 200), special_values(), random_bits(rng, 60)])
+    b = np.concatenate([moderate(rng, 3), special_values()[[0, 2, 9, 19, 21]]])
+    got = approxsim.matmul(a[:, None], b[None, :], multiplier=mult, backend=fast_backend)
+    want = approxsim.matmul(a[:, None], b[None, :], multiplier=mult, backend="reference")
+    assert same_products(got, want).all()
+    if name == "wide2":
+        return
+    a2 = moderate(rng, (200, 300), -8, 8)
+    b2 = moderate(rng, (300, 3), -8, 8)
+    got = approxsim.matmul(a2, b2, multiplier=mult, backend=fast_backend)
+    want = approxsim.matmul(a2, b2, multiplier=mult, backend="reference")
+    abs_sum = np.abs(products(a2[:, :, None], b2[None, :, :], mult).astype(np.float64)).sum(axis=1)
+    assert within_tolerance(got, want, abs_sum).all()
+
+
 # ----------------------------------------------------------------------------- sums
 
 @pytest.mark.parametrize("name", ["mbm7", "mbm11", "fp32", "hand3"])

@@ -29,6 +29,15 @@ int kNC = 512;  // columns of B per packed block (a multiple of every NR)
 // forms no product at all (input gradient positions that no output reaches), which
 // the packed panels hold as 0 and the exact path skips.
 
+// Copies a run of channels (often short: a plain loop beats a memcpy call there).
+inline void copy_run(float* dst, const float* src, int n) {
+  if (n >= 16) {
+    std::memcpy(dst, src, sizeof(float) * n);
+  } else {
+    for (int t = 0; t < n; ++t) dst[t] = src[t];
+  }
+}
+
 struct StridedA {
   const float* p;
   int64_t rs, ks;
@@ -73,7 +82,7 @@ struct PatchA {
         if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
           std::memset(raw + r * ld + k, 0, sizeof(float) * run);
         } else {
-          std::memcpy(raw + r * ld + k, x + ((n * g.h + iy) * g.w + ix) * g.c + c0 + ci, sizeof(float) * run);
+          copy_run(raw + r * ld + k, x + ((n * g.h + iy) * g.w + ix) * g.c + c0 + ci, run);
         }
         k += run;
         ++tap;
@@ -118,7 +127,7 @@ struct GatherDyA {
         if (oy < 0 || ox < 0) {
           std::memset(raw + r * ld + k, 0, sizeof(float) * run);
         } else {
-          std::memcpy(raw + r * ld + k, dy + ((n * g.oh + oy) * g.ow + ox) * g.cout + o0 + co, sizeof(float) * run);
+          copy_run(raw + r * ld + k, dy + ((n * g.oh + oy) * g.ow + ox) * g.cout + o0 + co, run);
         }
         k += run;
         ++tap;
@@ -188,7 +197,10 @@ struct GeneralB {
   const float* p;
   int64_t kdiv, so, si, sn;
   int64_t koff(int64_t k) const { return (k / kdiv) * so + (k % kdiv) * si; }
-  float get(int64_t k, int64_t n) const { return p[koff(k) + n * sn]; }
+  bool get(int64_t k, int64_t n, float& v) const {
+    v = p[koff(k) + n * sn];
+    return true;
+  }
   void pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
     for (int k = 0; k < kc; ++k) {
       const float* src = p + koff(k0 + k) + n0 * sn;
@@ -206,6 +218,35 @@ struct GeneralB {
 // ---------------------------------------------------------------------------------
 // Packed-panel conversion (formats in cpu_kernels.h)
 
+// For a GEMM run transposed (C^T = B^T A^T, when C has few columns): B^T as an A source.
+struct TransposedB {
+  const GeneralB& b;
+  bool get(int64_t r, int64_t k, float& v) const { return b.get(k, r, v); }
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
+    for (int k = 0; k < kc; ++k) {
+      const float* src = b.p + b.koff(k0 + k) + r0 * b.sn;
+      for (int r = 0; r < nr; ++r) raw[r * ld + k] = src[r * b.sn];
+    }
+  }
+};
+
+// ... and A^T as a B source.
+template <class ASrc>
+struct TransposedA {
+  const ASrc& a;
+  bool get(int64_t k, int64_t n, float& v) const { return a.get(n, k, v); }
+  void pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
+    thread_local std::vector<float> tmp;
+    tmp.resize(size_t(nc) * kc);
+    a.pack(n0, nc, k0, kc, tmp.data(), kc);
+    for (int k = 0; k < kc; ++k) {
+      float* dst = raw + k * nr;
+      for (int c = 0; c < nc; ++c) dst[c] = tmp[size_t(c) * kc + k];
+      for (int c = nc; c < nr; ++c) dst[c] = 0.0f;
+    }
+  }
+};
+
 struct Work {
   std::vector<float> araw, asc, braw, bsc, tile;
   std::vector<int32_t> aoff, bidx32;
@@ -216,12 +257,15 @@ struct Work {
   std::vector<Stats> astats, bstats;
 };
 
-template <class ASrc>
-void gemm_task(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t r0, int64_t r1, int64_t c0,
+// C[r][c] is C[r * ldc + c], or C[c * ldc + r] with trans_c.
+template <class ASrc, class BSrc>
+void gemm_task(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c, int64_t r0, int64_t r1, int64_t c0,
                int64_t c1, int64_t K, const Table& t, const KernelSet& ks, Work& w) {
   const int mr = ks.mr, nr = ks.nr, m = t.m;
   const bool exact = m == 0;
-  for (int64_t r = r0; r < r1; ++r) std::fill(C + r * ldc + c0, C + r * ldc + c1, 0.0f);
+  const int64_t rs = trans_c ? 1 : ldc, cs = trans_c ? ldc : 1;
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c = c0; c < c1; ++c) C[r * rs + c * cs] = 0.0f;
   if (K == 0) return;
   w.araw.resize(size_t(kMC) * kKC);
   w.asc.resize(size_t(kMC) * kKC);
@@ -337,9 +381,8 @@ void gemm_task(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t 
                 for (int c = 0; c < cols; ++c) {
                   float acc = 0.0f;
                   for (int k = 0; k < kc; ++k) {
-                    float a;
-                    if (!A.get(row0 + r, pc + k, a)) continue;
-                    const float b = B.get(pc + k, col0 + c);
+                    float a, b;
+                    if (!A.get(row0 + r, pc + k, a) || !B.get(pc + k, col0 + c, b)) continue;
                     acc += exact ? a * b : approxsim_mul_split(a, b, t.split.data(), m);
                   }
                   tile[r * nr + c] = acc;
@@ -347,9 +390,9 @@ void gemm_task(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t 
               }
             }
             for (int r = 0; r < rows; ++r) {
-              float* dst = C + (row0 + r) * ldc + col0;
+              float* dst = C + (row0 + r) * rs + col0 * cs;
               const float* src = tile + r * nr;
-              for (int c = 0; c < cols; ++c) dst[c] += src[c];
+              for (int c = 0; c < cols; ++c) dst[c * cs] += src[c];
             }
           }
         }
@@ -359,11 +402,9 @@ void gemm_task(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t 
 }
 
 // Splits rows (or, when there are too few, columns) over the threads.
-template <class ASrc>
-void gemm(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t M, int64_t N, int64_t K, const Table& t,
-          int threads) {
-  if (M <= 0 || N <= 0) return;
-  const KernelSet ks = select_kernels(t);
+template <class ASrc, class BSrc>
+void gemm_run(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c, int64_t M, int64_t N, int64_t K,
+              const Table& t, const KernelSet& ks, int threads) {
   // Row tasks of at least ~128 rows (each packs its own B blocks), up to 4 per thread so
   // that a busy core delays the others less; columns when there are too few rows.
   int64_t tasks_m = 1, tasks_n = 1;
@@ -376,7 +417,8 @@ void gemm(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t M, in
       tasks_m = std::max<int64_t>(threads, std::min<int64_t>(4 * threads, M / 128));
       tasks_m = std::min(tasks_m, row_panels);
     } else {
-      tasks_n = std::min<int64_t>(threads, col_panels);
+      tasks_n = std::max<int64_t>(threads, std::min<int64_t>(4 * threads, N / 128));
+      tasks_n = std::min(tasks_n, col_panels);
     }
   }
   const int64_t tasks = tasks_m * tasks_n;
@@ -388,8 +430,24 @@ void gemm(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t M, in
     const int64_t c1 = std::min(N, (col_panels * (tn + 1) / tasks_n) * ks.nr);
     if (r0 >= r1 || c0 >= c1) return;
     thread_local Work w;
-    gemm_task(A, B, C, ldc, r0, r1, c0, c1, K, t, ks, w);
+    gemm_task(A, B, C, ldc, trans_c, r0, r1, c0, c1, K, t, ks, w);
   });
+}
+
+// C[M, N] = A (*) B. With few columns (most of each NR-wide panel would be padding) and more
+// rows, it computes C^T = B^T (*)' A^T instead, where (*)' looks up the transposed table:
+// the products are the same, T'[j][i] = T[i][j].
+template <class ASrc>
+void gemm(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t M, int64_t N, int64_t K, const Table& t,
+          int threads) {
+  if (M <= 0 || N <= 0) return;
+  const KernelSet ks = select_kernels(t);
+  if (2 * N <= ks.nr && M > N) {
+    const Table& tt = t.transposed();
+    gemm_run(TransposedB{B}, TransposedA<ASrc>{A}, C, ldc, true, N, M, K, tt, select_kernels(tt), threads);
+  } else {
+    gemm_run(A, B, C, ldc, false, M, N, K, t, ks, threads);
+  }
 }
 
 }  // namespace

@@ -78,9 +78,28 @@ void HugeFloats::assign(const float* src, size_t n, size_t pad) {
   p_.reset(p);
 }
 
+struct Table::Transposed {
+  std::once_flag once;
+  std::unique_ptr<Table> table;
+};
+
+const Table& Table::transposed() const {
+  if (m == 0) return *this;
+  std::call_once(tr->once, [this] {
+    const size_t side = size_t(1) << m;
+    std::vector<float> t(side * side);
+    const float* src = f32.data();
+    for (size_t i = 0; i < side; ++i)
+      for (size_t j = 0; j < side; ++j) t[j * side + i] = src[i * side + j];
+    tr->table.reset(new Table(make_table(t.data(), m)));
+  });
+  return *tr->table;
+}
+
 Table make_table(const float* t, int m) {
   Table out;
   out.m = m;
+  out.tr = std::make_shared<Table::Transposed>();
   if (m == 0) return out;
   const size_t n = size_t(1) << (2 * m);
   out.f32.assign(t, n, 64);  // vector loads of a short row may run past the end

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "approx_product.h"
@@ -58,6 +59,13 @@ struct Table {
   std::vector<approxsim_entry> split;  // for the exact scalar path
   int emin = 0, emax = 0;           // unbiased exponent range of the nonzero entries
   bool any_nonzero = false;
+
+  // The table of the swapped operands, T'[j][i] = T[i][j] (built on first use; this
+  // table itself for the exact product).
+  const Table& transposed() const;
+
+  struct Transposed;
+  std::shared_ptr<Transposed> tr;
 };
 
 Table make_table(const float* t, int m);  // m == 0: exact product (t unused)
