@@ -229,3 +229,58 @@ def test_fp32_through_the_backend_equals_stock_tf(case, backend, monkeypatch):
     assert_sums_close(y, y0, bnd[0])
     for g, g0, b in zip(grads, grads0, bnd[1:]):
         assert_sums_close(g, g0, b)
+
+
+class _FakeCuda:
+    """A backend object called "cuda" that computes with the reference backend (no GPU needed)."""
+
+    name = "cuda"
+
+    def __init__(self):
+        self.ref = approxsim.get_backend("reference")
+        self.asarray = self.ref.asarray
+
+    def __getattr__(self, method):
+        return getattr(self.ref, method)
+
+
+def test_cuda_dispatch_contract(monkeypatch):
+    """With the cuda backend and GPU tensors, ops call approxsim.ops_cuda with the documented arguments."""
+    ops_cuda = pytest.importorskip("approxsim.ops_cuda")
+    ref = approxsim.get_backend("reference")
+    calls = []
+
+    def fake(method):
+        def fn(*args, **kwargs):
+            calls.append(method)
+            arrays = [np.asarray(a) if isinstance(a, tf.Tensor) else a for a in args]
+            return tf.constant(getattr(ref, method)(*arrays, **kwargs))
+        return fn
+
+    for method in ("matmul", "conv2d", "conv2d_input_grad", "conv2d_filter_grad"):
+        monkeypatch.setattr(ops_cuda, method, fake(method))
+    monkeypatch.setattr(ops, "_on_gpu", lambda t: True)
+    fake_cuda = _FakeCuda()
+    x, w = _normal(_rng(1), 2, 5, 5, 2), _normal(_rng(2), 3, 3, 2, 3)
+
+    @tf.function
+    def step(x, w):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            y = ops.am_conv2d(x, w, padding="SAME", multiplier="mbm7", backend=fake_cuda)
+            z = ops.am_matmul(tf.reshape(y, [2, -1]), tf.ones([75, 4]), multiplier="mbm7", backend=fake_cuda)
+        return z, tape.gradient(z, [x, w])
+
+    z, (dx, dw) = step(tf.constant(x), tf.constant(w))
+    assert sorted(set(calls)) == ["conv2d", "conv2d_filter_grad", "conv2d_input_grad", "matmul"]
+    y_ref = functional.conv2d(x, w, padding="SAME", multiplier="mbm7", backend="reference")
+    np.testing.assert_allclose(z.numpy(), functional.matmul(y_ref.reshape(2, -1), np.ones((75, 4), np.float32),
+                                                             multiplier="mbm7", backend="reference"), rtol=1e-5)
+    assert dx.shape == x.shape and dw.shape == w.shape
+
+    # host tensors with the cuda backend: the backend's own methods, through tf.py_function
+    calls.clear()
+    monkeypatch.setattr(ops, "_on_gpu", lambda t: False)
+    y = ops.am_conv2d(x, w, padding="SAME", multiplier="mbm7", backend=fake_cuda)
+    assert calls == []
+    np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-6)
