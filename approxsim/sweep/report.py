@@ -114,8 +114,8 @@ def plot(rows, path: str, *, kind: str = "accuracy", title: Optional[str] = None
             if what == "accuracy":
                 ax.plot(epochs, [100 * r["test_accuracy"] for r in rs], "o-", color=color, label=name, ms=3)
             else:
-                ax.plot(epochs, [r["test_loss"] for r in rs], "o-", color=color, label=f"{name} test", ms=3)
-                ax.plot(epochs, [r["train_loss"] for r in rs], "--", color=color, alpha=0.6, label=f"{name} train")
+                ax.plot(epochs, [r["test_loss"] for r in rs], "o-", color=color, label=name, ms=3)
+                ax.plot(epochs, [r["train_loss"] for r in rs], "--", color=color, alpha=0.6)
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)" if what == "accuracy" else "loss (test solid, train dashed)")
         all_epochs = sorted({r["epoch"] for r in rows})
