@@ -467,3 +467,22 @@ def test_conv_memory_does_not_grow_with_batch():
     y = approxsim.conv2d(x, w, padding="SAME", multiplier="mbm7", backend="cpu")
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     assert after - before < y.nbytes + 64 * 2 ** 20
+
+
+def _child_matmul(a):
+    return approxsim.matmul(a, a, multiplier="mbm7", backend="cpu")
+
+
+@needs_cpu
+def test_threads_work_in_a_forked_child(monkeypatch):
+    """A child made by fork() after the kernels ran (worker threads exist) starts its own pool."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork() here")
+    monkeypatch.setenv("APPROXSIM_NUM_THREADS", "2")
+    a = np.random.default_rng(14).standard_normal((300, 300)).astype(np.float32)
+    want = _child_matmul(a)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_child_matmul, (a,)).get(timeout=60)
+    np.testing.assert_array_equal(got, want)

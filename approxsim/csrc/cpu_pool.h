@@ -15,6 +15,9 @@
 #include <thread>
 #include <vector>
 
+#include <sys/types.h>
+#include <unistd.h>
+
 namespace approxsim {
 
 // All cores, limited by $APPROXSIM_NUM_THREADS when it holds a positive integer.
@@ -32,8 +35,17 @@ inline int num_threads() {
 
 class ThreadPool {
  public:
+  // The pool of this process. A child made by fork() has none of its parent's workers, so it
+  // gets a fresh pool (the parent's is left alone: its mutexes may be in any state).
   static ThreadPool& instance() {
-    static ThreadPool* pool = new ThreadPool();  // never destroyed: workers may outlive exit
+    static std::mutex guard;
+    static ThreadPool* pool = nullptr;  // never destroyed: workers may outlive exit
+    static pid_t owner = 0;
+    std::lock_guard<std::mutex> lk(guard);
+    if (pool == nullptr || owner != getpid()) {
+      pool = new ThreadPool();
+      owner = getpid();
+    }
     return *pool;
   }
 
