@@ -135,7 +135,8 @@ def test_single_products_bit_exact(fast_backend, name):
 
 
 @needs_cpu
-@pytest.mark.parametrize("name", ["mbm7", "mitchell5", "mbm11", "fp32", "hand3", "wide2", "bfzero6", "full7"])
+@pytest.mark.parametrize("name", ["mbm7", "mitchell5", "mitchell1", "mbm11", "fp32", "hand3", "wide2", "bfzero6",
+                                  "full7"])
 def test_every_simd_path_single_products_and_sums(simd, name):
     mult = _mult(name)
     rng = np.random.default_rng(2)
@@ -154,6 +155,12 @@ def test_every_simd_path_single_products_and_sums(simd, name):
     want = approxsim.matmul(a2, b2, multiplier=mult, backend="reference")
     abs_sum = np.abs(products(a2[:, :, None], b2[None, :, :], mult).astype(np.float64)).sum(axis=1)
     assert within_tolerance(got, want, abs_sum).all(), simd
+    # Few columns: run transposed, on the transposed table.
+    got = approxsim.matmul(a2, b2[:, :3], multiplier=mult, backend="cpu")
+    assert within_tolerance(got, want[:, :3], abs_sum[:, :3]).all(), simd
+    got = approxsim.matmul(a[:, None], b[None, :5], multiplier=mult, backend="cpu")
+    assert same_products(got, approxsim.matmul(a[:, None], b[None, :5], multiplier=mult,
+                                               backend="reference")).all(), simd
 
 
 @pytest.mark.parametrize("name", ["mbm7", "hand3", "full7", "fp32", "wide2"])
