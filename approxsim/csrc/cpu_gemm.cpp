@@ -71,22 +71,32 @@ struct PatchA {
   }
   void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
     const int64_t cig = g.cig();
+    const int64_t tap0 = k0 / cig, ci0 = k0 % cig, kx0 = tap0 % g.kw, ky0 = tap0 / g.kw;
+    int64_t ox = r0 % g.ow, oy = (r0 / g.ow) % g.oh, n = r0 / (g.ow * g.oh);
     for (int r = 0; r < nr; ++r) {
-      const int64_t row = r0 + r;
-      const int64_t ox = row % g.ow, oy = (row / g.ow) % g.oh, n = row / (g.ow * g.oh);
-      int64_t tap = k0 / cig, ci = k0 % cig;
+      const float* img = x + n * g.h * g.w * g.c + c0;
+      int64_t kx = kx0, ky = ky0, ci = ci0;
       for (int k = 0; k < kc;) {
-        const int64_t kx = tap % g.kw, ky = tap / g.kw;
         const int64_t iy = oy * g.sh - g.pt + ky * g.dh, ix = ox * g.sw - g.pl + kx * g.dw;
         const int run = static_cast<int>(std::min<int64_t>(cig - ci, kc - k));
         if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
-          std::memset(raw + r * ld + k, 0, sizeof(float) * run);
+          for (int t = 0; t < run; ++t) raw[r * ld + k + t] = 0.0f;
         } else {
-          copy_run(raw + r * ld + k, x + ((n * g.h + iy) * g.w + ix) * g.c + c0 + ci, run);
+          copy_run(raw + r * ld + k, img + (iy * g.w + ix) * g.c + ci, run);
         }
         k += run;
-        ++tap;
         ci = 0;
+        if (++kx == g.kw) {
+          kx = 0;
+          ++ky;
+        }
+      }
+      if (++ox == g.ow) {
+        ox = 0;
+        if (++oy == g.oh) {
+          oy = 0;
+          ++n;
+        }
       }
     }
   }
@@ -101,7 +111,9 @@ struct GatherDyA {
   // Output index along one axis for input position i and tap offset, or -1.
   static int64_t reach(int64_t i, int64_t pad, int64_t tap_off, int64_t stride, int64_t size) {
     const int64_t num = i + pad - tap_off;
-    if (num < 0 || num % stride != 0) return -1;
+    if (num < 0) return -1;
+    if (stride == 1) return num < size ? num : -1;
+    if (num % stride != 0) return -1;
     const int64_t o = num / stride;
     return o < size ? o : -1;
   }
@@ -116,22 +128,32 @@ struct GatherDyA {
   }
   void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
     const int64_t cog = g.cog();
+    const int64_t tap0 = k0 / cog, co0 = k0 % cog, kx0 = tap0 % g.kw, ky0 = tap0 / g.kw;
+    int64_t x = r0 % g.w, y = (r0 / g.w) % g.h, n = r0 / (g.w * g.h);
     for (int r = 0; r < nr; ++r) {
-      const int64_t row = r0 + r;
-      const int64_t x = row % g.w, y = (row / g.w) % g.h, n = row / (g.w * g.h);
-      int64_t tap = k0 / cog, co = k0 % cog;
+      const float* img = dy + n * g.oh * g.ow * g.cout + o0;
+      int64_t kx = kx0, ky = ky0, co = co0;
       for (int k = 0; k < kc;) {
-        const int64_t kx = tap % g.kw, ky = tap / g.kw;
         const int64_t oy = reach(y, g.pt, ky * g.dh, g.sh, g.oh), ox = reach(x, g.pl, kx * g.dw, g.sw, g.ow);
         const int run = static_cast<int>(std::min<int64_t>(cog - co, kc - k));
         if (oy < 0 || ox < 0) {
-          std::memset(raw + r * ld + k, 0, sizeof(float) * run);
+          for (int t = 0; t < run; ++t) raw[r * ld + k + t] = 0.0f;
         } else {
-          copy_run(raw + r * ld + k, dy + ((n * g.oh + oy) * g.ow + ox) * g.cout + o0 + co, run);
+          copy_run(raw + r * ld + k, img + (oy * g.ow + ox) * g.cout + co, run);
         }
         k += run;
-        ++tap;
         co = 0;
+        if (++kx == g.kw) {
+          kx = 0;
+          ++ky;
+        }
+      }
+      if (++x == g.w) {
+        x = 0;
+        if (++y == g.h) {
+          y = 0;
+          ++n;
+        }
       }
     }
   }
