@@ -493,3 +493,14 @@ def test_threads_work_in_a_forked_child(monkeypatch):
     with multiprocessing.get_context("fork").Pool(1) as pool:
         got = pool.apply_async(_child_matmul, (a,)).get(timeout=60)
     np.testing.assert_array_equal(got, want)
+
+
+def test_empty_operands(fast_backend):
+    kw = dict(multiplier="mbm7", backend=fast_backend)
+    np.testing.assert_array_equal(approxsim.matmul(np.ones((3, 0)), np.ones((0, 4)), **kw), np.zeros((3, 4)))
+    assert approxsim.matmul(np.ones((2, 0, 3, 3)), np.ones((3, 4)), **kw).shape == (2, 0, 3, 4)
+    x = np.ones((0, 5, 5, 2), np.float32)
+    w = np.ones((3, 3, 2, 4), np.float32)
+    assert approxsim.conv2d(x, w, **kw).shape == (0, 3, 3, 4)
+    np.testing.assert_array_equal(approxsim.conv2d_filter_grad(x, np.ones((0, 3, 3, 4)), w.shape, **kw),
+                                  np.zeros(w.shape))

@@ -69,8 +69,8 @@ class CpuBackend(Backend):
                                   batch).ravel()
         b_index = np.broadcast_to(np.arange(int(np.prod(b.shape[:-2], dtype=np.int64))).reshape(b.shape[:-2]),
                                   batch).ravel()
-        a3 = a.reshape((-1,) + a.shape[-2:])
-        b3 = b.reshape((-1,) + b.shape[-2:])
+        a3 = a.reshape((int(np.prod(a.shape[:-2], dtype=np.int64)),) + a.shape[-2:])
+        b3 = b.reshape((int(np.prod(b.shape[:-2], dtype=np.int64)),) + b.shape[-2:])
         out = _cpu.matmul(a3, b3, _table(mult), bool(transpose_a), bool(transpose_b),
                           a_index.astype(np.int64), b_index.astype(np.int64))
         return out.reshape(tuple(batch) + out.shape[-2:])
