@@ -1,7 +1,8 @@
 """Speed of approxsim's CUDA backend against cuBLAS / cuDNN fp32 (TF32 off), in one run.
 
-Run on a machine with an NVIDIA GPU, CuPy and NVRTC (``pip install 'approxsim[cuda12]'``);
-PyTorch is used for the cuDNN convolutions when it is installed (TensorFlow is not needed):
+Run on a machine with an NVIDIA GPU, CuPy and NVRTC (``pip install 'approxsim[cuda12]'``), plus
+cuBLAS for the ``cupy.matmul`` baseline (``pip install nvidia-cublas-cu12``, or CuPy's ``[ctk]``
+extra); PyTorch is used for the cuDNN convolutions when it is installed (TensorFlow is not needed):
 
     python benchmarks/bench_cuda.py            # everything, a few minutes (first run compiles kernels)
     python benchmarks/bench_cuda.py --quick    # smaller shapes, to check that it runs

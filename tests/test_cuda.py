@@ -449,6 +449,162 @@ def test_host_gemm_transposes_and_operand_order(host_program, ta, tb):
     assert not np.array_equal(swapped, want)
 
 
+# --- 2b. the kernels themselves, emulated on the CPU ------------------------------------------------
+
+KERNEL_EMULATOR = r"""
+/* Runs the CUDA kernels of cuda/*.cu on the CPU: one block at a time, its 256 threads as
+   std::threads, shared memory a global buffer, barriers pthread barriers. */
+#include <pthread.h>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+#include <algorithm>
+
+struct dim3 { unsigned x, y, z; };
+static thread_local dim3 emu_thread_idx;
+static thread_local dim3 blockIdx;
+#define threadIdx emu_thread_idx
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+using std::min;
+static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
+template <class T> static inline T __ldg(const T* p) { return *p; }
+static pthread_barrier_t emu_barrier;
+static std::atomic<int> emu_or[3];
+static thread_local int emu_generation = 0;
+static inline void __syncthreads() { pthread_barrier_wait(&emu_barrier); }
+/* One barrier per call: accumulator g % 3 collects this call's votes; thread 0 clears the next one,
+   whose last readers finished before anyone could pass the previous barrier. */
+static inline int __syncthreads_or(int p) {
+  int g = emu_generation++ % 3;
+  if (emu_thread_idx.x == 0) emu_or[(g + 1) % 3].store(0);
+  if (p) emu_or[g].fetch_or(1);
+  pthread_barrier_wait(&emu_barrier);
+  return emu_or[g].load();
+}
+static std::mutex emu_atomic;
+static inline float atomicAdd(float* p, float v) {
+  std::lock_guard<std::mutex> g(emu_atomic);
+  float old = *p;
+  *p = old + v;
+  return old;
+}
+alignas(16) unsigned char approxsim_smem[64 * 1024];
+
+#include "gemm.cu"
+#include "conv.cu"
+
+typedef long long i64;
+typedef void (*GemmFn)(const float*, const float*, float*, const void*, int, int, int, int, int, i64, i64, i64, i64,
+                       i64, i64, int, int);
+typedef void (*ConvFn)(const float*, const float*, float*, const void*, int, int, int, int, int, int, int, int, int,
+                       int, int, int, int, int, int, int, int, int, int, int);
+
+#define EMU_REG2(op, v) {"approxsim_" #op "_" #v "_L", (void*)approxsim_##op##_##v##_L}, \
+                        {"approxsim_" #op "_" #v "_S", (void*)approxsim_##op##_##v##_S}
+#define EMU_REG(op) EMU_REG2(op, fp32), EMU_REG2(op, s16), EMU_REG2(op, s32), EMU_REG2(op, g32), EMU_REG2(op, gen)
+
+static std::vector<char> slurp(const char* path) {
+  FILE* f = fopen(path, "rb");
+  if (!f) { perror(path); exit(2); }
+  std::vector<char> v;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) v.insert(v.end(), buf, buf + n);
+  fclose(f);
+  return v;
+}
+
+int main(int argc, char** argv) {
+  /* argv: name gx gy gz table p0 p1 out ints... ; out is read and written back */
+  std::map<std::string, void*> fns = {EMU_REG(gemm), EMU_REG(conv_fwd), EMU_REG(conv_dgrad), EMU_REG(conv_wgrad)};
+  std::string name = argv[1];
+  if (!fns.count(name)) { fprintf(stderr, "no kernel %s\n", name.c_str()); return 2; }
+  unsigned gx = atoi(argv[2]), gy = atoi(argv[3]), gz = atoi(argv[4]);
+  std::vector<char> table = slurp(argv[5]), p0 = slurp(argv[6]), p1 = slurp(argv[7]), out = slurp(argv[8]);
+  std::vector<i64> I;
+  for (int i = 9; i < argc; ++i) I.push_back(atoll(argv[i]));
+  pthread_barrier_init(&emu_barrier, 0, 256);
+  bool gemm = name.rfind("approxsim_gemm_", 0) == 0;
+  void* fn = fns[name];
+  const float* P0 = (const float*)p0.data();
+  const float* P1 = (const float*)p1.data();
+  float* OUT = (float*)out.data();
+  /* 256 threads walk the blocks in step (a barrier between blocks keeps shared memory consistent). */
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < 256; ++t)
+    threads.emplace_back([&, t] {
+      emu_thread_idx = {t, 0, 0};
+      for (unsigned z = 0; z < gz; ++z)
+        for (unsigned y = 0; y < gy; ++y)
+          for (unsigned x = 0; x < gx; ++x) {
+            blockIdx = {x, y, z};
+            if (gemm)
+              ((GemmFn)fn)(P0, P1, OUT, table.data(), I[0], I[1], I[2], I[3], I[4], I[5], I[6], I[7], I[8],
+                                  I[9], I[10], I[11], I[12]);
+            else
+              ((ConvFn)fn)(P0, P1, OUT, table.data(), I[0], I[1], I[2], I[3], I[4], I[5], I[6], I[7], I[8],
+                                  I[9], I[10], I[11], I[12], I[13], I[14], I[15], I[16], I[17], I[18], I[19]);
+            pthread_barrier_wait(&emu_barrier);
+          }
+    });
+  for (auto& th : threads) th.join();
+  FILE* f = fopen(argv[8], "wb");
+  fwrite(out.data(), 1, out.size(), f);
+  fclose(f);
+  return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def kernel_emulator():
+    """cuda/*.cu compiled for the CPU: each block's 256 threads as std::threads (see KERNEL_EMULATOR)."""
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no host C++ compiler (g++) to emulate the kernels on the CPU")
+    d = tempfile.mkdtemp(prefix="approxsim-cuda-emu-")
+    src, exe = os.path.join(d, "emu.cpp"), os.path.join(d, "emu")
+    with open(src, "w") as f:
+        f.write(KERNEL_EMULATOR)
+    res = subprocess.run([cxx, "-std=c++17", "-O1", "-pthread", "-Wno-unknown-pragmas", f"-I{header_dir()}",
+                          f"-I{KERNEL_DIR}", src, "-o", exe], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    yield exe
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _emulated_kernel(exe, name, calls):
+    def kernel(grid, block, args, shared_mem=0):
+        assert block == (256,) and shared_mem <= 48 * 1024, (block, shared_mem)
+        calls.append((name, grid, int(args[-2])))
+        with tempfile.TemporaryDirectory() as d:
+            paths = [os.path.join(d, n) for n in ("p0", "p1", "out", "table")]
+            for path, arr in zip(paths, args[:4]):
+                np.ascontiguousarray(arr).tofile(path)
+            ints = [str(int(v)) for v in args[4:]]
+            res = subprocess.run([exe, name, *map(str, grid), paths[3], paths[0], paths[1], paths[2], *ints],
+                                 capture_output=True, text=True)
+            assert res.returncode == 0, res.stderr
+            out = args[2]
+            out[...] = np.fromfile(paths[2], dtype=np.float32).reshape(out.shape)
+
+    return kernel
+
+
 # --- 3. on the GPU --------------------------------------------------------------------------------
 
 
@@ -459,25 +615,39 @@ def cuda():
     return get_backend("cuda")
 
 
-@gpu
+@pytest.fixture(params=["gpu", pytest.param("emulated", marks=pytest.mark.slow)])
+def kb(request, monkeypatch):
+    """The CUDA backend on the GPU, and the same backend with its kernels emulated on the CPU."""
+    if request.param == "gpu":
+        if not CUDA_OK:
+            pytest.skip(f"no usable CUDA backend: {CUDA_REASON}")
+        return get_backend("cuda")
+    exe = request.getfixturevalue("kernel_emulator")
+    be = object.__new__(cuda_backend.CudaBackend)
+    be._cp, be._dummy = _FakeCupy, {}
+    be.calls = []
+    monkeypatch.setattr(cuda_backend, "_function", lambda filename, name, variant: _emulated_kernel(exe, name, be.calls))
+    return be
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("key", list(MULTS))
-def test_gpu_products_bit_exact(cuda, key):
+def test_kernel_products_bit_exact(kb, key):
     """K = 1 matmuls are single products: bit for bit, special values included (exact path)."""
     mult = MULTS[key]
     a, b = _special_operands(512, 3), _special_operands(384, 4)
-    got = cuda.matmul(a[:, None], b[None, :], mult)
-    want = products(a[:, None], b[None, :], mult)
+    # A sum starts at +0, so a product -0 comes out +0 (as in every backend): compare with p + 0.
+    got = kb.matmul(a[:, None], b[None, :], mult)
+    want = products(a[:, None], b[None, :], mult) + np.float32(0)
     _same_bits(got, want)
     fa, fb = a[_fast_ok(a, mult)], b[_fast_ok(b, mult)]  # the fast path
-    _same_bits(cuda.matmul(fa[:, None], fb[None, :], mult), products(fa[:, None], fb[None, :], mult))
+    _same_bits(kb.matmul(fa[:, None], fb[None, :], mult), products(fa[:, None], fb[None, :], mult) + np.float32(0))
 
 
-@gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("key", list(MULTS))
 @pytest.mark.parametrize("shape", [(1, 300, 70, 130), (3, 129, 2000, 65), (2, 16, 5000, 8)])
-def test_gpu_matmul_sums(cuda, key, shape):
+def test_kernel_matmul_sums(kb, key, shape):
     mult = MULTS[key]
     nb, m, k, n = shape
     rng = np.random.default_rng(5)
@@ -488,7 +658,7 @@ def test_gpu_matmul_sums(cuda, key, shape):
         bb = b.T.copy() if tb else b
         want = REF.matmul(aa, bb, mult, transpose_a=ta, transpose_b=tb)
         scale = REF.matmul(np.abs(aa), np.abs(bb), _abs_mult(mult), transpose_a=ta, transpose_b=tb)
-        _close(cuda.matmul(aa, bb, mult, transpose_a=ta, transpose_b=tb), want, scale)
+        _close(kb.matmul(aa, bb, mult, transpose_a=ta, transpose_b=tb), want, scale)
 
 
 @gpu
@@ -503,37 +673,34 @@ def test_gpu_cupy_in_cupy_out(cuda):
                       np.ndarray)
 
 
-@gpu
 @pytest.mark.gpu
-def test_gpu_operand_order(cuda):
+def test_kernel_operand_order(kb):
     table = np.ones((4, 4), np.float32)
     table[1, 2], table[2, 1] = 1.5, 1.25
     mult = Multiplier("marked2", 2, table)
     a = np.float32([[1.25]])
     b = np.float32([[1.5]])
-    assert cuda.matmul(a, b, mult)[0, 0] == 1.5
-    assert cuda.matmul(b, a, mult)[0, 0] == 1.25
+    assert kb.matmul(a, b, mult)[0, 0] == 1.5
+    assert kb.matmul(b, a, mult)[0, 0] == 1.25
 
 
-@gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("op", CONV_OPS, ids=[o[0] for o in CONV_OPS])
 @pytest.mark.parametrize("gi", range(len(GEOMETRIES)))
 @pytest.mark.parametrize("key", list(MULTS))
-def test_gpu_conv_geometries(cuda, op, gi, key):
+def test_kernel_conv_geometries(kb, op, gi, key):
     mult = MULTS[key]
     g, x, w, dy = _conv_cases(GEOMETRIES[gi], gi)
-    _check_conv(lambda p0, p1, shape: getattr(cuda, op[1])(p0, p1, g, mult), op, g, x, w, dy, mult)
+    _check_conv(lambda p0, p1, shape: getattr(kb, op[1])(p0, p1, g, mult), op, g, x, w, dy, mult)
 
 
-@gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("op", CONV_OPS, ids=[o[0] for o in CONV_OPS])
 @pytest.mark.parametrize("gi", range(len(GEOMETRIES)))
-def test_gpu_conv_special_values(cuda, op, gi):
+def test_kernel_conv_special_values(kb, op, gi):
     mult = MULTS["s16"]
     g, x, w, dy = _conv_cases(GEOMETRIES[gi], 100 + gi, specials=True)
-    _check_conv(lambda p0, p1, shape: getattr(cuda, op[1])(p0, p1, g, mult), op, g, x, w, dy, mult)
+    _check_conv(lambda p0, p1, shape: getattr(kb, op[1])(p0, p1, g, mult), op, g, x, w, dy, mult)
 
 
 @gpu
@@ -726,3 +893,39 @@ def test_ops_cuda_export_drops_the_stream_argument():
     assert exp.__dlpack_device__() == t.__dlpack_device__()
     assert np.array_equal(np.from_dlpack(exp), [1.0, 2.0])  # NumPy passes stream=None; CuPy a pointer
     assert type(exp.__dlpack__(stream=1)).__name__ == "PyCapsule"
+
+
+@pytest.mark.parametrize("key", ["fp32", "s16", "g32_11"])
+def test_kernel_large_tiles_emulated(kernel_emulator, monkeypatch, key):
+    """The 128 x 128 tiles (chosen when the GPU has few SMs for the work), emulated on the CPU."""
+    be = object.__new__(cuda_backend.CudaBackend)
+    be._cp, be._dummy, calls = _FakeCupy, {}, []
+    monkeypatch.setattr(_FakeCupy.cuda.Device, "attributes", {"MultiProcessorCount": 1})
+    monkeypatch.setattr(cuda_backend, "_function",
+                        lambda filename, name, variant: _emulated_kernel(kernel_emulator, name, calls))
+    mult = MULTS[key]
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((200, 40)).astype(np.float32)
+    b = rng.standard_normal((40, 150)).astype(np.float32)
+    a[3, 5] = np.inf  # one tile through the exact path
+    _close(be.matmul(a, b, mult), REF.matmul(a, b, mult), REF.matmul(np.abs(a), np.abs(b), _abs_mult(mult)))
+    g, x, w, dy = _conv_cases(((2, 12, 12, 4), (3, 3, 4, 130), 1, "SAME", 1, 1), 3)
+    for op in CONV_OPS:
+        _check_conv(lambda p0, p1, shape: getattr(be, op[1])(p0, p1, g, mult), op, g, x, w, dy, mult)
+    names = [c[0] for c in calls]
+    assert any(n.startswith("approxsim_gemm_") and n.endswith("_L") for n in names), names
+    assert any(n.startswith("approxsim_conv_fwd_") and n.endswith("_L") for n in names), names
+
+
+@pytest.mark.parametrize("op", CONV_OPS, ids=[o[0] for o in CONV_OPS])
+def test_kernel_conv_quick_emulated(kernel_emulator, monkeypatch, op):
+    """A fast subset of the emulated kernel tests (the full set is marked slow): groups with strides,
+    strided dilated depthwise, and special values."""
+    be = object.__new__(cuda_backend.CudaBackend)
+    be._cp, be._dummy = _FakeCupy, {}
+    monkeypatch.setattr(cuda_backend, "_function",
+                        lambda filename, name, variant: _emulated_kernel(kernel_emulator, name, []))
+    for gi, key, specials in ((3, "s16", False), (7, "gen", False), (5, "s16", True)):
+        mult = MULTS[key]
+        g, x, w, dy = _conv_cases(GEOMETRIES[gi], gi, specials=specials)
+        _check_conv(lambda p0, p1, shape: getattr(be, op[1])(p0, p1, g, mult), op, g, x, w, dy, mult)
