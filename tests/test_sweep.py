@@ -74,8 +74,9 @@ def test_outputs(tiny_sweep):
 def test_runs_are_independent_and_merge(tiny_sweep, tmp_path, capsys):
     """A multiplier run alone gives what it gave in a sweep with others (same start, data, seed);
     merging the single-multiplier sweeps gives the two-multiplier table."""
-    alone = tmp_path / "user"
-    assert main(["sweep", *TINY, "--multipliers", USER, "--epochs", "2", "--out", str(alone)]) == 0
+    alone = tmp_path / "user"  # as on another machine, given the first one's initial weights
+    assert main(["sweep", *TINY, "--multipliers", USER, "--epochs", "2", "--out", str(alone),
+                 "--initial-weights", str(tiny_sweep / "initial.weights.h5")]) == 0
     both = _rows(tiny_sweep)
     for key, row in _rows(alone).items():
         for col in ("train_loss", "test_loss", "test_accuracy"):

@@ -131,7 +131,8 @@ def _initial_weights(cfg, ds, strategy, path):
 
     if cfg.initial_weights:
         if not os.path.isfile(cfg.initial_weights):
-            raise FileNotFoundError(f"Initial weights file not found. Received: initial_weights={cfg.initial_weights!r}")
+            raise FileNotFoundError("Initial weights file not found; pass an existing .weights.h5 file. "
+                                    f"Received: initial_weights={cfg.initial_weights!r}")
         if os.path.abspath(cfg.initial_weights) != os.path.abspath(path):
             shutil.copyfile(cfg.initial_weights, path)
         return
