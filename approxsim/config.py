@@ -20,6 +20,14 @@ def _version(module: str) -> str:
     return getattr(mod, "__version__", "installed")
 
 
+def _simd_level() -> str:
+    try:
+        from approxsim import _cpu
+    except ImportError as e:
+        return f"C++ extension not built ({e})"
+    return _cpu.simd_level()
+
+
 def config() -> dict:
     """The facts :func:`show_config` prints, as a dict."""
     info = {
@@ -30,7 +38,8 @@ def config() -> dict:
         "tensorflow": _version("tensorflow") if "tensorflow" in sys.modules else "(not imported)",
         "cache": str(cache_dir()),
         "APPROXSIM_BACKEND": os.environ.get("APPROXSIM_BACKEND", "(unset: auto)"),
-        "APPROXSIM_NUM_THREADS": os.environ.get("APPROXSIM_NUM_THREADS", "(unset: all cores)"),
+        "APPROXSIM_NUM_THREADS": os.environ.get("APPROXSIM_NUM_THREADS", f"(unset: all {os.cpu_count()} cores)"),
+        "cpu SIMD": _simd_level(),
         "backends": {},
     }
     for name in BACKEND_NAMES:
