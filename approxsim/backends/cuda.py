@@ -3,9 +3,10 @@
 The only module of approxsim that imports CuPy. Kernels (see ``cuda/approxsim_tile.cuh``):
 a shared-memory-tiled, register-blocked contraction with split-K, instantiated for batched
 ``matmul`` and for implicit-GEMM ``conv2d`` forward, input gradient and filter gradient
-(no im2col buffer in global memory). Per product, the fast path costs an address add, a table load, an FMUL and an FFMA
-(``T[i][j] * (2^Ea * 2^Eb)``, exact while no product can overflow or underflow: see
-``cuda/approxsim_codes.cuh``); tiles with Inf, NaN or extreme exponents take an exact path.
+(no im2col buffer in global memory). Per product, the fast path costs an address add, a table
+load, an FMUL and an FFMA (``T[i][j] * (2^Ea * 2^Eb)``, exact while no product can overflow or
+underflow: see ``cuda/approxsim_codes.cuh``); tiles with Inf, NaN or extreme exponents take an
+exact path that applies the header's special cases.
 The table lives where it is fastest for its size:
 
 * ``s16``: shared memory, 16-bit entries (``M <= 7`` and every entry exact in 16 bits);
