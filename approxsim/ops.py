@@ -485,7 +485,8 @@ def am_conv1d(x, filters, *, multiplier, stride=1, padding="VALID", dilations=1,
         elif mode in ("SAME", "VALID"):
             pad2 = mode
         else:
-            raise ValueError(f'`padding` must be "SAME", "VALID", "CAUSAL" or (left, right). Received: padding={padding!r}')
+            raise ValueError('`padding` must be "SAME", "VALID", "CAUSAL" or (left, right). '
+                             f"Received: padding={padding!r}")
     else:
         left, right = (int(v) for v in padding)
         pad2 = ((0, 0), (left, right))

@@ -37,7 +37,8 @@ LAYERS = [
      dict(filters=4, kernel_size=3, strides=2, depth_multiplier=2, padding="same"), [(2, 7, 7, 3)]),
     ("einsum_dense", keras.layers.EinsumDense, AMEinsumDense,
      dict(equation="abc,cde->abde", output_shape=(None, 2, 3), bias_axes="de"), [(2, 4, 5)]),
-    ("mha", keras.layers.MultiHeadAttention, AMMultiHeadAttention, dict(num_heads=2, key_dim=3), [(2, 4, 6), (2, 5, 6)]),
+    ("mha", keras.layers.MultiHeadAttention, AMMultiHeadAttention, dict(num_heads=2, key_dim=3),
+     [(2, 4, 6), (2, 5, 6)]),
     ("mha_causal_masked", keras.layers.MultiHeadAttention, AMMultiHeadAttention,
      dict(num_heads=2, key_dim=2, value_dim=3, output_shape=4), [(1, 4, 6), (1, 4, 6)]),
 ]
