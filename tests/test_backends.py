@@ -42,8 +42,11 @@ def test_single_products_through_length_one_contractions(backend, name):
     assert ok.all(), f"{a[~ok][:4]} * {b[~ok][:4]} -> {got[~ok][:4]}, want {want[~ok][:4]}"
 
 
-def _naive_conv(x, w, geom, mul):
-    y = np.zeros(geom.output_shape, dtype=np.float64)
+def _taps(geom):
+    """Every (output position, filter tap) pair that meets the input: the definition of conv2d.
+
+    Yields ``(out_index, input_index, filter_index)`` as tuples into y, x and w.
+    """
     cig, cog = geom.cin_per_group, geom.cout_per_group
     for n, oh, ow, co in itertools.product(*(range(s) for s in geom.output_shape)):
         g = co // cog
@@ -51,39 +54,28 @@ def _naive_conv(x, w, geom, mul):
             ih = oh * geom.sh - geom.pad_top + i * geom.dh
             iw = ow * geom.sw - geom.pad_left + j * geom.dw
             if 0 <= ih < geom.h and 0 <= iw < geom.w:
-                y[n, oh, ow, co] += mul(float(x[n, ih, iw, g * cig + c]), float(w[i, j, c, co]))
+                yield (n, oh, ow, co), (n, ih, iw, g * cig + c), (i, j, c, co)
+
+
+def _naive_conv(x, w, geom, mul):
+    y = np.zeros(geom.output_shape, dtype=np.float64)
+    for yi, xi, wi in _taps(geom):
+        y[yi] += mul(float(x[xi]), float(w[wi]))
     return y
 
 
 def _naive_input_grad(dy, w, geom, mul):
     dx = np.zeros(geom.input_shape, dtype=np.float64)
-    cig, cog = geom.cin_per_group, geom.cout_per_group
-    for n, oh, ow, co in itertools.product(*(range(s) for s in geom.output_shape)):
-        g = co // cog
-        for i, j, c in itertools.product(range(geom.kh), range(geom.kw), range(cig)):
-            ih = oh * geom.sh - geom.pad_top + i * geom.dh
-            iw = ow * geom.sw - geom.pad_left + j * geom.dw
-            if 0 <= ih < geom.h and 0 <= iw < geom.w:
-                dx[n, ih, iw, g * cig + c] += mul(float(dy[n, oh, ow, co]), float(w[i, j, c, co]))
+    for yi, xi, wi in _taps(geom):
+        dx[xi] += mul(float(dy[yi]), float(w[wi]))
     return dx
 
 
 def _naive_filter_grad(x, dy, geom, mul):
     dw = np.zeros(geom.filter_shape, dtype=np.float64)
-    cig, cog = geom.cin_per_group, geom.cout_per_group
-    for n, oh, ow, co in itertools.product(*(range(s) for s in geom.output_shape)):
-        g = co // cog
-        for i, j, c in itertools.product(range(geom.kh), range(geom.kw), range(cig)):
-            ih = oh * geom.sh - geom.pad_top + i * geom.dh
-            iw = ow * geom.sw - geom.pad_left + j * geom.dw
-            if 0 <= ih < geom.h and 0 <= iw < geom.w:
-                dw[i, j, c, co] += mul(float(x[n, ih, iw, g * cig + c]), float(dy[n, oh, ow, co]))
+    for yi, xi, wi in _taps(geom):
+        dw[wi] += mul(float(x[xi]), float(dy[yi]))
     return dw
-
-
-def _abs_sum(fn, *args):
-    """sum(|products|) per output: the same loops with |a| (*) |b| = |a (*) b|."""
-    return fn(*(np.abs(a) if isinstance(a, np.ndarray) else a for a in args))
 
 
 GEOMETRIES = [
