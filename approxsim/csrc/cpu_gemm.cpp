@@ -38,6 +38,39 @@ inline void copy_run(float* dst, const float* src, int n) {
   }
 }
 
+// A run of consecutive pixels of one image row: pixels off .. off+len-1 of a packed block are
+// (n, y, x0 + t), t < len.
+struct RowSeg {
+  int64_t n, y, x0;
+  int off, len;
+};
+
+// Cuts pixels p0 .. p0+np-1 of a (batch, rows, cols) grid into row segments.
+inline void row_segments(int64_t p0, int np, int64_t rows, int64_t cols, std::vector<RowSeg>& out) {
+  out.clear();
+  int64_t x = p0 % cols, y = (p0 / cols) % rows, n = p0 / (cols * rows);
+  for (int off = 0; off < np;) {
+    const int len = static_cast<int>(std::min<int64_t>(cols - x, np - off));
+    out.push_back(RowSeg{n, y, x, off, len});
+    off += len;
+    x = 0;
+    if (++y == rows) {
+      y = 0;
+      ++n;
+    }
+  }
+}
+
+// The range [lo, hi) of output positions o of a segment [o0, o0+len) whose input position
+// o*stride + off lies in [0, size).
+inline void valid_range(int64_t o0, int len, int64_t stride, int64_t off, int64_t size, int64_t& lo, int64_t& hi) {
+  // o*stride + off >= 0  <=>  o >= ceil(-off / stride); o*stride + off < size <=> o <= floor((size-1-off)/stride).
+  auto floor_div = [](int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); };
+  lo = std::max<int64_t>(o0, -floor_div(off, stride));
+  hi = std::min<int64_t>(o0 + len, floor_div(size - 1 - off, stride) + 1);
+  if (hi < lo) hi = lo;
+}
+
 struct StridedA {
   const float* p;
   int64_t rs, ks;
@@ -71,6 +104,7 @@ struct PatchA {
   }
   void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
     const int64_t cig = g.cig();
+    if (cig == g.c && g.dw == 1) return pack_rows(r0, nr, k0, kc, raw, ld);
     const int64_t tap0 = k0 / cig, ci0 = k0 % cig, kx0 = tap0 % g.kw, ky0 = tap0 / g.kw;
     int64_t ox = r0 % g.ow, oy = (r0 / g.ow) % g.oh, n = r0 / (g.ow * g.oh);
     for (int r = 0; r < nr; ++r) {
@@ -90,6 +124,42 @@ struct PatchA {
           kx = 0;
           ++ky;
         }
+      }
+      if (++ox == g.ow) {
+        ox = 0;
+        if (++oy == g.oh) {
+          oy = 0;
+          ++n;
+        }
+      }
+    }
+  }
+  // One group, no dilation along x: the kw*c values (kx, ci) of one kernel row ky are
+  // contiguous in x, so each pixel's patch row is one clipped copy per ky.
+  void pack_rows(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
+    const int64_t rowlen = g.kw * g.c, k1 = k0 + kc;
+    int64_t ox = r0 % g.ow, oy = (r0 / g.ow) % g.oh, n = r0 / (g.ow * g.oh);
+    for (int r = 0; r < nr; ++r) {
+      float* dst = raw + int64_t(r) * ld - k0;  // dst[q] for q in [k0, k1)
+      const int64_t ixs = ox * g.sw - g.pl;  // input column of kx = 0
+      // Valid (kx, ci) span of a row: ix = ixs + kx in [0, w).
+      const int64_t qlo = std::max<int64_t>(0, -ixs) * g.c, qhi = std::min<int64_t>(g.kw, g.w - ixs) * g.c;
+      for (int64_t ky = k0 / rowlen; ky * rowlen < k1; ++ky) {
+        const int64_t a = std::max(k0, ky * rowlen), b = std::min(k1, (ky + 1) * rowlen);
+        const int64_t iy = oy * g.sh - g.pt + ky * g.dh;
+        if (iy < 0 || iy >= g.h || qhi <= qlo) {
+          for (int64_t q = a; q < b; ++q) dst[q] = 0.0f;
+          continue;
+        }
+        const float* src = x + ((n * g.h + iy) * g.w + ixs) * g.c - ky * rowlen;  // src[q] for q of this ky
+        const int64_t va = std::max(a, ky * rowlen + qlo), vb = std::min(b, ky * rowlen + qhi);
+        int64_t q = a;
+        for (; q < va; ++q) dst[q] = 0.0f;
+        if (vb > q) {
+          copy_run(dst + q, src + q, static_cast<int>(vb - q));
+          q = vb;
+        }
+        for (; q < b; ++q) dst[q] = 0.0f;
       }
       if (++ox == g.ow) {
         ox = 0;
@@ -252,6 +322,12 @@ struct TransposedB {
   }
 };
 
+// Zeroes the padding columns nc..nr-1 of kc rows of a packed B panel.
+inline void zero_pad_cols(float* raw, int kc, int nc, int nr) {
+  if (nc >= nr) return;
+  for (int k = 0; k < kc; ++k) std::memset(raw + size_t(k) * nr + nc, 0, sizeof(float) * (nr - nc));
+}
+
 // ... and A^T as a B source.
 template <class ASrc>
 struct TransposedA {
@@ -269,6 +345,20 @@ struct TransposedA {
   }
 };
 
+// The patch matrices are each other's transposes (PatchTA[q][p] = PatchA[p][q]), so their
+// transposed sources pack straight into the B panel, without a temporary and a transpose.
+template <>
+void TransposedA<PatchTA>::pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
+  PatchA{a.x, a.g, a.c0}.pack(k0, kc, n0, nc, raw, nr);
+  zero_pad_cols(raw, kc, nc, nr);
+}
+
+template <>
+void TransposedA<PatchA>::pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
+  PatchTA{a.x, a.g, a.c0}.pack(k0, kc, n0, nc, raw, nr);
+  zero_pad_cols(raw, kc, nc, nr);
+}
+
 struct Work {
   std::vector<float> araw, asc, braw, bsc, tile;
   std::vector<int32_t> aoff, bidx32;
@@ -282,13 +372,13 @@ struct Work {
 // C[r][c] is C[r * ldc + c], or C[c * ldc + r] with trans_c.
 template <class ASrc, class BSrc>
 void gemm_task(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c, int64_t r0, int64_t r1, int64_t c0,
-               int64_t c1, int64_t K, const Table& t, const KernelSet& ks, Work& w) {
+               int64_t c1, int64_t k0, int64_t k1, const Table& t, const KernelSet& ks, Work& w) {
   const int mr = ks.mr, nr = ks.nr, m = t.m;
   const bool exact = m == 0;
   const int64_t rs = trans_c ? 1 : ldc, cs = trans_c ? ldc : 1;
   for (int64_t r = r0; r < r1; ++r)
     for (int64_t c = c0; c < c1; ++c) C[r * rs + c * cs] = 0.0f;
-  if (K == 0) return;
+  if (k1 <= k0) return;
   w.araw.resize(size_t(kMC) * kKC);
   w.asc.resize(size_t(kMC) * kKC);
   w.aoff.resize(size_t(kMC) * kKC);
@@ -311,8 +401,8 @@ void gemm_task(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c
   for (int64_t jc = c0; jc < c1; jc += kNC) {
     const int nc = static_cast<int>(std::min<int64_t>(kNC, c1 - jc));
     const int npan = (nc + nr - 1) / nr;
-    for (int64_t pc = 0; pc < K; pc += kKC) {
-      const int kc = static_cast<int>(std::min<int64_t>(kKC, K - pc));
+    for (int64_t pc = k0; pc < k1; pc += kKC) {
+      const int kc = static_cast<int>(std::min<int64_t>(kKC, k1 - pc));
       // Pack B: npan panels of kc x nr.
       for (int jp = 0; jp < npan; ++jp) {
         const size_t base = size_t(jp) * kKC * nr;
@@ -429,12 +519,17 @@ void gemm_run(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c,
               const Table& t, const KernelSet& ks, int threads) {
   // Row tasks of at least ~128 rows (each packs its own B blocks), up to 4 per thread so
   // that a busy core delays the others less; columns when there are too few rows.
-  int64_t tasks_m = 1, tasks_n = 1;
+  int64_t tasks_m = 1, tasks_n = 1, tasks_k = 1;
   const int64_t row_panels = (M + ks.mr - 1) / ks.mr, col_panels = (N + ks.nr - 1) / ks.nr;
   if (threads > 1) {
     const int64_t work = M * N * std::max<int64_t>(K, 1);
     if (work < (int64_t(1) << 16)) {
       threads = 1;
+    } else if (M <= kMC && col_panels < 2 * threads && K >= int64_t(8) * kKC * threads) {
+      // Few rows and columns, a long contraction (filter gradients): split the contraction,
+      // each task summing into its own copy of C (the order of the sums is unspecified), so
+      // that no two threads pack the same B blocks.
+      tasks_k = std::min<int64_t>(2 * threads, K / (int64_t(4) * kKC));
     } else if (row_panels >= 2 * threads || row_panels >= col_panels) {
       tasks_m = std::max<int64_t>(threads, std::min<int64_t>(4 * threads, M / 128));
       tasks_m = std::min(tasks_m, row_panels);
@@ -442,6 +537,24 @@ void gemm_run(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c,
       tasks_n = std::max<int64_t>(threads, std::min<int64_t>(4 * threads, N / 128));
       tasks_n = std::min(tasks_n, col_panels);
     }
+  }
+  if (tasks_k > 1) {
+    const int64_t k_steps = (K + kKC - 1) / kKC;
+    std::vector<float> part(size_t(tasks_k) * M * N);
+    ThreadPool::instance().parallel_for(static_cast<int>(tasks_k), threads, [&](int task) {
+      const int64_t k0 = std::min(K, (k_steps * task / tasks_k) * kKC);
+      const int64_t k1 = std::min(K, (k_steps * (task + 1) / tasks_k) * kKC);
+      thread_local Work w;
+      gemm_task(A, B, part.data() + size_t(task) * M * N, N, false, 0, M, 0, N, k0, k1, t, ks, w);
+    });
+    const int64_t rs = trans_c ? 1 : ldc, cs = trans_c ? ldc : 1;
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t c = 0; c < N; ++c) {
+        float acc = 0.0f;
+        for (int64_t q = 0; q < tasks_k; ++q) acc += part[(size_t(q) * M + r) * N + c];
+        C[r * rs + c * cs] = acc;
+      }
+    return;
   }
   const int64_t tasks = tasks_m * tasks_n;
   ThreadPool::instance().parallel_for(static_cast<int>(tasks), threads, [&](int task) {
@@ -452,7 +565,7 @@ void gemm_run(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c,
     const int64_t c1 = std::min(N, (col_panels * (tn + 1) / tasks_n) * ks.nr);
     if (r0 >= r1 || c0 >= c1) return;
     thread_local Work w;
-    gemm_task(A, B, C, ldc, trans_c, r0, r1, c0, c1, K, t, ks, w);
+    gemm_task(A, B, C, ldc, trans_c, r0, r1, c0, c1, 0, K, t, ks, w);
   });
 }
 
