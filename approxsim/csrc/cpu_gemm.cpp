@@ -238,48 +238,37 @@ struct PatchTA {
     PatchA pa{x, g, c0};
     return pa.get(k, r, v);
   }
-  // Per run of channels of one tap: the kc source pixels are located once, then each
-  // row (channel) is written contiguously.
+  // The kc pixels are cut into runs along image rows once; each row (tap, channel) is then
+  // one clipped strided copy per run.
   void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
-    const int64_t cig = g.cig();
-    thread_local std::vector<int64_t> pn, py, px;
-    thread_local std::vector<const float*> src;
-    thread_local std::vector<float> zeros;
-    pn.resize(kc);
-    py.resize(kc);
-    px.resize(kc);
-    src.resize(kc);
-    if (zeros.size() < static_cast<size_t>(cig)) zeros.assign(cig, 0.0f);
-    int64_t ox = k0 % g.ow, oy = (k0 / g.ow) % g.oh, n = k0 / (g.ow * g.oh);
-    for (int k = 0; k < kc; ++k) {
-      pn[k] = n;
-      py[k] = oy * g.sh - g.pt;
-      px[k] = ox * g.sw - g.pl;
-      if (++ox == g.ow) {
-        ox = 0;
-        if (++oy == g.oh) {
-          oy = 0;
-          ++n;
-        }
-      }
-    }
+    const int64_t cig = g.cig(), step = g.sw * g.c;
+    thread_local std::vector<RowSeg> segs;
+    std::vector<RowSeg>& sg = segs;
+    row_segments(k0, kc, g.oh, g.ow, sg);
     int64_t tap = r0 / cig, ci = r0 % cig;
-    for (int r = 0; r < nr;) {
+    for (int r = 0; r < nr; ++r) {
       const int64_t kx = tap % g.kw, ky = tap / g.kw;
-      const int run = static_cast<int>(std::min<int64_t>(cig - ci, nr - r));
-      for (int k = 0; k < kc; ++k) {
-        const int64_t iy = py[k] + ky * g.dh, ix = px[k] + kx * g.dw;
-        src[k] = (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w)
-                     ? zeros.data()
-                     : x + ((pn[k] * g.h + iy) * g.w + ix) * g.c + c0 + ci;
+      float* dst = raw + int64_t(r) * ld;
+      for (const RowSeg& s : sg) {
+        float* d = dst + s.off;
+        const int64_t iy = s.y * g.sh - g.pt + ky * g.dh;
+        if (iy < 0 || iy >= g.h) {
+          for (int t = 0; t < s.len; ++t) d[t] = 0.0f;
+          continue;
+        }
+        int64_t lo, hi;
+        const int64_t xoff = kx * g.dw - g.pl;
+        valid_range(s.x0, s.len, g.sw, xoff, g.w, lo, hi);
+        const int a = static_cast<int>(lo - s.x0), b = static_cast<int>(hi - s.x0);
+        const float* src = x + ((s.n * g.h + iy) * g.w + s.x0 * g.sw + xoff) * g.c + c0 + ci;
+        for (int t = 0; t < a; ++t) d[t] = 0.0f;
+        for (int t = a; t < b; ++t) d[t] = src[t * step];
+        for (int t = b; t < s.len; ++t) d[t] = 0.0f;
       }
-      for (int t = 0; t < run; ++t) {
-        float* dst = raw + int64_t(r + t) * ld;
-        for (int k = 0; k < kc; ++k) dst[k] = src[k][t];
+      if (++ci == cig) {
+        ci = 0;
+        ++tap;
       }
-      r += run;
-      ++tap;
-      ci = 0;
     }
   }
 };
@@ -350,6 +339,51 @@ struct TransposedA {
 template <>
 void TransposedA<PatchTA>::pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
   PatchA{a.x, a.g, a.c0}.pack(k0, kc, n0, nc, raw, nr);
+  zero_pad_cols(raw, kc, nc, nr);
+}
+
+// Input gradient, transposed: B[(tap, co)][input pixel], by runs of pixels along image rows.
+template <>
+void TransposedA<GatherDyA>::pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
+  const Geom& g = a.g;
+  const int64_t cog = g.cog();
+  thread_local std::vector<RowSeg> segs;
+  std::vector<RowSeg>& sg = segs;
+  row_segments(n0, nc, g.h, g.w, sg);
+  int64_t tap = k0 / cog, co = k0 % cog;
+  for (int k = 0; k < kc; ++k) {
+    const int64_t kx = tap % g.kw, ky = tap / g.kw;
+    float* dst = raw + int64_t(k) * nr;
+    for (const RowSeg& s : sg) {
+      float* d = dst + s.off;
+      const int64_t oy = GatherDyA::reach(s.y, g.pt, ky * g.dh, g.sh, g.oh);
+      if (oy < 0) {
+        for (int t = 0; t < s.len; ++t) d[t] = 0.0f;
+        continue;
+      }
+      const float* row = a.dy + ((s.n * g.oh + oy) * g.ow) * g.cout + a.o0 + co;
+      if (g.sw == 1) {
+        // ox = x + pl - kx*dw in [0, ow).
+        const int64_t xoff = g.pl - kx * g.dw;
+        int64_t lo, hi;
+        valid_range(s.x0, s.len, 1, xoff, g.ow, lo, hi);
+        const int ta = static_cast<int>(lo - s.x0), tb = static_cast<int>(hi - s.x0);
+        const float* src = row + (s.x0 + xoff) * g.cout;
+        for (int t = 0; t < ta; ++t) d[t] = 0.0f;
+        for (int t = ta; t < tb; ++t) d[t] = src[t * g.cout];
+        for (int t = tb; t < s.len; ++t) d[t] = 0.0f;
+      } else {
+        for (int t = 0; t < s.len; ++t) {
+          const int64_t ox = GatherDyA::reach(s.x0 + t, g.pl, kx * g.dw, g.sw, g.ow);
+          d[t] = ox < 0 ? 0.0f : row[ox * g.cout];
+        }
+      }
+    }
+    if (++co == cog) {
+      co = 0;
+      ++tap;
+    }
+  }
   zero_pad_cols(raw, kc, nc, nr);
 }
 
