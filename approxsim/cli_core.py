@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from approxsim import multipliers
+from approxsim.lut import grid_operands
 
 
 def _cmd_multipliers(args) -> int:
@@ -68,9 +69,9 @@ def _cmd_info(args) -> int:
         finite = table[np.isfinite(table)]
         print(f"table:         {table.shape[0]}x{table.shape[1]} float32 ({table.nbytes} bytes)")
         print(f"range:         [{finite.min():.9g}, {finite.max():.9g}]")
-        side = table.shape[0]
-        exact = np.outer(1 + np.arange(side) / side, 1 + np.arange(side) / side)
-        print(f"exact entries: {int(np.sum(table == exact.astype(np.float32)))} of {table.size}")
+        grid = grid_operands(mult.mantissa_bits).astype(np.float64)
+        exact = np.outer(grid, grid).astype(np.float32)
+        print(f"exact entries: {int(np.sum(table == exact))} of {table.size}")
     for ref in mult.references:
         print(f"reference:     {ref}")
     return 0

@@ -7,6 +7,8 @@ import json
 import os
 from typing import Iterable, Optional
 
+from approxsim.lut import atomic_write_bytes
+
 __all__ = ["COLUMNS", "write_results", "read_results", "summary_table", "write_plots", "plot", "merge",
            "write_outputs"]
 
@@ -15,10 +17,7 @@ BASELINE = "fp32"
 
 
 def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode())
 
 
 def write_results(rows: Iterable[dict], path: str) -> None:

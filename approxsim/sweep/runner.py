@@ -18,6 +18,7 @@ epoch's wall time (training and evaluation).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import time
 
 import numpy as np
 
+from approxsim.lut import atomic_write_bytes
 from approxsim.sweep.config import SweepConfig
 from approxsim.sweep.report import _atomic_write, write_outputs
 
@@ -60,9 +62,9 @@ def _make_optimizer(cfg: SweepConfig):
 
 def _save_optimizer(optimizer, path: str) -> None:
     arrays = {f"v{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
-    tmp = f"{path}.tmp{os.getpid()}.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _load_optimizer(optimizer, model, path: str) -> None:
