@@ -1,8 +1,6 @@
 """approxsim's table file format: round trip, and every way a file can be bad."""
 
-import io
 import os
-import zipfile
 
 import numpy as np
 import pytest
