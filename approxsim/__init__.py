@@ -9,8 +9,7 @@ from approxsim.errors import (ApproxsimError, BackendUnavailableError, CompileEr
                               TableFileError, UnknownMultiplierError)
 from approxsim.multiplier import Multiplier
 from approxsim import multipliers
-from approxsim.product import multiply
-from approxsim.functional import conv2d, conv2d_filter_grad, conv2d_input_grad, matmul
+from approxsim.functional import conv2d, conv2d_filter_grad, conv2d_input_grad, matmul, multiply
 from approxsim.backends import available_backends, get_backend
 
 __all__ = [

@@ -1,18 +1,36 @@
-"""The public array API: approximate matmul and conv2d (with its gradients) on NumPy arrays.
+"""The public array API: approximate products, matmul and conv2d (with its gradients) on arrays.
 
-Each function validates its arguments, picks the backend (see
-:mod:`approxsim.backends`) and returns a float32 array. Products follow
-DESIGN.md section 1 bit for bit; sums are accumulated in float32 (float64 in the
-reference backend) in an unspecified order.
+Each function resolves the multiplier and the backend once (``approxsim.backends.bind``) and
+calls the bound kernels, which check the shapes. Products follow DESIGN.md section 1 bit for
+bit; sums are accumulated in float32 (float64 in the reference backend) in an unspecified
+order. NumPy inputs give NumPy results; CuPy inputs to ``backend="cuda"`` give CuPy results.
 """
 
 from __future__ import annotations
 
-from approxsim import multipliers
-from approxsim.backends import get_backend
-from approxsim.geometry import conv_geometry, matmul_shapes
+from approxsim.backends import bind
+from approxsim.geometry import conv_geometry
 
-__all__ = ["matmul", "conv2d", "conv2d_input_grad", "conv2d_filter_grad"]
+__all__ = ["multiply", "matmul", "conv2d", "conv2d_input_grad", "conv2d_filter_grad"]
+
+
+def multiply(a, b, *, multiplier, backend=None):
+    """Elementwise approximate product ``a (*) b``, with NumPy broadcasting.
+
+    Args:
+      a: array-like (converted to float32), first operand (selects the table row).
+      b: array-like, second operand; broadcast against ``a``.
+      multiplier: a registered name (``"mbm7"``) or a :class:`~approxsim.Multiplier`.
+      backend: ``"reference"``, ``"cpu"``, ``"cuda"``, ``"auto"`` or ``None`` (``$APPROXSIM_BACKEND``, then auto).
+
+    Returns:
+      float32 array of the broadcast shape. ``"fp32"`` gives the exact IEEE float32 product.
+
+    Raises:
+      TypeError: an operand that does not hold real numbers.
+      ValueError: shapes that do not broadcast.
+    """
+    return bind(multiplier, backend).multiply(a, b)
 
 
 def matmul(a, b, *, multiplier, backend=None, transpose_a: bool = False, transpose_b: bool = False):
@@ -23,17 +41,16 @@ def matmul(a, b, *, multiplier, backend=None, transpose_a: bool = False, transpo
       b: array ``(..., K, N)`` (``(..., N, K)`` with ``transpose_b``); leading dimensions broadcast.
       multiplier: name or :class:`~approxsim.Multiplier`; the table is indexed ``T[a][b]``.
       backend: ``"reference"``, ``"cpu"``, ``"cuda"``, ``"auto"`` or ``None`` (``$APPROXSIM_BACKEND``, then auto).
-      transpose_a, transpose_b: use the transpose of the last two dimensions.
+      transpose_a, transpose_b: use the transpose of the last two dimensions (bools).
 
     Returns:
       float32 array ``(broadcast batch..., M, N)``.
+
+    Raises:
+      ValueError: shapes that do not fit (the message names both).
+      TypeError: a transpose flag that is not a bool.
     """
-    mult = multipliers.get(multiplier)
-    be = get_backend(backend)
-    a = be.asarray(a, "a")
-    b = be.asarray(b, "b")
-    matmul_shapes(a.shape, b.shape, transpose_a, transpose_b)
-    return be.matmul(a, b, mult, transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))
+    return bind(multiplier, backend).matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
 
 
 def conv2d(x, w, *, strides=1, padding="VALID", dilations=1, groups: int = 1, multiplier, backend=None):
@@ -50,21 +67,14 @@ def conv2d(x, w, *, strides=1, padding="VALID", dilations=1, groups: int = 1, mu
 
     Returns:
       float32 ``(N, OH, OW, COUT)``.
+
+    Raises:
+      ValueError: shapes or options that do not fit.
     """
-    mult = multipliers.get(multiplier)
-    be = get_backend(backend)
-    x = be.asarray(x, "x")
-    w = be.asarray(w, "w")
+    kernels = bind(multiplier, backend)
+    x, w = kernels.backend.asarray(x, "x"), kernels.backend.asarray(w, "w")
     geom = conv_geometry(x.shape, w.shape, strides=strides, padding=padding, dilations=dilations, groups=groups)
-    return be.conv2d(x, w, geom, mult)
-
-
-def _check_dy(dy, geom, what):
-    if tuple(dy.shape) != geom.output_shape:
-        raise ValueError(
-            f"dy must have the convolution's output shape {geom.output_shape} for {what}. "
-            f"Received: dy shape={tuple(dy.shape)}, input shape={geom.input_shape}, "
-            f"filter shape={geom.filter_shape}")
+    return kernels.conv2d(x, w, geom)
 
 
 def conv2d_input_grad(dy, w, input_shape, *, strides=1, padding="VALID", dilations=1, groups: int = 1,
@@ -80,13 +90,10 @@ def conv2d_input_grad(dy, w, input_shape, *, strides=1, padding="VALID", dilatio
     Returns:
       float32 ``input_shape``.
     """
-    mult = multipliers.get(multiplier)
-    be = get_backend(backend)
-    dy = be.asarray(dy, "dy")
-    w = be.asarray(w, "w")
+    kernels = bind(multiplier, backend)
+    w = kernels.backend.asarray(w, "w")
     geom = conv_geometry(input_shape, w.shape, strides=strides, padding=padding, dilations=dilations, groups=groups)
-    _check_dy(dy, geom, "conv2d_input_grad")
-    return be.conv2d_input_grad(dy, w, geom, mult)
+    return kernels.conv2d_input_grad(dy, w, geom)
 
 
 def conv2d_filter_grad(x, dy, filter_shape, *, strides=1, padding="VALID", dilations=1, groups: int = 1,
@@ -102,10 +109,7 @@ def conv2d_filter_grad(x, dy, filter_shape, *, strides=1, padding="VALID", dilat
     Returns:
       float32 ``filter_shape``.
     """
-    mult = multipliers.get(multiplier)
-    be = get_backend(backend)
-    x = be.asarray(x, "x")
-    dy = be.asarray(dy, "dy")
+    kernels = bind(multiplier, backend)
+    x = kernels.backend.asarray(x, "x")
     geom = conv_geometry(x.shape, filter_shape, strides=strides, padding=padding, dilations=dilations, groups=groups)
-    _check_dy(dy, geom, "conv2d_filter_grad")
-    return be.conv2d_filter_grad(x, dy, geom, mult)
+    return kernels.conv2d_filter_grad(x, dy, geom)

@@ -1,33 +1,67 @@
-"""Shape arithmetic shared by every backend: matmul broadcasting and conv geometry.
+"""Shapes of the contractions, checked in one place: :class:`ConvGeometry` and :class:`MatmulShape`.
 
 Conventions follow TensorFlow: activations NHWC, filters HWIO with
 ``I = in_channels / groups``; ``SAME`` padding puts the extra row/column at the
 bottom/right.
+
+Every size is checked with exact (Python) integers before anything is allocated: a
+geometry whose effective kernel, padded input or element counts exceed ``MAX_EXTENT``
+(2^62, far beyond any real tensor but safe in the int64 arithmetic of the C++ kernels)
+is refused with a ``ValueError``; the C++ extension checks the same fields again
+(``csrc/geometry.h``), with overflow-checked arithmetic.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import operator
 from typing import Sequence
 
-__all__ = ["ConvGeometry", "conv_geometry", "matmul_shapes", "pair"]
+import numpy as np
+
+__all__ = ["ConvGeometry", "ConvOptions", "MatmulShape", "conv_geometry", "matmul_shapes", "normalize_padding",
+           "pair", "as_int", "as_bool", "MAX_EXTENT"]
+
+MAX_EXTENT = 1 << 62
+
+
+def as_int(value, name: str) -> int:
+    """An integer argument (Python or NumPy int) as ``int``; floats, bools and strings are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer. Received: {name}={value!r} ({type(value).__name__})")
+    return operator.index(value)
+
+
+def as_bool(value, name: str) -> bool:
+    """A flag: True/False (Python or NumPy bool) only; strings and numbers other than 0/1 are refused."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
+        return bool(value)
+    raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}")
 
 
 def pair(value, name: str) -> tuple[int, int]:
     """An int or a pair (or TF's 4-list ``[1, h, w, 1]``) as ``(h, w)`` of positive ints."""
-    if isinstance(value, (int,)) and not isinstance(value, bool):
-        out = (value, value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        out = (int(value), int(value))
     else:
-        seq = tuple(value)
+        try:
+            seq = tuple(value)
+        except TypeError:
+            raise TypeError(f"`{name}` must be an int or a pair of ints (h, w). Received: {name}={value!r}") from None
         if len(seq) == 4 and seq[0] == 1 and seq[3] == 1:
             seq = seq[1:3]
         if len(seq) == 1:
             seq = seq * 2
         if len(seq) != 2:
             raise ValueError(f"`{name}` must be an int or a pair (h, w). Received: {name}={value!r}")
-        out = tuple(int(v) for v in seq)
+        out = tuple(as_int(v, name) for v in seq)
     if any(v < 1 for v in out):
         raise ValueError(f"`{name}` must be positive. Received: {name}={value!r}")
+    if any(v >= MAX_EXTENT for v in out):
+        raise ValueError(f"`{name}` is too large (at most 2^62). Received: {name}={value!r}")
     return out
 
 
@@ -83,21 +117,41 @@ class ConvGeometry:
     def output_shape(self) -> tuple:
         return (self.n, self.oh, self.ow, self.cout)
 
+    def fields(self) -> dict:
+        """The fields by name (what the C++ ``Geometry`` struct and the CUDA kernels take)."""
+        return dataclasses.asdict(self)
 
-def _padding(padding, h, w, kh, kw, sh, sw, dh, dw):
-    ekh, ekw = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    def check_array(self, arr, name: str, shape) -> None:
+        """Raises ``ValueError`` unless ``arr`` has ``shape`` (which this geometry needs)."""
+        if tuple(arr.shape) != tuple(shape):
+            raise ValueError(
+                f"`{name}` must have shape {tuple(shape)} for this convolution (input {self.input_shape}, "
+                f"filter {self.filter_shape}, output {self.output_shape}). Received: {name} shape={tuple(arr.shape)}")
+
+    def max_extent(self) -> int:
+        """The largest index-space size the kernels form (padded input, effective kernel, counts)."""
+        ekh, ekw = (self.kh - 1) * self.dh + 1, (self.kw - 1) * self.dw + 1
+        return max(self.h + self.pad_top + self.pad_bottom, self.w + self.pad_left + self.pad_right, ekh, ekw,
+                   self.n * self.h * self.w * self.c, self.n * self.oh * self.ow * self.cout,
+                   self.kh * self.kw * self.c * self.cout, (self.oh - 1) * self.sh + ekh,
+                   (self.ow - 1) * self.sw + ekw)
+
+
+def normalize_padding(padding):
+    """``"SAME"``/``"VALID"`` (any case), or explicit ``((top, bottom), (left, right))``.
+
+    Accepts TF's 4-pair form ``[[0, 0], [t, b], [l, r], [0, 0]]``.
+
+    Raises:
+      ValueError: anything else, or negative or non-integer pads.
+    """
     if isinstance(padding, str):
         mode = padding.upper()
-        if mode == "VALID":
-            return 0, 0, 0, 0
-        if mode == "SAME":
-            oh, ow = -(-h // sh), -(-w // sw)
-            ph = max((oh - 1) * sh + ekh - h, 0)
-            pw = max((ow - 1) * sw + ekw - w, 0)
-            return ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
-        raise ValueError(f'`padding` must be "SAME", "VALID" or explicit pairs. Received: padding={padding!r}')
+        if mode not in ("SAME", "VALID"):
+            raise ValueError(f'`padding` must be "SAME", "VALID" or explicit pairs. Received: padding={padding!r}')
+        return mode
     try:
-        pads = [tuple(int(v) for v in p) for p in padding]
+        pads = [tuple(as_int(v, "padding") for v in p) for p in padding]
     except TypeError:
         pads = []
     if len(pads) == 4:  # TF's [[0, 0], [t, b], [l, r], [0, 0]]
@@ -107,7 +161,69 @@ def _padding(padding, h, w, kh, kw, sh, sw, dh, dw):
     if len(pads) != 2 or any(len(p) != 2 for p in pads) or any(v < 0 for p in pads for v in p):
         raise ValueError('`padding` must be "SAME", "VALID", ((top, bottom), (left, right)) or TF\'s 4-pair form, '
                          f"with non-negative ints. Received: padding={padding!r}")
-    return pads[0][0], pads[0][1], pads[1][0], pads[1][1]
+    return (pads[0], pads[1])
+
+
+def axis_padding(padding, axis: int, size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
+    """``(before, after)`` padding of one spatial axis (0: height, 1: width) for a normalised ``padding``."""
+    if padding == "VALID":
+        return 0, 0
+    if padding == "SAME":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0)
+        return total // 2, total - total // 2
+    return padding[axis]
+
+
+def output_size(padding, axis: int, size, k, stride: int, dilation: int):
+    """The output size along one axis (``None`` where ``size`` or ``k`` is unknown)."""
+    if size is None or k is None:
+        return None
+    lo, hi = axis_padding(padding, axis, size, k, stride, dilation)
+    return (size + lo + hi - (k - 1) * dilation - 1) // stride + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvOptions:
+    """A convolution's options, checked and normalised: what stays fixed while shapes vary.
+
+    Attributes:
+      strides, dilations: ``(h, w)`` pairs of positive ints.
+      padding: ``"SAME"``, ``"VALID"`` or ``((top, bottom), (left, right))``.
+      groups: channel groups.
+    """
+    strides: tuple
+    padding: object
+    dilations: tuple
+    groups: int
+
+    @classmethod
+    def parse(cls, *, strides=1, padding="VALID", dilations=1, groups=1) -> "ConvOptions":
+        """Checks the options (raising ``ValueError``/``TypeError`` that name the argument)."""
+        try:
+            groups = as_int(groups, "groups")
+        except TypeError:
+            raise ValueError(f"`groups` must be a positive int. Received: groups={groups!r}") from None
+        if groups < 1:
+            raise ValueError(f"`groups` must be a positive int. Received: groups={groups!r}")
+        return cls(pair(strides, "strides"), normalize_padding(padding), pair(dilations, "dilations"), groups)
+
+    def output_hw(self, h, w, kh, kw) -> tuple:
+        """Output height and width (``None`` where unknown), as TensorFlow infers them."""
+        return tuple(output_size(self.padding, axis, size, k, self.strides[axis], self.dilations[axis])
+                     for axis, (size, k) in enumerate(((h, kh), (w, kw))))
+
+    def geometry(self, input_shape, filter_shape) -> "ConvGeometry":
+        """The :class:`ConvGeometry` of these options on concrete shapes (see :func:`conv_geometry`)."""
+        return _geometry(input_shape, filter_shape, self)
+
+
+def _shape(values, name: str, what: str) -> tuple:
+    try:
+        out = tuple(as_int(v, name) for v in values)
+    except TypeError as e:
+        raise TypeError(f"{what} must hold integers. {e}") from None
+    return out
 
 
 def conv_geometry(input_shape: Sequence[int], filter_shape: Sequence[int], *, strides=1, padding="VALID",
@@ -122,59 +238,123 @@ def conv_geometry(input_shape: Sequence[int], filter_shape: Sequence[int], *, st
       groups: number of channel groups (``groups == C`` with ``C / groups == 1`` is depthwise).
 
     Raises:
-      ValueError: shapes or options that do not fit; the message names both shapes.
+      ValueError: shapes or options that do not fit, or sizes beyond ``MAX_EXTENT``; the
+        message names both shapes.
+      TypeError: a size or option that is not an integer.
     """
-    input_shape = tuple(int(v) for v in input_shape)
-    filter_shape = tuple(int(v) for v in filter_shape)
+    options = ConvOptions.parse(strides=strides, padding=padding, dilations=dilations, groups=groups)
+    return _geometry(input_shape, filter_shape, options)
+
+
+def _geometry(input_shape, filter_shape, options: ConvOptions) -> ConvGeometry:
+    input_shape = _shape(input_shape, "input_shape", "The input shape")
+    filter_shape = _shape(filter_shape, "filter_shape", "The filter shape")
     if len(input_shape) != 4:
         raise ValueError(f"conv2d input must be 4-D NHWC. Received: input shape={input_shape}")
     if len(filter_shape) != 4:
         raise ValueError(f"conv2d filter must be 4-D HWIO. Received: filter shape={filter_shape}")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"`groups` must be a positive int. Received: groups={groups!r}")
+    groups = options.groups
     n, h, w, c = input_shape
     kh, kw, ci, cout = filter_shape
+    if min(input_shape + filter_shape) < 0 or min(kh, kw, ci, cout) == 0:
+        raise ValueError(f"Empty or negative filter dimensions. Received: input shape={input_shape}, "
+                         f"filter shape={filter_shape}")
     if c % groups or cout % groups or ci * groups != c:
         raise ValueError(
             f"With groups={groups}, the input's {c} channels and the filter's {cout} output channels must be "
             f"divisible by {groups}, and the filter must have {c // groups if c % groups == 0 else '?'} input "
             f"channels per group. Received: input shape={input_shape}, filter shape={filter_shape}")
-    if min(input_shape + filter_shape) < 0 or min(kh, kw, ci, cout) == 0:
-        raise ValueError(f"Empty or negative filter dimensions. Received: input shape={input_shape}, "
-                         f"filter shape={filter_shape}")
-    sh, sw = pair(strides, "strides")
-    dh, dw = pair(dilations, "dilations")
-    pt, pb, pl, pr = _padding(padding, h, w, kh, kw, sh, sw, dh, dw)
+    (sh, sw), (dh, dw), padding = options.strides, options.dilations, options.padding
+    pt, pb = axis_padding(padding, 0, h, kh, sh, dh)
+    pl, pr = axis_padding(padding, 1, w, kw, sw, dw)
     ekh, ekw = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    oh = (h + pt + pb - ekh) // sh + 1
-    ow = (w + pl + pr - ekw) // sw + 1
+    oh, ow = options.output_hw(h, w, kh, kw)
     if oh < 1 or ow < 1:
         raise ValueError(
             f"The filter (dilated to {ekh}x{ekw}) does not fit the padded input ({h + pt + pb}x{w + pl + pr}). "
             f"Received: input shape={input_shape}, filter shape={filter_shape}, padding={padding!r}, "
             f"dilations={(dh, dw)}")
-    return ConvGeometry(n, h, w, c, kh, kw, cout, groups, sh, sw, dh, dw, pt, pb, pl, pr, oh, ow)
+    geom = ConvGeometry(n, h, w, c, kh, kw, cout, groups, sh, sw, dh, dw, pt, pb, pl, pr, oh, ow)
+    if geom.max_extent() >= MAX_EXTENT:
+        raise ValueError(
+            f"This convolution is too large to index: its padded input, dilated filter or element counts reach "
+            f"{geom.max_extent()} (at most 2^62). Received: input shape={input_shape}, filter shape={filter_shape}, "
+            f"strides={(sh, sw)}, dilations={(dh, dw)}, padding={padding!r}")
+    return geom
 
 
-def matmul_shapes(a_shape, b_shape, transpose_a=False, transpose_b=False):
-    """Checks ``a @ b`` shapes (after the transposes) and returns ``(batch, m, k, n)``.
+@dataclasses.dataclass(frozen=True)
+class MatmulShape:
+    """A checked batched matrix product ``op(a) @ op(b)``.
 
-    ``batch`` is the broadcast of the leading dimensions (``()`` for 2-D operands).
+    Attributes:
+      batch: the broadcast batch dimensions (``()`` for 2-D operands).
+      m, k, n: rows of ``op(a)``, the contraction, columns of ``op(b)``.
+      transpose_a, transpose_b: whether ``op`` transposes the last two dimensions.
+      a_shape, b_shape: the operands' shapes.
     """
-    a_shape, b_shape = tuple(a_shape), tuple(b_shape)
+    batch: tuple
+    m: int
+    k: int
+    n: int
+    transpose_a: bool
+    transpose_b: bool
+    a_shape: tuple
+    b_shape: tuple
+
+    @property
+    def output_shape(self) -> tuple:
+        return tuple(self.batch) + (self.m, self.n)
+
+    @property
+    def batch_size(self) -> int:
+        return int(np.prod(self.batch, dtype=np.int64)) if self.batch else 1
+
+    def __iter__(self):  # ``batch, m, k, n = matmul_shapes(...)``
+        return iter((self.batch, self.m, self.k, self.n))
+
+
+def _broadcast_static(a: tuple, b: tuple) -> tuple:
+    """NumPy broadcasting of two shapes whose dimensions may be ``None`` (unknown)."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x == 1 or x == y:
+            out.append(y)
+        elif y == 1:
+            out.append(x)
+        elif x is None or y is None:
+            out.append(y if x is None else x)
+        else:
+            raise ValueError("batch dimensions do not broadcast")
+    return tuple(reversed(out))
+
+
+def matmul_shapes(a_shape, b_shape, transpose_a=False, transpose_b=False) -> MatmulShape:
+    """Checks ``op(a) @ op(b)`` shapes and returns the :class:`MatmulShape`.
+
+    Dimensions may be ``None`` (a static shape in a TF graph): what is known is checked.
+    Unpacks as ``batch, m, k, n = matmul_shapes(...)`` too.
+
+    Raises:
+      ValueError: operands of rank < 2, inner dimensions that differ, or batches that do not broadcast.
+      TypeError: a transpose flag that is not a bool.
+    """
+    a_shape = tuple(None if d is None else int(d) for d in a_shape)
+    b_shape = tuple(None if d is None else int(d) for d in b_shape)
+    ta, tb = as_bool(transpose_a, "transpose_a"), as_bool(transpose_b, "transpose_b")
     if len(a_shape) < 2 or len(b_shape) < 2:
         raise ValueError(f"matmul operands must be at least 2-D. Received: a shape={a_shape}, b shape={b_shape}")
-    m, ka = (a_shape[-1], a_shape[-2]) if transpose_a else (a_shape[-2], a_shape[-1])
-    kb, n = (b_shape[-1], b_shape[-2]) if transpose_b else (b_shape[-2], b_shape[-1])
-    if ka != kb:
+    m, ka = (a_shape[-1], a_shape[-2]) if ta else (a_shape[-2], a_shape[-1])
+    kb, n = (b_shape[-1], b_shape[-2]) if tb else (b_shape[-2], b_shape[-1])
+    if ka is not None and kb is not None and ka != kb:
         raise ValueError(
-            f"matmul inner dimensions differ: a contributes {ka} and b {kb} (transpose_a={transpose_a}, "
-            f"transpose_b={transpose_b}). Received: a shape={a_shape}, b shape={b_shape}")
-    import numpy as np
-
+            f"matmul inner dimensions differ: a contributes {ka} and b {kb} (transpose_a={ta}, "
+            f"transpose_b={tb}). Received: a shape={a_shape}, b shape={b_shape}")
     try:
-        batch = np.broadcast_shapes(a_shape[:-2], b_shape[:-2])
+        batch = _broadcast_static(a_shape[:-2], b_shape[:-2])
     except ValueError:
         raise ValueError(f"matmul batch dimensions do not broadcast. Received: a shape={a_shape}, "
                          f"b shape={b_shape}") from None
-    return tuple(batch), m, ka, n
+    return MatmulShape(batch, m, ka if ka is not None else kb, n, ta, tb, a_shape, b_shape)

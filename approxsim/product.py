@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["multiply", "products", "approx_product", "split_table"]
+__all__ = ["products", "approx_product", "split_table"]
 
 _SIGN = np.uint32(0x80000000)
 _FRAC = np.uint32(0x007FFFFF)
@@ -73,45 +73,11 @@ def approx_product(a: np.ndarray, b: np.ndarray, table: np.ndarray, mantissa_bit
     return out.astype(np.uint32).view(np.float32)
 
 
-def multiply(a, b, *, multiplier) -> np.ndarray:
-    """Elementwise approximate product of two arrays, with NumPy broadcasting.
-
-    Args:
-      a: array-like of float32 (other real dtypes are converted), first operand.
-      b: array-like, second operand; broadcast against ``a``.
-      multiplier: a registered name (``"mbm7"``) or a :class:`Multiplier`.
-
-    Returns:
-      float32 array of the broadcast shape: ``a (*) b`` per DESIGN.md section 1.
-      ``"fp32"`` gives the exact IEEE float32 product.
-    """
-    from approxsim import multipliers
-
-    mult = multipliers.get(multiplier)
-    a = np.asarray(a)
-    b = np.asarray(b)
-    for name, arr in (("a", a), ("b", b)):
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-                or arr.dtype == np.bool_):
-            raise TypeError(
-                f"multiply() takes real numeric arrays; `{name}` has dtype {arr.dtype}. "
-                f"Convert it to float32 first. Received: {name}.dtype={arr.dtype}")
-    a, b = np.broadcast_arrays(a.astype(np.float32, copy=False), b.astype(np.float32, copy=False))
-    return products(a, b, mult)
-
-
 def products(a: np.ndarray, b: np.ndarray, mult) -> np.ndarray:
     """float32 products ``a (*) b`` of broadcastable float32 arrays, for any kind of multiplier.
 
     ``exact``: the IEEE float32 product. ``table``: :func:`approx_product`. ``direct``: the
-    compiled model, called on the operands (``mult.direct.multiply(a, b)``).
+    compiled model, called on the operands. (Each kind's ``Multiplier.products``.)
     """
     a, b = np.broadcast_arrays(a, b)
-    if mult.kind == "exact":
-        with np.errstate(all="ignore"):
-            return np.multiply(a, b, dtype=np.float32)
-    if mult.kind == "direct":
-        return np.asarray(mult.direct.multiply(np.ascontiguousarray(a), np.ascontiguousarray(b)),
-                          dtype=np.float32).reshape(a.shape)
-    split = mult.derived("reference_split", lambda: split_table(mult.table))
-    return approx_product(a, b, mult.table, mult.mantissa_bits, split=split).reshape(a.shape)
+    return mult.products(np.ascontiguousarray(a), np.ascontiguousarray(b)).reshape(a.shape)

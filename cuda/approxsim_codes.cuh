@@ -4,13 +4,12 @@
  * is compiled for the GPU (NVRTC or nvcc) and, in the tests, for the CPU (g++),
  * where it is checked against the NumPy reference bit for bit.
  *
- * Fast path ("tame" operands).  When every operand of a tile is zero, subnormal
- * or has an exponent within +-L of 0 (L chosen per table so that no product of
- * the tile can overflow or underflow), the product is computed as
+ * Fast path.  When a tile passes approxsim_float_domain_exact (approx_product.h:
+ * the exponent ranges of its operands keep every intermediate normal), the product is
  *     T[i][j] * (scale(a) * scale(b)),   scale(x) = sign(x) * 2^E(x) (or +-0),
- * which is exact in float32 (a power of two times a normal float, no rounding),
- * so fmaf(T[i][j], scale(a) * scale(b), acc) adds exactly the specified product.
- * Per product: one 3-input add for the table address, one load, FMUL, FFMA.
+ * which is exact in float32 (powers of two times a normal float, no rounding), so
+ * fmaf(T[i][j], scale(a) * scale(b), acc) adds exactly the specified product.
+ * Per product: one add for the table address, one load, FMUL, FFMA.
  *
  * Exact path ("packed codes"), for tiles with Inf, NaN or extreme exponents:
  * the header's special cases, then each operand encoded into a word whose
@@ -29,9 +28,8 @@
  *          specification (this needs every table entry to be a positive normal
  *          float: the host checks it and otherwise uses the generic path).
  *
- * Operands that are Inf or NaN are never encoded: a tile that holds one is
- * computed by the exact path (approxsim_exact_*), which reads the raw floats and
- * applies the header's special cases.  The generic path (any finite table,
+ * Operands that are Inf or NaN are never encoded: the exact path applies the
+ * header's special cases to the raw floats first.  The generic path (any finite table,
  * including zero, negative or subnormal entries) calls approxsim_mul_split.
  */
 #ifndef APPROXSIM_CODES_CUH_
@@ -61,11 +59,6 @@ typedef struct {
   approxsim_u32 lo; /* index */
   approxsim_u32 hi; /* sign | f */
 } approxsim_code2;
-
-/* 1 when the float is Inf or NaN (such tiles take the exact path). */
-APPROXSIM_HD int approxsim_is_nonfinite(float x) {
-  return ((approxsim_f2u(x) >> 23) & 0xFFu) == 0xFFu;
-}
 
 /* f field of an operand (0: zero or subnormal). Inf/NaN give 0 too: never used. */
 APPROXSIM_HD approxsim_u32 approxsim_code_f(approxsim_u32 u) {
@@ -116,26 +109,15 @@ APPROXSIM_HD float approxsim_packed_product2(approxsim_u32 hi, approxsim_u32 wor
   return approxsim_u2f(approxsim_scale_entry(hi & APPROXSIM_SIGN_MASK, approxsim_word_entry(word), exp_sum));
 }
 
-/* ---- tame path ---- */
-
-/* Whether x allows the tame path for a table whose exponent limit is `limit` (see tame_limit). */
-APPROXSIM_HD int approxsim_tame_ok(float x, int limit) {
-  approxsim_i32 e = (approxsim_i32)((approxsim_f2u(x) >> 23) & 0xFFu);
-  if (e == 0) return 1;
-  e -= 127;
-  return e <= limit && e >= -limit;
-}
+/* ---- fast path ---- */
 
 /* Byte offset of x's table row (shift = m + log2(entry bytes)) or column (shift = log2(entry bytes)). */
-APPROXSIM_HD approxsim_u32 approxsim_tame_offset(float x, int m, int shift) {
+APPROXSIM_HD approxsim_u32 approxsim_fast_offset(float x, int m, int shift) {
   return ((approxsim_f2u(x) & APPROXSIM_FRAC_MASK) >> (23 - m)) << shift;
 }
 
 /* sign(x) * 2^E(x) for normal x, +-0 for zero or subnormal x (exact). */
-APPROXSIM_HD float approxsim_tame_scale(float x) { return approxsim_u2f(approxsim_f2u(x) & 0xFF800000u); }
-
-/* The tame product: entry t (a positive normal float) times the two scales, exact when both are tame. */
-APPROXSIM_HD float approxsim_tame_product(float t, float scale_a, float scale_b) { return t * (scale_a * scale_b); }
+APPROXSIM_HD float approxsim_fast_scale(float x) { return approxsim_u2f(approxsim_f2u(x) & 0xFF800000u); }
 
 /* ---- exact path ---- */
 

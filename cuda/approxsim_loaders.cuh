@@ -12,6 +12,7 @@
 #define APPROXSIM_LOADERS_CUH_
 
 #include "approxsim_codes.cuh"
+#include "geometry.h"
 
 struct GemmLoader {
   const float* A;
@@ -30,9 +31,18 @@ struct GemmLoader {
   APPROXSIM_HDM approxsim_i64 out_offset(int r, int c) const { return (approxsim_i64)r * cols + c; }
 };
 
+/* The geometry of one group as the kernels index it: 32-bit ints (the host checks that every
+ * extent fits), the channels per group, and the group g. */
 struct ConvShape {
   int n, h, w, c, kh, kw, cout, groups, sh, sw, dh, dw, pt, pl, oh, ow, cig, cog, g;
 };
+
+APPROXSIM_HD ConvShape approxsim_conv_shape(const approxsim_geometry& G, int g) {
+  ConvShape s = {(int)G.n, (int)G.h, (int)G.w, (int)G.c, (int)G.kh, (int)G.kw, (int)G.cout, (int)G.groups,
+                 (int)G.sh, (int)G.sw, (int)G.dh, (int)G.dw, (int)G.pad_top, (int)G.pad_left, (int)G.oh,
+                 (int)G.ow, (int)(G.c / G.groups), (int)(G.cout / G.groups), g};
+  return s;
+}
 
 /* The input element of patch row (n, oh, ow) and tap (kh, kw, ci); 0 in the padding. */
 APPROXSIM_HD float approxsim_patch(const float* x, const ConvShape& s, int n, int oh, int ow,

@@ -8,15 +8,17 @@
  * present at all (an input-gradient tap that falls between strides is absent:
  * it contributes no product, not even 0 (*) w).  A "product" policy says how
  * operands are staged in shared memory and multiplied: exact fp32 (FMA), the
- * tame table product with the table in shared or read-only global memory, or the
+ * fast table product with the table in shared or read-only global memory, or the
  * generic header path.  See approxsim_codes.cuh for the arithmetic.
  *
  * Block: 256 threads as 16 x 16; block tile BM x BN, thread tile TM x TN with
  * rows ty + 16 i and columns tx + 16 j (conflict-free shared reads, coalesced
- * stores); k-tiles of BK = 8.  A k-tile whose operands hold an Inf, a NaN or
- * (table policies) an exponent beyond the table's tame limit is computed by the
- * exact path from the raw floats (a block-uniform branch decided by
- * __syncthreads_or); every other tile by the fast path.
+ * stores); k-tiles of BK = 8.  While a k-tile is staged, the block gathers the
+ * exponent range of its A and of its B operands (shared-memory atomics) and
+ * whether any is Inf or NaN; the policy's fast(...) decides from them, with the
+ * predicates of approx_product.h that the CPU kernels use for their panels, whether
+ * the fast path is exact for every pair of the tile.  Other tiles are computed by
+ * the exact path from the raw floats (a block-uniform branch).
  *
  * Split-K: the grid's z dimension is (batch or group) x splits; with splits > 1
  * each block adds its partial sums to a zeroed output with atomicAdd.
@@ -40,7 +42,8 @@
  * A product policy P has
  *   Pack          what shared memory holds per staged operand (fast path);
  *   setup(...)    table placement (copies it to shared memory when it lives there);
- *   ok(x)         whether operand x allows the fast path (else the tile takes the exact path);
+ *   fast(a, b)    whether the fast path is exact for a tile whose A and B operands have
+ *                 the exponent ranges a and b (approx_product.h);
  *   pack_a/b(x)   the fast-path form of a first / second operand;
  *   mac(acc,a,b)  acc plus the fast-path product;
  *   exact(a,b)    the product of raw floats, every special case included.
@@ -48,29 +51,30 @@
 
 struct ProdFp32 {
   typedef float Pack;
-  __device__ void setup(const void*, int, int, unsigned char*) {}
-  __device__ int ok(float x) const { return !approxsim_is_nonfinite(x); }
+  __device__ void setup(const void*, int, int, int, unsigned char*) {}
+  __device__ int fast(approxsim_range a, approxsim_range b) const { return approxsim_fma_exact(a, b); }
   __device__ Pack pack_a(float x) const { return x; }
   __device__ Pack pack_b(float x) const { return x; }
   __device__ float mac(float acc, Pack a, Pack b) const { return fmaf(a, b, acc); }
   __device__ float exact(float a, float b) const { return a * b; }
 };
 
-struct approxsim_tame_pack {
+struct approxsim_fast_pack {
   approxsim_u32 off; /* byte offset of the operand's table row or column */
   float scale;       /* sign * 2^exponent, or +-0 */
 };
 
 /* A table of positive normal floats: in shared memory (SMEM) or read-only global memory, as float
- * words or (HALF) as their top 16 bits.  The fast path is the tame product of approxsim_codes.cuh. */
+ * words or (HALF) as their top 16 bits.  The fast path is the product of approxsim_codes.cuh. */
 template <bool SMEM, bool HALF>
 struct ProdTable {
-  typedef approxsim_tame_pack Pack;
+  typedef approxsim_fast_pack Pack;
   const unsigned char* base;
-  int m, limit;
-  __device__ void setup(const void* table, int m_, int limit_, unsigned char* smem) {
+  int m, t_emin, t_emax;
+  __device__ void setup(const void* table, int m_, int t_emin_, int t_emax_, unsigned char* smem) {
     m = m_;
-    limit = limit_;
+    t_emin = t_emin_;
+    t_emax = t_emax_;
     base = (const unsigned char*)table;
     if (SMEM) {
       int words = (1 << (2 * m_)) / (HALF ? 2 : 1);  /* 32-bit words to copy */
@@ -80,13 +84,15 @@ struct ProdTable {
       base = smem;
     }
   }
-  __device__ int ok(float x) const { return approxsim_tame_ok(x, limit); }
+  __device__ int fast(approxsim_range a, approxsim_range b) const {
+    return approxsim_float_domain_exact(t_emin, t_emax, a, b);
+  }
   __device__ Pack pack_a(float x) const {
-    Pack p = {approxsim_tame_offset(x, m, m + (HALF ? 1 : 2)), approxsim_tame_scale(x)};
+    Pack p = {approxsim_fast_offset(x, m, m + (HALF ? 1 : 2)), approxsim_fast_scale(x)};
     return p;
   }
   __device__ Pack pack_b(float x) const {
-    Pack p = {approxsim_tame_offset(x, m, HALF ? 1 : 2), approxsim_tame_scale(x)};
+    Pack p = {approxsim_fast_offset(x, m, HALF ? 1 : 2), approxsim_fast_scale(x)};
     return p;
   }
   __device__ float entry(approxsim_u32 off) const {
@@ -97,7 +103,9 @@ struct ProdTable {
     const float* q = (const float*)(base + off);
     return SMEM ? *q : __ldg(q);
   }
-  __device__ float mac(float acc, Pack a, Pack b) const { return fmaf(entry(a.off + b.off), a.scale * b.scale, acc); }
+  __device__ float mac(float acc, Pack a, Pack b) const {
+    return fmaf(entry(a.off + b.off), a.scale * b.scale, acc);  /* T * (s(a) * s(b)): exact on fast tiles */
+  }
   __device__ float exact(float a, float b) const {
     return HALF ? approxsim_exact_packed(a, b, 0, (const unsigned short*)base, m)
                 : approxsim_exact_packed(a, b, (const approxsim_u32*)base, 0, m);
@@ -113,11 +121,11 @@ struct ProdGeneric {
   typedef float Pack;
   const approxsim_entry* entries;
   int m;
-  __device__ void setup(const void* table, int m_, int, unsigned char*) {
+  __device__ void setup(const void* table, int m_, int, int, unsigned char*) {
     entries = (const approxsim_entry*)table;
     m = m_;
   }
-  __device__ int ok(float x) const { return !approxsim_is_nonfinite(x); }
+  __device__ int fast(approxsim_range a, approxsim_range b) const { return !a.special && !b.special; }
   __device__ Pack pack_a(float x) const { return x; }
   __device__ Pack pack_b(float x) const { return x; }
   __device__ float mac(float acc, Pack a, Pack b) const { return acc + approxsim_mul_split(a, b, entries, m); }
@@ -126,27 +134,50 @@ struct ProdGeneric {
 
 /* ---------------------------------------------------------------- the tile loop */
 
+/* Block-wide exponent ranges of a k-tile: shared ints {a.emin, a.emax, b.emin, b.emax} in two
+ * slots (k-tiles alternate, so a slot is reset while the other is in use). */
+#define APPROXSIM_RANGE_WORDS 8
+
+__device__ __forceinline__ void approxsim_range_reset(int* slot) {
+  slot[0] = APPROXSIM_RANGE_EMPTY_MIN;
+  slot[1] = APPROXSIM_RANGE_EMPTY_MAX;
+  slot[2] = APPROXSIM_RANGE_EMPTY_MIN;
+  slot[3] = APPROXSIM_RANGE_EMPTY_MAX;
+}
+
+__device__ __forceinline__ void approxsim_range_publish(int* lo, int* hi, approxsim_range r) {
+  if (r.emin <= r.emax) {
+    atomicMin(lo, r.emin);
+    atomicMax(hi, r.emax);
+  }
+}
+
 template <int BM, int BN, class P, class L>
-__device__ __forceinline__ void approxsim_tiled(const L& ld, const void* table, int m, int limit, int k_begin,
-                                                int k_end, int atomic) {
+__device__ __forceinline__ void approxsim_tiled(const L& ld, const void* table, int m, int t_emin, int t_emax,
+                                                int k_begin, int k_end, int atomic) {
   const int TM = BM / 16, TN = BN / 16, BK = APPROXSIM_BK;
   typedef typename P::Pack Pack;
   extern __shared__ __align__(16) unsigned char approxsim_smem[];
-  Pack* As = (Pack*)approxsim_smem;  /* [BK][BM] */
+  int* ranges = (int*)approxsim_smem;  /* [2][4], APPROXSIM_RANGE_WORDS ints */
+  Pack* As = (Pack*)(approxsim_smem + APPROXSIM_RANGE_WORDS * sizeof(int));  /* [BK][BM] */
   Pack* Bs = As + BK * BM;           /* [BK][BN] */
   P prod;
-  prod.setup(table, m, limit, (unsigned char*)(Bs + BK * BN));
+  prod.setup(table, m, t_emin, t_emax, (unsigned char*)(Bs + BK * BN));
 
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int r0 = blockIdx.x * BM, c0 = blockIdx.y * BN;
+  if (tid == 0) approxsim_range_reset(ranges);
+  __syncthreads();
   float acc[TM][TN];
 #pragma unroll
   for (int i = 0; i < TM; ++i)
 #pragma unroll
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
-  for (int k0 = k_begin; k0 < k_end; k0 += BK) {
-    int slow = 0;
+  int slot = 0;
+  for (int k0 = k_begin; k0 < k_end; k0 += BK, slot ^= 1) {
+    int* cur = ranges + 4 * slot;
+    approxsim_range ra = approxsim_range_empty(), rb = approxsim_range_empty();
 #pragma unroll
     for (int e = tid; e < BM * BK; e += APPROXSIM_THREADS) {
       int r, kk;
@@ -154,7 +185,7 @@ __device__ __forceinline__ void approxsim_tiled(const L& ld, const void* table, 
       float v = 0.0f;
       int k = k0 + kk;
       if (r0 + r < ld.rows && k < k_end && !ld.a(r0 + r, k, &v)) v = 0.0f;  /* absent: 0 */
-      slow |= !prod.ok(v);
+      approxsim_range_add(&ra, approxsim_f2u(v));
       As[kk * BM + r] = prod.pack_a(v);
     }
 #pragma unroll
@@ -164,11 +195,21 @@ __device__ __forceinline__ void approxsim_tiled(const L& ld, const void* table, 
       float v = 0.0f;
       int k = k0 + kk;
       if (c0 + c < ld.cols && k < k_end && !ld.b(k, c0 + c, &v)) v = 0.0f;
-      slow |= !prod.ok(v);
+      approxsim_range_add(&rb, approxsim_f2u(v));
       Bs[kk * BN + c] = prod.pack_b(v);
     }
-    if (!__syncthreads_or(slow)) {
-      /* Fast path: no Inf/NaN (so an absent element, staged as 0, adds exactly +-0). */
+    approxsim_range_publish(cur, cur + 1, ra);
+    approxsim_range_publish(cur + 2, cur + 3, rb);
+    int special = __syncthreads_or(ra.special | rb.special);
+    approxsim_range ta, tb;
+    ta.emin = cur[0];
+    ta.emax = cur[1];
+    tb.emin = cur[2];
+    tb.emax = cur[3];
+    ta.special = tb.special = special;
+    if (tid == 0) approxsim_range_reset(ranges + 4 * (slot ^ 1));  /* read by all before the last barrier */
+    if (prod.fast(ta, tb)) {
+      /* Fast path: exact for every pair of this tile (an absent element, staged as 0, adds exactly +-0). */
 #pragma unroll
       for (int kk = 0; kk < BK; ++kk) {
         Pack a[TM], b[TN];
@@ -223,8 +264,9 @@ __device__ __forceinline__ void approxsim_tiled(const L& ld, const void* table, 
   }
 }
 
-/* Bytes of dynamic shared memory a kernel needs (mirrored in approxsim/backends/cuda.py). */
-/*   tiles: BK * (BM + BN) * sizeof(Pack);  table (SMEM only): 2^(2M) * (HALF ? 2 : 4). */
+/* Bytes of dynamic shared memory a kernel needs (mirrored in approxsim/backends/cuda.py):
+ *   ranges: APPROXSIM_RANGE_WORDS * 4;  tiles: BK * (BM + BN) * sizeof(Pack);
+ *   table (SMEM only): 2^(2M) * (HALF ? 2 : 4). */
 
 /*
  * Kernel definitions for every product policy and the two tile sizes:

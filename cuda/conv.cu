@@ -17,15 +17,14 @@
 #include "approxsim_tile.cuh"
 #include "approxsim_loaders.cuh"
 
-/* Every conv kernel: (first operand tensor, second operand tensor, output, table, M, geometry, split-K). */
-#define APPROXSIM_CONV_PARAMS                                                                       \
-  const float *P0, const float *P1, float *OUT, const void *table, int m, int limit, int n, int h, int w, int c,   \
-      int kh, int kw, int cout, int groups, int sh, int sw, int dh, int dw, int pt, int pl, int oh, \
-      int ow, int splits, int k_chunk
+/* Every conv kernel: (first operand tensor, second operand tensor, output, table, M, the table's
+ * exponent range, the geometry struct of geometry.h, split-K). */
+#define APPROXSIM_CONV_PARAMS                                                                         \
+  const float *P0, const float *P1, float *OUT, const void *table, int m, int t_emin, int t_emax,      \
+      const approxsim_geometry G, int splits, int k_chunk
 
 #define APPROXSIM_CONV_BODY(LOADER, ROWS, COLS, K, AKFAST, BKFAST, P, BM, BN)                     \
-  ConvShape s = {n, h, w, c, kh, kw, cout, groups, sh, sw, dh, dw, pt, pl, oh, ow, c / groups,     \
-                 cout / groups, (int)(blockIdx.z / splits)};                                        \
+  ConvShape s = approxsim_conv_shape(G, (int)(blockIdx.z / splits));                               \
   int split = blockIdx.z % splits;                                                                 \
   LOADER ld;                                                                                       \
   ld.s = s;                                                                                        \
@@ -37,19 +36,19 @@
   ld.p0 = P0;                                                                                      \
   ld.p1 = P1;                                                                                      \
   int kb = split * k_chunk, ke = min((K), kb + k_chunk);                                           \
-  approxsim_tiled<BM, BN, P>(ld, table, m, limit, kb, ke, splits > 1);
+  approxsim_tiled<BM, BN, P>(ld, table, m, t_emin, t_emax, kb, ke, splits > 1);
 
 #define APPROXSIM_PARAMS_conv_fwd APPROXSIM_CONV_PARAMS
 #define APPROXSIM_BODY_conv_fwd(P, BM, BN)                                                   \
-  APPROXSIM_CONV_BODY(ConvFwdLoader, n * oh * ow, s.cog, kh * kw * s.cig, s.cig > 1, 0, P, BM, BN)
+  APPROXSIM_CONV_BODY(ConvFwdLoader, s.n * s.oh * s.ow, s.cog, s.kh * s.kw * s.cig, s.cig > 1, 0, P, BM, BN)
 
 #define APPROXSIM_PARAMS_conv_dgrad APPROXSIM_CONV_PARAMS
 #define APPROXSIM_BODY_conv_dgrad(P, BM, BN) \
-  APPROXSIM_CONV_BODY(ConvDgradLoader, n * h * w, s.cig, kh * kw * s.cog, s.cog > 1, s.cog > 1, P, BM, BN)
+  APPROXSIM_CONV_BODY(ConvDgradLoader, s.n * s.h * s.w, s.cig, s.kh * s.kw * s.cog, s.cog > 1, s.cog > 1, P, BM, BN)
 
 #define APPROXSIM_PARAMS_conv_wgrad APPROXSIM_CONV_PARAMS
 #define APPROXSIM_BODY_conv_wgrad(P, BM, BN) \
-  APPROXSIM_CONV_BODY(ConvWgradLoader, kh * kw * s.cig, s.cog, n * oh * ow, 0, 0, P, BM, BN)
+  APPROXSIM_CONV_BODY(ConvWgradLoader, s.kh * s.kw * s.cig, s.cog, s.n * s.oh * s.ow, 0, 0, P, BM, BN)
 
 APPROXSIM_KERNELS(conv_fwd)
 APPROXSIM_KERNELS(conv_dgrad)

@@ -12,7 +12,8 @@
 #include "approxsim_loaders.cuh"
 
 #define APPROXSIM_PARAMS_gemm                                                                  \
-  const float *A, const float *B, float *C, const void *table, int m, int limit, int rows, int cols, int K, \
+  const float *A, const float *B, float *C, const void *table, int m, int t_emin, int t_emax, int rows,        \
+      int cols, int K,                                                                          \
       approxsim_i64 a_bs, approxsim_i64 a_rs, approxsim_i64 a_ks, approxsim_i64 b_bs,            \
       approxsim_i64 b_ks, approxsim_i64 b_cs, int splits, int k_chunk
 
@@ -31,6 +32,6 @@
   ld.a_kfast = a_ks == 1;                                                            \
   ld.b_kfast = b_ks == 1 && b_cs != 1;                                               \
   int kb = split * k_chunk, ke = min(K, kb + k_chunk);                               \
-  approxsim_tiled<BM, BN, P>(ld, table, m, limit, kb, ke, splits > 1);
+  approxsim_tiled<BM, BN, P>(ld, table, m, t_emin, t_emax, kb, ke, splits > 1);
 
 APPROXSIM_KERNELS(gemm)

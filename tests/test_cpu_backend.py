@@ -60,25 +60,23 @@ def _mult(name):
     return CUSTOM[name]() if name in CUSTOM else approxsim.multipliers.get(name)
 
 
-def _simd_levels():
-    if not cpu_ok:
-        return ["none"]
-    from approxsim import _cpu
-
-    order = ["portable", "avx2", "avx512", "avx512_vbmi"]
-    return order[:order.index(_cpu.detected_simd_level()) + 1]
+SIMD_LEVELS = ("portable", "avx2", "avx512", "vbmi")
 
 
-@pytest.fixture(params=_simd_levels())
+@pytest.fixture(params=SIMD_LEVELS)
 def simd(request):
-    """Each SIMD path of the CPU kernels that this CPU can run (forced, then restored)."""
-    if request.param == "none":
+    """Every SIMD path of the CPU kernels, forced (then restored); those this CPU lacks are skipped, with why."""
+    if not cpu_ok:
         pytest.skip(f"cpu backend not usable: {cpu_reason}")
+    from approxsim.backends import cpu
+
+    if request.param not in cpu.supported_simd():
+        pytest.skip(f"this CPU cannot run the {request.param} kernels (it supports {', '.join(cpu.supported_simd())})")
     from approxsim import _cpu
 
-    _cpu.set_simd_level(request.param)
+    _cpu.set_simd_level(cpu._NATIVE_NAMES[request.param])
     yield request.param
-    _cpu.set_simd_level("auto")
+    cpu.check_settings()  # back to $APPROXSIM_SIMD, or the best level
 
 
 def special_values():
@@ -395,7 +393,7 @@ def test_shape_errors_name_both_shapes(fast_backend):
 def test_extension_validates_sizes_itself():
     """Called directly (no front end), the extension still refuses sizes that do not fit."""
     from approxsim import _cpu
-    from approxsim.backends.cpu import _geometry, _table
+    from approxsim.backends.cpu import native_geometry
 
     table = _table(approxsim.multipliers.get("mbm7"))
     idx = np.zeros(1, np.int64)
@@ -406,11 +404,12 @@ def test_extension_validates_sizes_itself():
                     idx)
     geom = conv_geometry((1, 5, 5, 3), (3, 3, 3, 4), padding="SAME")
     with pytest.raises(ValueError, match=r"x has shape \(1, 5, 5, 2\)"):
-        _cpu.conv2d(np.ones((1, 5, 5, 2), np.float32), np.ones((3, 3, 3, 4), np.float32), _geometry(geom), table)
-    bad = _geometry(geom)
-    bad[16] += 1  # oh inconsistent with the rest
-    with pytest.raises(ValueError, match="geometry"):
-        _cpu.conv2d(np.ones((1, 5, 5, 3), np.float32), np.ones((3, 3, 3, 4), np.float32), bad, table)
+        _cpu.conv2d(np.ones((1, 5, 5, 2), np.float32), np.ones((3, 3, 3, 4), np.float32), native_geometry(geom),
+                    table)
+    with pytest.raises(ValueError, match="geometry"):  # oh inconsistent with the rest
+        _cpu.Geometry(**{**geom.fields(), "oh": geom.oh + 1})
+    with pytest.raises(ValueError, match="missing field .oh."):
+        _cpu.Geometry(**{k: v for k, v in geom.fields().items() if k != "oh"})
 
 
 # ----------------------------------------------------------------------------- misc
@@ -424,10 +423,13 @@ def test_simd_level_reported():
         _cpu.set_simd_level("sse9")
 
 
+def _table(mult):
+    """The multiplier's table as the CPU kernels prepared it."""
+    return approxsim.get_backend("cpu").bind(mult)._table()
+
+
 @needs_cpu
 def test_bf16_form_only_when_exact():
-    from approxsim.backends.cpu import _table
-
     assert _table(approxsim.multipliers.get("mbm7")).bf16_exact
     assert not _table(_full_mantissa_table()).bf16_exact
 

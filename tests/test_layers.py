@@ -13,6 +13,8 @@ from approxsim import functional  # noqa: E402
 from approxsim.layers import (AMConv1D, AMConv2D, AMDense, AMDepthwiseConv2D, AMEinsumDense,  # noqa: E402
                               AMMultiHeadAttention, AMSeparableConv2D)
 
+import stock  # noqa: E402  (tests/stock.py)
+
 REL = 1e-5
 
 
@@ -20,18 +22,20 @@ def _normal(seed, *shape):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
-# (id, stock class, approxsim class, constructor kwargs, input shapes)
+# (id, stock class, approxsim class, constructor kwargs, input shapes). Dilated convolutions compare
+# with stock layers that apply the filter zero-inserted (tests/stock.py): the same function, with
+# gradients on every CPU (TF without oneDNN has no dilated conv gradients).
 LAYERS = [
     ("dense", keras.layers.Dense, AMDense, dict(units=4), [(3, 5)]),
     ("dense_rank3", keras.layers.Dense, AMDense, dict(units=3, activation="relu"), [(2, 3, 5)]),
     ("conv2d_strided", keras.layers.Conv2D, AMConv2D, dict(filters=4, kernel_size=3, strides=2, padding="same"),
      [(2, 7, 6, 3)]),
     ("conv2d_1x1", keras.layers.Conv2D, AMConv2D, dict(filters=3, kernel_size=1, use_bias=False), [(2, 4, 4, 5)]),
-    ("conv2d_dilated", keras.layers.Conv2D, AMConv2D, dict(filters=2, kernel_size=3, dilation_rate=2),
+    ("conv2d_dilated", stock.ZeroInsertedConv2D, AMConv2D, dict(filters=2, kernel_size=3, dilation_rate=2),
      [(1, 8, 8, 2)]),
     ("depthwise", keras.layers.DepthwiseConv2D, AMDepthwiseConv2D,
      dict(kernel_size=3, depth_multiplier=2, strides=2, padding="same"), [(2, 6, 6, 3)]),
-    ("conv1d_causal_dilated", keras.layers.Conv1D, AMConv1D,
+    ("conv1d_causal_dilated", stock.ZeroInsertedConv1D, AMConv1D,
      dict(filters=4, kernel_size=3, dilation_rate=2, padding="causal"), [(2, 9, 3)]),
     ("separable", keras.layers.SeparableConv2D, AMSeparableConv2D,
      dict(filters=4, kernel_size=3, strides=2, depth_multiplier=2, padding="same"), [(2, 7, 7, 3)]),

@@ -7,6 +7,11 @@ tf = pytest.importorskip("tensorflow")
 
 import approxsim  # noqa: E402
 from approxsim import functional, ops  # noqa: E402
+from approxsim.backends.base import Backend  # noqa: E402
+from approxsim.backends.reference import ReferenceKernels  # noqa: E402
+from approxsim.ops import _bridge  # noqa: E402
+
+import stock  # noqa: E402  (tests/stock.py)
 
 REL = 1e-5
 
@@ -50,7 +55,9 @@ def bounds(stock_fn, inputs, dy):
     return [y.numpy()] + [g.numpy() for g in grads]
 
 
-# Each case: (name, approxsim op (inputs, multiplier, backward, backend), stock TF op, input shapes)
+# Each case: (name, approxsim op (inputs, multiplier, backward, backend), stock TF op, input shapes).
+# Dilated cases compare with the zero-inserted undilated convolution (tests/stock.py), which has
+# gradients on every CPU (TF without oneDNN has no dilated conv gradients).
 def _cases():
     return [
         ("matmul", lambda a, b, **k: ops.am_matmul(a, b, **k), lambda a, b: tf.matmul(a, b), [(5, 7), (7, 3)]),
@@ -64,7 +71,7 @@ def _cases():
         ("conv2d_strided_same", lambda x, w, **k: ops.am_conv2d(x, w, strides=2, padding="SAME", **k),
          lambda x, w: tf.nn.conv2d(x, w, 2, "SAME"), [(2, 7, 8, 3), (3, 3, 3, 4)]),
         ("conv2d_dilated_valid", lambda x, w, **k: ops.am_conv2d(x, w, dilations=2, **k),
-         lambda x, w: tf.nn.conv2d(x, w, 1, "VALID", dilations=2), [(1, 9, 8, 2), (3, 2, 2, 3)]),
+         lambda x, w: stock.conv2d(x, w, 1, "VALID", dilations=2), [(1, 9, 8, 2), (3, 2, 2, 3)]),
         ("conv2d_1x1", lambda x, w, **k: ops.am_conv2d(x, w, **k),
          lambda x, w: tf.nn.conv2d(x, w, 1, "VALID"), [(2, 4, 4, 5), (1, 1, 5, 3)]),
         ("conv2d_explicit_padding", lambda x, w, **k: ops.am_conv2d(x, w, padding=((1, 0), (2, 1)), **k),
@@ -75,7 +82,7 @@ def _cases():
          lambda x, w: tf.nn.depthwise_conv2d(x, w, [1, 1, 1, 1], "SAME", dilations=[2, 2]),
          [(1, 6, 6, 2), (3, 3, 2, 1)]),
         ("conv1d_dilated", lambda x, w, **k: ops.am_conv1d(x, w, dilations=2, padding="SAME", **k),
-         lambda x, w: tf.nn.conv1d(x, w, 1, "SAME", dilations=2), [(2, 9, 3), (3, 3, 4)]),
+         lambda x, w: stock.conv1d(x, w, 1, "SAME", dilations=2), [(2, 9, 3), (3, 3, 4)]),
         ("conv1d_strided", lambda x, w, **k: ops.am_conv1d(x, w, stride=2, **k),
          lambda x, w: tf.nn.conv1d(x, w, 2, "VALID"), [(2, 9, 3), (2, 3, 2)]),
     ]
@@ -220,7 +227,7 @@ def test_errors_name_the_argument():
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_fp32_through_the_backend_equals_stock_tf(case, backend, monkeypatch):
     """Where TF's own kernels are not exact (TF32 on a GPU), fp32 goes through the backend: same results."""
-    monkeypatch.setattr(ops, "_tf_is_exact", lambda: False)
+    monkeypatch.setattr(ops._plan, "tf_is_exact", lambda: False)
     _, am, stock, shapes = case
     inputs = [_normal(_rng(i), *s) for i, s in enumerate(shapes)]
     y, grads, dy = value_and_grads(lambda *t: am(*t, multiplier="fp32", backend=backend), inputs)
@@ -231,35 +238,28 @@ def test_fp32_through_the_backend_equals_stock_tf(case, backend, monkeypatch):
         assert_sums_close(g, g0, b)
 
 
-class _FakeCuda:
-    """A backend object called "cuda" that computes with the reference backend (no GPU needed)."""
+class _FakeCuda(Backend):
+    """A backend called "cuda" whose kernels compute with the reference backend (no GPU needed)."""
 
     name = "cuda"
-
-    def __init__(self):
-        self.ref = approxsim.get_backend("reference")
-        self.asarray = self.ref.asarray
-
-    def __getattr__(self, method):
-        return getattr(self.ref, method)
+    KERNELS = {approxsim.Multiplier: ReferenceKernels}
 
 
 def test_cuda_dispatch_contract(monkeypatch):
     """With the cuda backend and GPU tensors, ops call approxsim.ops_cuda with the documented arguments."""
-    ops_cuda = pytest.importorskip("approxsim.ops_cuda")
-    ref = approxsim.get_backend("reference")
+    ops_cuda = pytest.importorskip("approxsim.ops.cuda")
     calls = []
 
     def fake(method):
-        def fn(*args, **kwargs):
+        def fn(*args, **kwargs):  # (tensors..., geometry?, bound kernels)
             calls.append(method)
-            arrays = [np.asarray(a) if isinstance(a, tf.Tensor) else a for a in args]
-            return tf.constant(getattr(ref, method)(*arrays, **kwargs))
+            arrays = [np.asarray(a) if isinstance(a, tf.Tensor) else a for a in args[:-1]]
+            return tf.constant(getattr(args[-1], method)(*arrays, **kwargs))
         return fn
 
     for method in ("matmul", "conv2d", "conv2d_input_grad", "conv2d_filter_grad"):
         monkeypatch.setattr(ops_cuda, method, fake(method))
-    monkeypatch.setattr(ops, "_on_gpu", lambda t: True)
+    monkeypatch.setattr(_bridge, "_on_gpu", lambda t: True)
     fake_cuda = _FakeCuda()
     x, w = _normal(_rng(1), 2, 5, 5, 2), _normal(_rng(2), 3, 3, 2, 3)
 
@@ -280,7 +280,7 @@ def test_cuda_dispatch_contract(monkeypatch):
 
     # host tensors with the cuda backend: the backend's own methods, through tf.py_function
     calls.clear()
-    monkeypatch.setattr(ops, "_on_gpu", lambda t: False)
+    monkeypatch.setattr(_bridge, "_on_gpu", lambda t: False)
     y = ops.am_conv2d(x, w, padding="SAME", multiplier="mbm7", backend=fake_cuda)
     assert calls == []
     np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-6)

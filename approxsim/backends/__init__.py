@@ -13,7 +13,7 @@ import threading
 
 from approxsim.errors import BackendUnavailableError
 
-__all__ = ["get_backend", "available_backends", "backend_status", "BACKEND_NAMES"]
+__all__ = ["get_backend", "bind", "available_backends", "backend_status", "BACKEND_NAMES"]
 
 BACKEND_NAMES = ("reference", "cpu", "cuda")
 _MODULES = {name: f"approxsim.backends.{name}" for name in BACKEND_NAMES}
@@ -32,6 +32,18 @@ def backend_status(name: str) -> tuple[bool, str]:
     return module.status()
 
 
+def _check_settings() -> None:
+    """Raises ValueError for a backend setting that is wrong (``$APPROXSIM_SIMD``, ...)."""
+    for name in BACKEND_NAMES:
+        try:
+            module = importlib.import_module(_MODULES[name])
+        except ImportError:
+            continue
+        check = getattr(module, "check_settings", None)
+        if check is not None:
+            check()
+
+
 def available_backends() -> list[str]:
     """Names of the backends usable in this process."""
     return [name for name in BACKEND_NAMES if backend_status(name)[0]]
@@ -41,7 +53,7 @@ def get_backend(name=None):
     """The backend object for ``name`` (``None`` or ``"auto"``: see the module docstring).
 
     Raises:
-      ValueError: unknown name.
+      ValueError: unknown name, or a wrong backend setting (``$APPROXSIM_SIMD``).
       BackendUnavailableError: the backend cannot run here; the message says what to install.
     """
     if name is not None and not isinstance(name, str):
@@ -49,6 +61,7 @@ def get_backend(name=None):
             return name  # a backend object
         raise TypeError(f"backend must be a name. Received: backend={name!r}")
     name = (name or os.environ.get("APPROXSIM_BACKEND") or "auto").lower()
+    _check_settings()  # settings the user made wrong are errors, not a reason to pick another backend
     if name == "auto":
         for candidate in ("cuda", "cpu", "reference"):
             if backend_status(candidate)[0]:
@@ -64,3 +77,15 @@ def get_backend(name=None):
                 raise BackendUnavailableError(f"Backend {name!r} is not usable here: {reason}")
             _instances[name] = importlib.import_module(_MODULES[name]).create()
         return _instances[name]
+
+
+def bind(multiplier, backend=None):
+    """The kernels that run ``multiplier`` (a name or Multiplier) on ``backend``: one resolution per call.
+
+    Raises:
+      UnknownMultiplierError: the multiplier is not registered.
+      ValueError, BackendUnavailableError: as :func:`get_backend`.
+    """
+    from approxsim import multipliers
+
+    return get_backend(backend).bind(multipliers.get(multiplier))

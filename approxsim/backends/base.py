@@ -1,24 +1,170 @@
-"""The interface every backend implements.
+"""The interface every backend implements: a :class:`Backend` binds multipliers to :class:`Kernels`.
 
-A backend receives validated, normalised arguments from :mod:`approxsim.functional`:
-float32 arrays in TF's layouts (activations NHWC, filters HWIO with
-``I = C / groups``, matrices ``(..., rows, cols)``), a
-:class:`~approxsim.geometry.ConvGeometry`, and a :class:`~approxsim.Multiplier`
-whose ``table`` is ``None`` for the exact product.
+``backend.bind(multiplier)`` resolves, once per (backend, multiplier), which kernels run the
+multiplier's kind of arithmetic (each backend maps multiplier types to Kernels classes in
+``KERNELS``). The bound kernels take arrays in TF's layouts (activations NHWC, filters HWIO
+with ``I = C / groups``, matrices ``(..., rows, cols)``); their public methods check the
+arrays against the shapes once, here, and call the kind's ``_matmul``/``_conv2d``/... on
+validated operands.
 
-Operand order (DESIGN.md section 1): forward ``T[x][w]``; input gradient
-``T[dy][w]``; filter gradient ``T[x][dy]``; ``matmul(a, b)`` looks up ``T[a][b]``.
+Operand order (DESIGN.md section 1): forward ``T[x][w]``; input gradient ``T[dy][w]``;
+filter gradient ``T[x][dy]``; ``matmul(a, b)`` looks up ``T[a][b]``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from approxsim.geometry import ConvGeometry, matmul_shapes
+
+
+class Kernels:
+    """One multiplier's arithmetic on one backend. Subclasses implement the ``_`` methods.
+
+    Every public method takes an optional ``out`` array (of the result's shape, on the
+    backend's device) that receives the result.
+    """
+
+    def __init__(self, backend, multiplier):
+        self.backend = backend
+        self.multiplier = multiplier
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.multiplier.name!r} on {self.backend.name!r})"
+
+    # --- validated entry points ----------------------------------------------------------
+
+    def multiply(self, a, b, *, out=None):
+        """Elementwise ``a (*) b`` with broadcasting."""
+        def run(a, b):
+            xp = self.backend.array_module
+            a, b = xp.broadcast_arrays(a, b)
+            shape = a.shape
+            if not a.size:
+                return self._empty(shape)
+            return self._multiply(xp.ascontiguousarray(a).reshape(-1), xp.ascontiguousarray(b).reshape(-1)).reshape(shape)
+
+        return self._call(run, (a, "a"), (b, "b"), out=out)
+
+    def matmul(self, a, b, *, transpose_a=False, transpose_b=False, out=None):
+        """``op(a) @ op(b)`` with every product ``T[a][b]``; batch dimensions broadcast.
+
+        Args:
+          a: ``(..., M, K)`` (``(..., K, M)`` with ``transpose_a``).
+          b: ``(..., K, N)`` (``(..., N, K)`` with ``transpose_b``).
+          out: optional result array ``(batch..., M, N)``.
+
+        Raises:
+          ValueError: shapes that do not fit (the message names both).
+        """
+        def run(a, b):
+            shape = matmul_shapes(a.shape, b.shape, transpose_a, transpose_b)
+            if shape.m * shape.n * shape.batch_size == 0:
+                return self._empty(shape.output_shape)
+            if shape.k == 0:
+                return self._zeros(shape.output_shape)
+            return self._matmul(a, b, shape, out)
+
+        return self._call(run, (a, "a"), (b, "b"), out=out)
+
+    def conv2d(self, x, w, geom: ConvGeometry, *, out=None):
+        """Forward convolution (products ``T[x][w]``): ``x`` NHWC, ``w`` HWIO -> NHWC."""
+        return self._conv("_conv2d", (x, "x", geom.input_shape), (w, "w", geom.filter_shape), geom,
+                          geom.output_shape, out)
+
+    def conv2d_input_grad(self, dy, w, geom: ConvGeometry, *, out=None):
+        """Input gradient (products ``T[dy][w]``): ``dy`` NHWC, ``w`` HWIO -> ``dx`` NHWC."""
+        return self._conv("_conv2d_input_grad", (dy, "dy", geom.output_shape), (w, "w", geom.filter_shape), geom,
+                          geom.input_shape, out)
+
+    def conv2d_filter_grad(self, x, dy, geom: ConvGeometry, *, out=None):
+        """Filter gradient (products ``T[x][dy]``): ``x``, ``dy`` NHWC -> ``dw`` HWIO."""
+        return self._conv("_conv2d_filter_grad", (x, "x", geom.input_shape), (dy, "dy", geom.output_shape), geom,
+                          geom.filter_shape, out)
+
+    # --- shared plumbing ---------------------------------------------------------------
+
+    def _call(self, run, *operands, out):
+        """Converts the operands, runs ``run(*arrays)``, and delivers the result where the caller expects it."""
+        be = self.backend
+        where = be.result_place([v for v, _ in operands] + ([out] if out is not None else []))
+        arrays = [be.asarray(v, name) for v, name in operands]
+        result = run(*arrays)
+        if out is not None and result is not out:
+            out[...] = result
+            result = out
+        return be.deliver(result, where)
+
+    def _conv(self, method, first, second, geom, shape, out):
+        def run(p0, p1):
+            geom.check_array(p0, first[1], first[2])
+            geom.check_array(p1, second[1], second[2])
+            if int(np.prod(shape, dtype=np.int64)) == 0:
+                return self._empty(shape)
+            if p0.size == 0 or p1.size == 0:  # e.g. an empty batch: every output sums no product
+                return self._zeros(shape)
+            return getattr(self, method)(p0, p1, geom, out)
+
+        return self._call(run, first[:2], second[:2], out=out)
+
+    def _empty(self, shape):
+        return self.backend.array_module.empty(shape, dtype=np.float32)
+
+    def _zeros(self, shape):
+        return self.backend.array_module.zeros(shape, dtype=np.float32)
+
+    # --- what each kind implements (operands validated, result allocated or written to out) ---
+
+    def _multiply(self, a, b):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _matmul(self, a, b, shape, out):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _conv2d(self, x, w, geom, out):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _conv2d_input_grad(self, dy, w, geom, out):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _conv2d_filter_grad(self, x, dy, geom, out):  # pragma: no cover - interface
+        raise NotImplementedError
+
 
 class Backend:
-    """Base class: NumPy-array input handling shared by the host backends."""
+    """A place where the arithmetic runs. Subclasses set ``name`` and ``KERNELS``.
+
+    ``KERNELS`` maps a multiplier type to the Kernels class that runs it here; ``bind``
+    follows the multiplier's type hierarchy, so a subclass of a kind runs as that kind.
+    """
 
     name = "base"
+    KERNELS: dict = {}
+    array_module = np
+
+    def bind(self, multiplier) -> Kernels:
+        """The :class:`Kernels` of ``multiplier`` on this backend (made once, cached on the multiplier).
+
+        Raises:
+          NotImplementedError: this backend has no kernels for the multiplier's kind.
+        """
+        def make():
+            for kind in type(multiplier).__mro__:
+                if kind in self.KERNELS:
+                    return self.KERNELS[kind](self, multiplier)
+            raise NotImplementedError(
+                f"Backend {self.name!r} cannot run multipliers of kind {multiplier.kind!r} ({multiplier.name!r}). "
+                f"Choose another backend. Received: multiplier={multiplier.name!r}")
+
+        return multiplier.derived(f"kernels:{self.name}:{id(self)}", make)
+
+    def result_place(self, arrays):
+        """Where the caller expects the result, given its array arguments (host backends: the host)."""
+        return "host"
+
+    def deliver(self, result, place):
+        """The result, moved to ``place`` (see :meth:`result_place`)."""
+        return result
 
     def asarray(self, x, arg: str):
         """``x`` as a C-contiguous float32 host array; other real dtypes are converted."""
@@ -31,16 +177,20 @@ class Backend:
                 or arr.dtype == np.bool_):
             raise TypeError(f"`{arg}` must hold real numbers (converted to float32). "
                             f"Received: {arg}.dtype={arr.dtype}")
-        return np.ascontiguousarray(arr, dtype=np.float32)
+        return np.require(arr, dtype=np.float32, requirements="C")  # keeps 0-d arrays 0-d
 
-    def matmul(self, a, b, mult, *, transpose_a=False, transpose_b=False):  # pragma: no cover - interface
-        raise NotImplementedError
+    # Conveniences for scripts and tests: bind, then call.
+    def multiply(self, a, b, mult, **kwargs):
+        return self.bind(mult).multiply(a, b, **kwargs)
 
-    def conv2d(self, x, w, geom, mult):  # pragma: no cover - interface
-        raise NotImplementedError
+    def matmul(self, a, b, mult, **kwargs):
+        return self.bind(mult).matmul(a, b, **kwargs)
 
-    def conv2d_input_grad(self, dy, w, geom, mult):  # pragma: no cover - interface
-        raise NotImplementedError
+    def conv2d(self, x, w, geom, mult, **kwargs):
+        return self.bind(mult).conv2d(x, w, geom, **kwargs)
 
-    def conv2d_filter_grad(self, x, dy, geom, mult):  # pragma: no cover - interface
-        raise NotImplementedError
+    def conv2d_input_grad(self, dy, w, geom, mult, **kwargs):
+        return self.bind(mult).conv2d_input_grad(dy, w, geom, **kwargs)
+
+    def conv2d_filter_grad(self, x, dy, geom, mult, **kwargs):
+        return self.bind(mult).conv2d_filter_grad(x, dy, geom, **kwargs)

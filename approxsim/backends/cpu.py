@@ -2,18 +2,25 @@
 
 Every product is the one of DESIGN.md section 1, bit for bit; sums are float32 in
 an unspecified order. The kernels split work over ``$APPROXSIM_NUM_THREADS`` threads
-(all cores when unset) with the GIL released, and pick AVX-512, AVX2 or portable code
-at run time (``approxsim._cpu.simd_level()``). Convolutions are implicit GEMMs whose
-working memory is a few packed blocks per thread, whatever the batch size.
+(all cores when unset) with the GIL released, and pick AVX-512 (with or without VBMI),
+AVX2 or portable code at run time; ``$APPROXSIM_SIMD`` (``portable``, ``avx2``, ``avx512``,
+``vbmi``) forces a level at or below what the CPU supports. Convolutions are implicit GEMMs
+whose working memory is a few packed blocks per thread, whatever the batch size.
 
-Multipliers of kind ``"direct"`` run their own kernels (``mult.direct``).
+Kernels by kind: tables and the exact product run in the extension's GEMM driver
+(:class:`CpuTableKernels`); direct models run their own compiled kernels
+(:class:`CpuDirectKernels`).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from approxsim.backends.base import Backend
+from approxsim.backends.base import Backend, Kernels
+from approxsim.geometry import ConvGeometry
+from approxsim.multiplier import DirectMultiplier, ExactMultiplier, TableMultiplier
 
 _IMPORT_ERROR = None
 try:
@@ -22,70 +29,127 @@ except ImportError as e:  # the extension was not built
     _cpu = None
     _IMPORT_ERROR = e
 
+SIMD_LEVELS = ("portable", "avx2", "avx512", "vbmi")  # lowest first; what APPROXSIM_SIMD accepts
+_NATIVE_NAMES = {"portable": "portable", "avx2": "avx2", "avx512": "avx512", "vbmi": "avx512_vbmi"}
+_SIMD_ENV = "APPROXSIM_SIMD"
+
+
+def simd_name(native: str) -> str:
+    """The ``APPROXSIM_SIMD`` spelling of a level the extension reports (``avx512_vbmi`` -> ``vbmi``)."""
+    return {v: k for k, v in _NATIVE_NAMES.items()}.get(native, native)
+
+
+def detected_simd() -> str:
+    """The best level this CPU supports (``APPROXSIM_SIMD`` spelling)."""
+    return simd_name(_cpu.detected_simd_level())
+
+
+def supported_simd() -> tuple:
+    """Every level this CPU can run, lowest first."""
+    return SIMD_LEVELS[:SIMD_LEVELS.index(detected_simd()) + 1]
+
+
+def check_settings() -> None:
+    """Applies ``$APPROXSIM_SIMD`` (unset or ``auto``: the best level).
+
+    Raises:
+      ValueError: an unknown level, or one this CPU does not support.
+    """
+    if _cpu is None:
+        return
+    value = os.environ.get(_SIMD_ENV, "").strip().lower()
+    if value in ("", "auto"):
+        _cpu.set_simd_level("auto")
+        return
+    value = {"avx512_vbmi": "vbmi"}.get(value, value)
+    if value not in SIMD_LEVELS:
+        raise ValueError(f"{_SIMD_ENV} must be one of auto, {', '.join(SIMD_LEVELS)}. "
+                         f"Received: {_SIMD_ENV}={os.environ[_SIMD_ENV]!r}")
+    if value not in supported_simd():
+        raise ValueError(f"{_SIMD_ENV}={value} asks for more than this CPU supports (at most {detected_simd()}). "
+                         f"Unset it, or choose one of {', '.join(supported_simd())}. "
+                         f"Received: {_SIMD_ENV}={os.environ[_SIMD_ENV]!r}")
+    _cpu.set_simd_level(_NATIVE_NAMES[value])
+
 
 def status():
-    """``(usable, reason)``: whether the C++ extension is importable."""
+    """``(usable, reason)``: whether the C++ extension is importable and the SIMD setting valid."""
     if _cpu is None:
         return False, (f"the C++ extension approxsim._cpu is not built ({_IMPORT_ERROR}); "
                        "reinstall with `pip install .` and a C++17 compiler")
-    return True, f"C++ extension, SIMD {_cpu.simd_level()}, {_cpu.num_threads()} threads"
+    try:
+        check_settings()
+    except ValueError as e:
+        return False, str(e)
+    return True, f"C++ extension, SIMD {simd_name(_cpu.simd_level())}, {_cpu.num_threads()} threads"
 
 
 def create():
+    check_settings()
     return CpuBackend()
 
 
-def _table(mult):
-    """The multiplier's table prepared for the kernels (cached on the multiplier)."""
-    if mult.kind == "exact":
-        return mult.derived("cpu_table", lambda: _cpu.prepare_table(None, 0))
-    return mult.derived("cpu_table", lambda: _cpu.prepare_table(mult.table, mult.mantissa_bits))
+def native_geometry(geom: ConvGeometry):
+    """The extension's Geometry struct for a ConvGeometry (fields by name; checked again in C++)."""
+    return _cpu.Geometry(**geom.fields())
 
 
-def _geometry(geom):
-    return [geom.n, geom.h, geom.w, geom.c, geom.kh, geom.kw, geom.cout, geom.groups, geom.sh, geom.sw,
-            geom.dh, geom.dw, geom.pad_top, geom.pad_bottom, geom.pad_left, geom.pad_right, geom.oh, geom.ow]
+class CpuTableKernels(Kernels):
+    """Table and exact (fp32) multipliers: the extension's packed GEMM driver."""
+
+    def _table(self):
+        mult = self.multiplier
+        if mult.is_exact:
+            return mult.derived("cpu_table", lambda: _cpu.prepare_table(None, 0))
+        return mult.derived("cpu_table", lambda: _cpu.prepare_table(mult.table, mult.mantissa_bits))
+
+    def _multiply(self, a, b):
+        if self.multiplier.is_exact:
+            return self.multiplier.products(a, b)
+        return _cpu.multiply(a, b, self.multiplier.table, self.multiplier.mantissa_bits)
+
+    def _matmul(self, a, b, shape, out):
+        # Which stored matrix each output batch entry uses (broadcast without copies).
+        def index(x):
+            count = int(np.prod(x.shape[:-2], dtype=np.int64))
+            idx = np.broadcast_to(np.arange(count, dtype=np.int64).reshape(x.shape[:-2]), shape.batch).ravel()
+            return x.reshape((count,) + x.shape[-2:]), np.ascontiguousarray(idx)
+
+        (a3, ai), (b3, bi) = index(a), index(b)
+        res = _cpu.matmul(a3, b3, self._table(), shape.transpose_a, shape.transpose_b, ai, bi)
+        return res.reshape(shape.output_shape)
+
+    def _conv2d(self, x, w, geom, out):
+        return _cpu.conv2d(x, w, native_geometry(geom), self._table())
+
+    def _conv2d_input_grad(self, dy, w, geom, out):
+        return _cpu.conv2d_input_grad(dy, w, native_geometry(geom), self._table())
+
+    def _conv2d_filter_grad(self, x, dy, geom, out):
+        return _cpu.conv2d_filter_grad(x, dy, native_geometry(geom), self._table())
+
+
+class CpuDirectKernels(Kernels):
+    """Direct multipliers: the model's own compiled CPU kernels (``multiplier.direct``)."""
+
+    def _multiply(self, a, b):
+        return self.multiplier.products(a, b)
+
+    def _matmul(self, a, b, shape, out):
+        return self.multiplier.direct.matmul(a, b, transpose_a=shape.transpose_a, transpose_b=shape.transpose_b)
+
+    def _conv2d(self, x, w, geom, out):
+        return self.multiplier.direct.conv2d(x, w, geom)
+
+    def _conv2d_input_grad(self, dy, w, geom, out):
+        return self.multiplier.direct.conv2d_input_grad(dy, w, geom)
+
+    def _conv2d_filter_grad(self, x, dy, geom, out):
+        return self.multiplier.direct.conv2d_filter_grad(x, dy, geom)
 
 
 class CpuBackend(Backend):
     """C++ kernels; see the module docstring."""
 
     name = "cpu"
-
-    def matmul(self, a, b, mult, *, transpose_a=False, transpose_b=False):
-        if mult.kind == "direct":
-            return mult.direct.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
-        a = self.asarray(a, "a")
-        b = self.asarray(b, "b")
-        if a.ndim < 2 or b.ndim < 2:
-            raise ValueError(f"matmul operands must be at least 2-D. Received: a shape={a.shape}, b shape={b.shape}")
-        try:
-            batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        except ValueError:
-            raise ValueError(f"matmul batch dimensions do not broadcast. Received: a shape={a.shape}, "
-                             f"b shape={b.shape}") from None
-        # Which stored matrix each output batch entry uses (broadcast without copies).
-        a_index = np.broadcast_to(np.arange(int(np.prod(a.shape[:-2], dtype=np.int64))).reshape(a.shape[:-2]),
-                                  batch).ravel()
-        b_index = np.broadcast_to(np.arange(int(np.prod(b.shape[:-2], dtype=np.int64))).reshape(b.shape[:-2]),
-                                  batch).ravel()
-        a3 = a.reshape((int(np.prod(a.shape[:-2], dtype=np.int64)),) + a.shape[-2:])
-        b3 = b.reshape((int(np.prod(b.shape[:-2], dtype=np.int64)),) + b.shape[-2:])
-        out = _cpu.matmul(a3, b3, _table(mult), bool(transpose_a), bool(transpose_b),
-                          a_index.astype(np.int64), b_index.astype(np.int64))
-        return out.reshape(tuple(batch) + out.shape[-2:])
-
-    def conv2d(self, x, w, geom, mult):
-        if mult.kind == "direct":
-            return mult.direct.conv2d(x, w, geom)
-        return _cpu.conv2d(self.asarray(x, "x"), self.asarray(w, "w"), _geometry(geom), _table(mult))
-
-    def conv2d_input_grad(self, dy, w, geom, mult):
-        if mult.kind == "direct":
-            return mult.direct.conv2d_input_grad(dy, w, geom)
-        return _cpu.conv2d_input_grad(self.asarray(dy, "dy"), self.asarray(w, "w"), _geometry(geom), _table(mult))
-
-    def conv2d_filter_grad(self, x, dy, geom, mult):
-        if mult.kind == "direct":
-            return mult.direct.conv2d_filter_grad(x, dy, geom)
-        return _cpu.conv2d_filter_grad(self.asarray(x, "x"), self.asarray(dy, "dy"), _geometry(geom), _table(mult))
+    KERNELS = {ExactMultiplier: CpuTableKernels, TableMultiplier: CpuTableKernels, DirectMultiplier: CpuDirectKernels}

@@ -1,19 +1,13 @@
 """The CUDA backend: CuPy ``RawModule`` kernels (``cuda/*.cu``) compiled by NVRTC at first use.
 
-The only module of approxsim that imports CuPy. Kernels (see ``cuda/approxsim_tile.cuh``):
-a shared-memory-tiled, register-blocked contraction with split-K, instantiated for batched
-``matmul`` and for implicit-GEMM ``conv2d`` forward, input gradient and filter gradient
-(no im2col buffer in global memory). Per product, the fast path costs an address add, a table
-load, an FMUL and an FFMA (``T[i][j] * (2^Ea * 2^Eb)``, exact while no product can overflow or
-underflow: see ``cuda/approxsim_codes.cuh``); tiles with Inf, NaN or extreme exponents take an
-exact path that applies the header's special cases.
-The table lives where it is fastest for its size:
-
-* ``s16``: shared memory, 16-bit entries (``M <= 7`` and every entry exact in 16 bits);
-* ``s32``: shared memory, 32-bit entries (``M <= 6``);
-* ``g32``: read-only global memory, 32-bit entries (``M <= 11``);
-* ``gen``: any finite table (entries zero, negative or subnormal), through the header's
-  ``approxsim_mul_split``; ``fp32``: the exact product (FMA), no table.
+The only module of approxsim that imports CuPy (sources, options and table placement are in
+:mod:`approxsim.backends.cuda_build`). Kernels (see ``cuda/approxsim_tile.cuh``): a
+shared-memory-tiled, register-blocked contraction with split-K, instantiated for batched
+``matmul`` and for implicit-GEMM ``conv2d`` forward, input gradient and filter gradient (no
+im2col buffer in global memory). Per product, the fast path costs an address add, a table
+load, an FMUL and an FFMA (``T[i][j] * (2^Ea * 2^Eb)``); each k-tile takes it when the exponent
+ranges of its operands make it exact (the predicate of ``csrc/approx_product.h`` that the CPU
+kernels use too), else an exact path that applies the header's special cases.
 
 Inputs and outputs: NumPy or CuPy arrays. If any array input is a CuPy array the result is a
 CuPy array on the same device (nothing is copied back); NumPy inputs give a NumPy result
@@ -23,23 +17,21 @@ synchronisation between launches; only the NumPy download waits for them.
 
 from __future__ import annotations
 
-import os
-import re
-import threading
-
 import numpy as np
 
-from approxsim._resources import data_dir, header_dir
-from approxsim.backends.base import Backend
+from approxsim.backends import cuda_build
+from approxsim.backends.base import Backend, Kernels
+from approxsim.backends.cuda_build import geometry_struct, table_plan
 from approxsim.errors import BackendUnavailableError
+from approxsim.multiplier import DirectMultiplier, ExactMultiplier, TableMultiplier
 
 _INSTALL = "pip install 'approxsim[cuda12]' (CUDA 12 driver) or 'approxsim[cuda13]' (CUDA 13 driver)"
 _BK = 8
 _SIZES = {"L": 128, "S": 64}
+_RANGE_BYTES = 32  # the k-tile exponent ranges in shared memory (APPROXSIM_RANGE_WORDS ints)
 _I32_MAX = 2**31 - 1
+_DEFAULT_SMEM = 48 * 1024  # dynamic shared memory a kernel may use without opting in
 _status = None
-_lock = threading.Lock()
-_modules = {}
 
 
 def status():
@@ -78,159 +70,38 @@ def create():
     return CudaBackend()
 
 
-def kernel_dir():
-    """Folder of the ``.cu``/``.cuh`` kernel sources (package data ``approxsim.kernels``)."""
-    return data_dir("approxsim.kernels", "cuda")
-
-
-def kernel_source(filename: str) -> str:
-    """A kernel file with approxsim's own ``#include "..."`` files inlined.
-
-    Inlining makes the source self-contained, so CuPy's compile cache (keyed by source and
-    options) notices an edit of any header.
-    """
-    seen = set()
-    dirs = (kernel_dir(), header_dir())
-
-    def expand(name):
-        if name in seen:
-            return ""
-        seen.add(name)
-        for d in dirs:
-            path = d / name
-            if path.is_file():
-                text = path.read_text()
-                return re.sub(r'^\s*#\s*include\s+"([^"]+)"\s*$', lambda m: expand(m.group(1)), text, flags=re.M)
-        raise FileNotFoundError(f"CUDA source {name!r} is missing from {[str(d) for d in dirs]}; reinstall approxsim.")
-
-    return expand(filename)
-
-
-def compile_options(variant: str):
-    """NVRTC options for one product policy (``fp32``, ``s16``, ``s32``, ``g32``, ``gen``).
-
-    ``$APPROXSIM_CUDA_MIN_BLOCKS`` (a tuning knob, default 2) sets the kernels' minimum blocks per SM.
-    """
-    options = ("-std=c++14", f"-I{header_dir()}", f"-I{kernel_dir()}", f"-DAPPROXSIM_ONLY_{variant}")
-    blocks = os.environ.get("APPROXSIM_CUDA_MIN_BLOCKS", "").strip()
-    if blocks:
-        if not blocks.isdigit() or not 1 <= int(blocks) <= 8:
-            raise ValueError(f"APPROXSIM_CUDA_MIN_BLOCKS must be an integer from 1 to 8. "
-                             f"Received: APPROXSIM_CUDA_MIN_BLOCKS={blocks!r}")
-        options += (f"-DAPPROXSIM_MIN_BLOCKS={int(blocks)}",)
-    return options
-
-
 def _function(filename: str, name: str, variant: str):
-    import cupy
-
-    key = (cupy.cuda.Device().id, filename, variant)
-    with _lock:
-        mod = _modules.get(key)
-        if mod is None:
-            mod = _modules[key] = cupy.RawModule(code=kernel_source(filename), options=compile_options(variant))
-    return mod.get_function(name)
+    """A compiled kernel (the tests replace this with an emulation)."""
+    return cuda_build.get_function(filename, name, variant)
 
 
-def tame_limit(table) -> int:
-    """Largest L such that T[i][j] * 2^(Ea + Eb) is a normal float for every entry when |Ea|, |Eb| <= L.
+class CudaTableKernels(Kernels):
+    """Table and exact (fp32) multipliers: the tiled kernels of ``cuda/*.cu``."""
 
-    Tiles whose operands all have |exponent| <= L (or are zero/subnormal) take the fast path.
-    """
-    exp = ((np.ascontiguousarray(table, dtype=np.float32).view(np.uint32) >> 23) & 0xFF).astype(np.int64) - 127
-    return int(min(126 + exp.min(), 127 - exp.max()) // 2)
-
-
-def table_plan(mult):
-    """``(variant, host table or None, shared bytes of the table, tame limit)`` for a multiplier (cached on it)."""
-    def build():
-        if mult.kind == "exact":
-            return "fp32", None, 0, 0
-        m = mult.mantissa_bits
-        table = np.ascontiguousarray(mult.table, dtype=np.float32).ravel()
-        bits = table.view(np.uint32)
-        exp = (bits >> 23) & 0xFF
-        if not ((bits >> 31 == 0).all() and (exp >= 1).all() and (exp <= 254).all()):
-            from approxsim.product import split_table
-
-            sign, frac, uexp = split_table(mult.table)
-            entries = np.empty(bits.size, dtype=[("sign_frac", "<u4"), ("exp", "<i4")])
-            entries["sign_frac"] = sign | frac
-            entries["exp"] = uexp.astype(np.int32)
-            return "gen", entries, 0, 0
-        limit = tame_limit(table)
-        if m <= 7 and not (bits & 0xFFFF).any():
-            half = (bits >> 16).astype(np.uint16)
-            if half.size % 2:  # M = 0 cannot happen; keep whole 32-bit words for the copy to shared memory
-                half = np.append(half, np.uint16(0))
-            return "s16", half, half.size * 2, limit
-        if m <= 6:
-            return "s32", bits.copy(), bits.size * 4, limit
-        return "g32", bits.copy(), 0, limit
-
-    return mult.derived("cuda_plan", build)
-
-
-class CudaBackend(Backend):
-    name = "cuda"
-
-    def __init__(self):
-        import cupy
-
-        self._cp = cupy
-        self._dummy = {}
-
-    # --- arrays ----------------------------------------------------------------------------
-
-    def asarray(self, x, arg: str):
-        """CuPy arrays stay on the device (as C-contiguous float32); anything else as in the base class."""
-        if hasattr(x, "__cuda_array_interface__"):
-            arr = self._cp.asarray(x)
-            if arr.dtype.kind not in "fiub":
-                raise TypeError(f"`{arg}` must hold real numbers (converted to float32). "
-                                f"Received: {arg}.dtype={arr.dtype}")
-            return self._cp.ascontiguousarray(arr, dtype=self._cp.float32)
-        return super().asarray(x, arg)
-
-    def _device(self, *arrays):
-        """The arrays on the device, and whether the result goes back to the host."""
-        cp = self._cp
-        host = not any(isinstance(a, cp.ndarray) for a in arrays)
-        return [cp.ascontiguousarray(cp.asarray(a), dtype=cp.float32) for a in arrays], host
-
-    def _finish(self, out, host):
-        return self._cp.asnumpy(out) if host else out
-
-    def _table(self, mult):
-        variant, host_table, smem, limit = table_plan(mult)
-        dev = self._cp.cuda.Device().id
-        if host_table is None:
-            table = self._dummy.get(dev)
+    def _table(self):
+        plan = table_plan(self.multiplier)
+        be = self.backend
+        dev = be._cp.cuda.Device().id
+        if plan.host_table is None:
+            table = be._dummy.get(dev)
             if table is None:
-                table = self._dummy[dev] = self._cp.zeros(1, dtype=self._cp.uint32)
+                table = be._dummy[dev] = be._cp.zeros(1, dtype=be._cp.uint32)
         else:
-            table = mult.derived(f"cuda_table_{dev}", lambda: self._cp.asarray(host_table))
-        return variant, table, smem, limit
+            table = self.multiplier.derived(f"cuda_table_{dev}", lambda: be._cp.asarray(plan.host_table))
+        return plan, table
 
-    # --- launch ----------------------------------------------------------------------------
-
-    def _launch(self, filename, op, mult, rows, cols, k, nz, ptrs, tail, out):
+    def _launch(self, filename, op, rows, cols, k, nz, ptrs, tail, out):
         """Runs ``approxsim_<op>`` into ``out`` (zeroed here when split-K adds partial sums).
 
-        The kernel's parameters are ``ptrs(z0) + (table, M) + tail + (splits, k_chunk)``, where
-        ``z0`` is the first batch of the launch (grid z holds at most 65535 batches x splits).
+        The kernel's parameters are ``ptrs(z0) + (table, M, t_emin, t_emax) + tail + (splits, k_chunk)``,
+        where ``z0`` is the first batch of the launch (grid z holds at most 65535 batches x splits).
         """
         for what, v in (("rows", rows), ("columns", cols), ("reduction length", k)):
             if v > _I32_MAX:
                 raise ValueError(f"This {op} is too large for the CUDA kernels: its {what} ({v}) exceed 2^31 - 1. "
                                  f"Split it into smaller calls. Received: {what}={v}")
-        if rows == 0 or cols == 0 or nz == 0:
-            return out
-        if k == 0:
-            out.fill(0)
-            return out
-        cp = self._cp
-        variant, table, table_smem, limit = self._table(mult)
+        cp = self.backend._cp
+        plan, table = self._table()
         sms = cp.cuda.Device().attributes["MultiProcessorCount"]
         size = "L" if cols > 64 and rows > 64 else "S"
         bm = _SIZES[size]
@@ -247,59 +118,41 @@ class CudaBackend(Backend):
         splits = -(-k // k_chunk)
         if splits > 1:
             out.fill(0)
-        pack_bytes = 4 if variant in ("fp32", "gen") else 8
-        smem = _BK * 2 * bm * pack_bytes + table_smem
-        fn = _function(filename, f"approxsim_{op}_{variant}_{size}", variant)
+        pack_bytes = 4 if plan.variant in ("fp32", "gen") else 8
+        smem = _RANGE_BYTES + _BK * 2 * bm * pack_bytes + plan.shared_bytes
+        fn = _function(filename, f"approxsim_{op}_{plan.variant}_{size}", plan.variant)
+        if smem > _DEFAULT_SMEM:  # e.g. an M = 7 table in shared memory beside 128 x 128 tiles: opt in
+            fn.max_dynamic_shared_size_bytes = smem
         grid_x, grid_y = -(-rows // bm), -(-cols // bm)
         if grid_y > 65535:
             raise ValueError(f"Too many output columns for one {op} launch. Received: columns={cols}")
         step = 65535 // splits
+        m = np.int32(self.multiplier.mantissa_bits or 0)
         for z0 in range(0, nz, step):
             z1 = min(nz, z0 + step)
-            args = tuple(ptrs(z0)) + (table, np.int32(mult.mantissa_bits or 0), np.int32(limit)) + tuple(tail)
+            args = tuple(ptrs(z0)) + (table, m, np.int32(plan.emin), np.int32(plan.emax)) + tuple(tail)
             fn((grid_x, grid_y, (z1 - z0) * splits), (256,), args + (np.int32(splits), np.int32(k_chunk)),
                shared_mem=smem)
         return out
 
-    # --- operations ------------------------------------------------------------------------
-
-    def _direct(self, mult, op, args, host, out, **kwargs):
-        """Delegates a ``kind == "direct"`` multiplier to ``mult.direct.cuda_<op>(*args, **kwargs)``."""
-        fn = getattr(mult.direct, f"cuda_{op}", None)
-        if fn is None:
-            raise NotImplementedError(
-                f"Multiplier {mult.name!r} is a direct model and its model provides no CUDA {op} "
-                f"(`cuda_{op}`). Use backend='cpu' for it. Received: multiplier={mult.name!r}")
-        res = fn(*args, **kwargs)
-        if out is not None:
-            out[...] = res
-            res = out
-        return self._finish(res, host)
-
-    def matmul(self, a, b, mult, *, transpose_a=False, transpose_b=False, out=None):
-        cp = self._cp
-        (a, b), host = self._device(a, b)
-        if mult.kind == "direct":
-            return self._direct(mult, "matmul", (a, b), host, out, transpose_a=transpose_a, transpose_b=transpose_b)
-        from approxsim.geometry import matmul_shapes
-
-        batch, m, k, n = matmul_shapes(a.shape, b.shape, transpose_a, transpose_b)
-        nb = int(np.prod(batch, dtype=np.int64))
+    def _matmul(self, a, b, shape, out):
+        cp = self.backend._cp
+        batch, m, k, n = shape
 
         def flat(x):
-            shape = x.shape[:-2]
-            if int(np.prod(shape, dtype=np.int64)) == 1:
+            lead = x.shape[:-2]
+            if int(np.prod(lead, dtype=np.int64)) == 1:
                 return x.reshape(x.shape[-2:]), 0
-            if tuple((1,) * (len(batch) - len(shape)) + shape) != tuple(batch):
+            if tuple((1,) * (len(batch) - len(lead)) + lead) != tuple(batch):
                 x = cp.ascontiguousarray(cp.broadcast_to(x, tuple(batch) + x.shape[-2:]))
             return x, x.shape[-1] * x.shape[-2]
 
         a, a_bs = flat(a)
         b, b_bs = flat(b)
-        a_rs, a_ks = (1, m) if transpose_a else (k, 1)
-        b_ks, b_cs = (1, k) if transpose_b else (n, 1)
+        a_rs, a_ks = (1, m) if shape.transpose_a else (k, 1)
+        b_ks, b_cs = (1, k) if shape.transpose_b else (n, 1)
         if out is None:
-            out = cp.empty(tuple(batch) + (m, n), dtype=cp.float32)
+            out = cp.empty(shape.output_shape, dtype=cp.float32)
         a1, b1, o1 = a.ravel(), b.ravel(), out.reshape(-1)
 
         def ptrs(z0):  # batch z0 onwards (launches hold at most 65535 batches)
@@ -308,48 +161,112 @@ class CudaBackend(Backend):
         i64 = np.int64
         tail = (np.int32(m), np.int32(n), np.int32(k), i64(a_bs), i64(a_rs), i64(a_ks), i64(b_bs), i64(b_ks),
                 i64(b_cs))
-        self._launch("gemm.cu", "gemm", mult, m, n, k, nb, ptrs, tail, out)
-        return self._finish(out, host)
+        return self._launch("gemm.cu", "gemm", m, n, k, shape.batch_size, ptrs, tail, out)
 
-    def _conv(self, op, p0, p1, geom, mult, out_shape, rows, cols, k, out):
-        cp = self._cp
-        (p0, p1), host = self._device(p0, p1)
+    def _launch_conv(self, op, p0, p1, geom, out_shape, rows, cols, k, out):
+        cp = self.backend._cp
         if out is None:
             out = cp.empty(out_shape, dtype=cp.float32)
-        g = geom
-        tail = tuple(np.int32(v) for v in (g.n, g.h, g.w, g.c, g.kh, g.kw, g.cout, g.groups, g.sh, g.sw, g.dh,
-                                           g.dw, g.pad_top, g.pad_left, g.oh, g.ow))
-        if g.groups > 65535:
-            raise ValueError(f"The CUDA kernels take at most 65535 groups. Received: groups={g.groups}")
-        self._launch("conv.cu", op, mult, rows, cols, k, g.groups, lambda z0: (p0, p1, out), tail, out)
-        return self._finish(out, host)
+        if geom.max_extent() > _I32_MAX:
+            raise ValueError(f"This convolution is too large for the CUDA kernels (32-bit indices): it reaches "
+                             f"{geom.max_extent()} elements or positions. Split the batch, or use backend='cpu'.")
+        if geom.groups > 65535:
+            raise ValueError(f"The CUDA kernels take at most 65535 groups. Received: groups={geom.groups}")
+        return self._launch("conv.cu", op, rows, cols, k, geom.groups, lambda z0: (p0, p1, out),
+                            (geometry_struct(geom),), out)
 
-    def conv2d(self, x, w, geom, mult, *, out=None):
-        if mult.kind == "direct":
-            (x, w), host = self._device(x, w)
-            return self._direct(mult, "conv2d", (x, w, geom), host, out)
-        g = geom
-        return self._conv("conv_fwd", x, w, g, mult, g.output_shape, g.n * g.oh * g.ow, g.cout_per_group,
+    def _conv2d(self, x, w, g, out):
+        return self._launch_conv("conv_fwd", x, w, g, g.output_shape, g.n * g.oh * g.ow, g.cout_per_group,
                           g.kh * g.kw * g.cin_per_group, out)
 
-    def conv2d_input_grad(self, dy, w, geom, mult, *, out=None):
-        if mult.kind == "direct":
-            (dy, w), host = self._device(dy, w)
-            return self._direct(mult, "conv2d_input_grad", (dy, w, geom), host, out)
-        g = geom
-        return self._conv("conv_dgrad", dy, w, g, mult, g.input_shape, g.n * g.h * g.w, g.cin_per_group,
+    def _conv2d_input_grad(self, dy, w, g, out):
+        return self._launch_conv("conv_dgrad", dy, w, g, g.input_shape, g.n * g.h * g.w, g.cin_per_group,
                           g.kh * g.kw * g.cout_per_group, out)
 
-    def conv2d_filter_grad(self, x, dy, geom, mult, *, out=None):
-        if mult.kind == "direct":
-            (x, dy), host = self._device(x, dy)
-            return self._direct(mult, "conv2d_filter_grad", (x, dy, geom), host, out)
-        g = geom
-        return self._conv("conv_wgrad", x, dy, g, mult, g.filter_shape, g.kh * g.kw * g.cin_per_group,
+    def _conv2d_filter_grad(self, x, dy, g, out):
+        return self._launch_conv("conv_wgrad", x, dy, g, g.filter_shape, g.kh * g.kw * g.cin_per_group,
                           g.cout_per_group, g.n * g.oh * g.ow, out)
 
+    def _multiply(self, a, b):
+        be = self.backend
+        mult = self.multiplier
+        out = be._cp.empty(a.shape, dtype=be._cp.float32)
+        if mult.is_exact:
+            entries = be._cp.zeros(1, dtype=be._cp.uint32)
+        else:
+            entries = mult.derived(f"cuda_entries_{be._cp.cuda.Device().id}",
+                                   lambda: be._cp.asarray(cuda_build.split_entries(mult.table)))
+        count = a.size
+        blocks = int(min(-(-count // 256), 65535 * 32))
+        fn = _function("multiply.cu", "approxsim_multiply", "gen")
+        fn((blocks,), (256,), (a, b, out, entries, np.int32(mult.mantissa_bits or 0), np.int64(count)))
+        return out
 
-# --- interop helpers for approxsim.ops_cuda (which must not import CuPy itself) ------------------
+
+class CudaDirectKernels(Kernels):
+    """Direct multipliers: the model's NVRTC-compiled kernels (``multiplier.direct.cuda_*``)."""
+
+    def _model(self, op, *args, **kwargs):
+        fn = getattr(self.multiplier.direct, f"cuda_{op}", None)
+        if fn is None:
+            raise NotImplementedError(
+                f"Multiplier {self.multiplier.name!r} is a direct model and its model provides no CUDA {op} "
+                f"(`cuda_{op}`). Use backend='cpu' for it. Received: multiplier={self.multiplier.name!r}")
+        return fn(*args, **kwargs)
+
+    def _multiply(self, a, b):
+        return self._model("multiply", a, b)
+
+    def _matmul(self, a, b, shape, out):
+        return self._model("matmul", a, b, transpose_a=shape.transpose_a, transpose_b=shape.transpose_b)
+
+    def _conv2d(self, x, w, geom, out):
+        return self._model("conv2d", x, w, geom)
+
+    def _conv2d_input_grad(self, dy, w, geom, out):
+        return self._model("conv2d_input_grad", dy, w, geom)
+
+    def _conv2d_filter_grad(self, x, dy, geom, out):
+        return self._model("conv2d_filter_grad", x, dy, geom)
+
+
+class CudaBackend(Backend):
+    """Arrays on the GPU; see the module docstring."""
+
+    name = "cuda"
+    KERNELS = {ExactMultiplier: CudaTableKernels, TableMultiplier: CudaTableKernels,
+               DirectMultiplier: CudaDirectKernels}
+
+    def __init__(self):
+        import cupy
+
+        self._cp = cupy
+        self._dummy = {}
+
+    @property
+    def array_module(self):
+        return self._cp
+
+    def asarray(self, x, arg: str):
+        """The operand on the device, as C-contiguous float32 (host arrays are uploaded)."""
+        cp = self._cp
+        if isinstance(x, cp.ndarray) or hasattr(x, "__cuda_array_interface__"):
+            arr = cp.asarray(x)
+            if arr.dtype.kind not in "fiub":
+                raise TypeError(f"`{arg}` must hold real numbers (converted to float32). "
+                                f"Received: {arg}.dtype={arr.dtype}")
+            return cp.ascontiguousarray(arr, dtype=cp.float32)
+        return cp.ascontiguousarray(cp.asarray(super().asarray(x, arg)), dtype=cp.float32)
+
+    def result_place(self, arrays):
+        """``"device"`` when any array argument is a CuPy array, else ``"host"`` (NumPy results)."""
+        return "device" if any(isinstance(a, self._cp.ndarray) for a in arrays) else "host"
+
+    def deliver(self, result, place):
+        return self._cp.asnumpy(result) if place == "host" else result
+
+
+# --- interop helpers for approxsim.ops.cuda (which must not import CuPy itself) ------------------
 
 def from_dlpack(obj):
     """A CuPy view (no copy) of a DLPack producer (an object with ``__dlpack__`` and ``__dlpack_device__``)."""

@@ -1,8 +1,10 @@
 """The reference backend: NumPy, short and obviously right, slow. The oracle of every test.
 
-Every contraction forms its single products with :func:`approxsim.product.approx_product`
-(or the float32 IEEE product for ``fp32``) and sums them in float64, in bounded
-chunks. Convolutions are sums of matrix products, one per filter tap and group:
+Every contraction forms its single products with the multiplier's own NumPy oracle
+(``Multiplier.products``: DESIGN.md section 1 for tables, the IEEE product for
+``fp32``, the compiled model for direct multipliers), whatever its kind, and sums them
+in float64, in bounded chunks. Convolutions are sums of matrix products, one per
+filter tap and group:
 
 * forward: ``y[p, co] += patch[p, ci] (*) w[kh, kw, ci, co]``  (``T[x][w]``)
 * input gradient: ``dpatch[p, ci] += dy[p, co] (*) w[kh, kw, ci, co]``  (``T[dy][w]``)
@@ -13,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from approxsim.backends.base import Backend
-from approxsim.product import products
+from approxsim.backends.base import Backend, Kernels
+from approxsim.multiplier import Multiplier
 
 _CHUNK = 1 << 22  # products formed at once
 
@@ -39,73 +41,91 @@ def contract(a, b, mult):
     with np.errstate(invalid="ignore", over="ignore"):
         for r0 in range(0, m, rc):
             for k0 in range(0, k, kc):
-                p = products(a[r0:r0 + rc, k0:k0 + kc, None], b[None, k0:k0 + kc, :], mult)
+                x, y = np.broadcast_arrays(a[r0:r0 + rc, k0:k0 + kc, None], b[None, k0:k0 + kc, :])
+                p = mult.products(np.ascontiguousarray(x), np.ascontiguousarray(y))
                 out[r0:r0 + rc] += p.sum(axis=1, dtype=np.float64)
     return out
 
 
-def _patches(xp, geom, i, j):
-    """The input rows/columns that filter tap (i, j) meets: shape (N, OH, OW, C)."""
-    r0, c0 = i * geom.dh, j * geom.dw
-    return xp[:, r0:r0 + (geom.oh - 1) * geom.sh + 1:geom.sh, c0:c0 + (geom.ow - 1) * geom.sw + 1:geom.sw, :]
+def _tap(geom, i, j):
+    """Input rows and columns that tap (i, j) meets, for every output row and column, and which are inside."""
+    rows = np.arange(geom.oh, dtype=np.int64) * geom.sh + i * geom.dh - geom.pad_top
+    cols = np.arange(geom.ow, dtype=np.int64) * geom.sw + j * geom.dw - geom.pad_left
+    return rows, cols, (rows >= 0) & (rows < geom.h), (cols >= 0) & (cols < geom.w)
 
 
-def _pad(x, geom):
-    return np.pad(x, ((0, 0), (geom.pad_top, geom.pad_bottom), (geom.pad_left, geom.pad_right), (0, 0)))
+def _patch(x, geom, i, j):
+    """``(N * OH * OW, C)``: the input each output pixel meets at tap (i, j), zeros in the padding.
+
+    The padding zeros take part in the products (``0 (*) Inf`` is NaN), as a padded input would.
+    """
+    rows, cols, rin, cin = _tap(geom, i, j)
+    patch = np.zeros((geom.n, geom.oh, geom.ow, geom.c), dtype=np.float32)
+    patch[:, rin[:, None] & cin[None, :]] = x[:, rows[rin]][:, :, cols[cin]].reshape(geom.n, -1, geom.c)
+    return patch.reshape(-1, geom.c)
 
 
-class ReferenceBackend(Backend):
-    name = "reference"
+def _groups(geom):
+    cig, cog = geom.cin_per_group, geom.cout_per_group
+    return [(slice(g * cig, (g + 1) * cig), slice(g * cog, (g + 1) * cog)) for g in range(geom.groups)]
 
-    def matmul(self, a, b, mult, *, transpose_a=False, transpose_b=False):
-        if transpose_a:
+
+class ReferenceKernels(Kernels):
+    """Any kind of multiplier, through its ``products`` oracle (Inf and NaN propagate silently)."""
+
+    def _conv(self, *args):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return super()._conv(*args)
+
+    def _multiply(self, a, b):
+        return self.multiplier.products(a, b)
+
+    def _matmul(self, a, b, shape, out):
+        if shape.transpose_a:
             a = np.swapaxes(a, -1, -2)
-        if transpose_b:
+        if shape.transpose_b:
             b = np.swapaxes(b, -1, -2)
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        a = np.broadcast_to(a, batch + a.shape[-2:])
-        b = np.broadcast_to(b, batch + b.shape[-2:])
-        out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=np.float32)
-        for idx in np.ndindex(*batch):
-            out[idx] = contract(a[idx], b[idx], mult)
-        return out
+        a = np.broadcast_to(a, shape.batch + a.shape[-2:])
+        b = np.broadcast_to(b, shape.batch + b.shape[-2:])
+        res = np.empty(shape.output_shape, dtype=np.float32)
+        for idx in np.ndindex(*shape.batch):
+            res[idx] = contract(a[idx], b[idx], self.multiplier)
+        return res
 
-    def conv2d(self, x, w, geom, mult):
-        xp = _pad(x, geom)
-        cig, cog = geom.cin_per_group, geom.cout_per_group
-        out = np.zeros((geom.n * geom.oh * geom.ow, geom.cout), dtype=np.float64)
+    def _conv2d(self, x, w, geom, out):
+        res = np.zeros((geom.n * geom.oh * geom.ow, geom.cout), dtype=np.float64)
         for i in range(geom.kh):
             for j in range(geom.kw):
-                patch = _patches(xp, geom, i, j).reshape(-1, geom.c)
-                for g in range(geom.groups):
-                    ci, co = slice(g * cig, (g + 1) * cig), slice(g * cog, (g + 1) * cog)
-                    out[:, co] += contract(patch[:, ci], w[i, j, :, co], mult)
-        return out.astype(np.float32).reshape(geom.output_shape)
+                patch = _patch(x, geom, i, j)
+                for ci, co in _groups(geom):
+                    res[:, co] += contract(patch[:, ci], w[i, j, :, co], self.multiplier)
+        return res.astype(np.float32).reshape(geom.output_shape)
 
-    def conv2d_input_grad(self, dy, w, geom, mult):
-        cig, cog = geom.cin_per_group, geom.cout_per_group
-        dxp = np.zeros((geom.n, geom.h + geom.pad_top + geom.pad_bottom,
-                        geom.w + geom.pad_left + geom.pad_right, geom.c), dtype=np.float64)
-        dy2 = dy.reshape(-1, geom.cout)
+    def _conv2d_input_grad(self, dy, w, geom, out):
+        dx = np.zeros(geom.input_shape, dtype=np.float64)
         for i in range(geom.kh):
             for j in range(geom.kw):
-                target = _patches(dxp, geom, i, j)  # a strided view into dxp
-                for g in range(geom.groups):
-                    ci, co = slice(g * cig, (g + 1) * cig), slice(g * cog, (g + 1) * cog)
-                    part = contract(dy2[:, co], w[i, j, :, co].T, mult)
-                    target[..., ci] += part.reshape(geom.n, geom.oh, geom.ow, cig)
-        dx = dxp[:, geom.pad_top:geom.pad_top + geom.h, geom.pad_left:geom.pad_left + geom.w, :]
+                rows, cols, rin, cin = _tap(geom, i, j)
+                if not (rin.any() and cin.any()):
+                    continue  # this tap reaches padding only: no input position receives a product
+                reached = dy[:, rin][:, :, cin].reshape(-1, geom.cout)  # the outputs whose tap lands inside
+                for ci, co in _groups(geom):
+                    part = contract(reached[:, co], w[i, j, :, co].T, self.multiplier)
+                    dx[:, rows[rin][:, None], cols[cin][None, :], ci] += part.reshape(
+                        geom.n, int(rin.sum()), int(cin.sum()), -1)
         return np.ascontiguousarray(dx, dtype=np.float32)
 
-    def conv2d_filter_grad(self, x, dy, geom, mult):
-        xp = _pad(x, geom)
-        cig, cog = geom.cin_per_group, geom.cout_per_group
+    def _conv2d_filter_grad(self, x, dy, geom, out):
         dw = np.zeros(geom.filter_shape, dtype=np.float32)
         dy2 = dy.reshape(-1, geom.cout)
         for i in range(geom.kh):
             for j in range(geom.kw):
-                patch = _patches(xp, geom, i, j).reshape(-1, geom.c)
-                for g in range(geom.groups):
-                    ci, co = slice(g * cig, (g + 1) * cig), slice(g * cog, (g + 1) * cog)
-                    dw[i, j, :, co] = contract(patch[:, ci].T, dy2[:, co], mult)
+                patch = _patch(x, geom, i, j)
+                for ci, co in _groups(geom):
+                    dw[i, j, :, co] = contract(patch[:, ci].T, dy2[:, co], self.multiplier)
         return dw
+
+
+class ReferenceBackend(Backend):
+    name = "reference"
+    KERNELS = {Multiplier: ReferenceKernels}

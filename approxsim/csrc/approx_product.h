@@ -157,4 +157,67 @@ APPROXSIM_HD float approxsim_mul(float a, float b, const float* table, int m) {
   return approxsim_u2f(out);
 }
 
+/*
+ * Fast-path exactness, shared by the CPU and CUDA kernels.
+ *
+ * The fast kernels compute a table product as floats: T[i][j] scaled by the operands'
+ * scales s(x) = sign(x) * 2^E(x) (+-0 for zero/subnormal x).  The CPU forms (T * s(b)) * s(a),
+ * the GPU T * (s(a) * s(b)).  Both are exact (powers of two, no rounding) and equal to step 3
+ * of the specification when every intermediate and result is a normal float, which holds for
+ * every pair of a block of A operands and a block of B operands when their exponent ranges
+ * (normal operands only; zero and subnormal operands give exact signed zeros) satisfy the
+ * predicate below.  Blocks holding Inf or NaN, or failing it, take the exact path.
+ */
+typedef struct {
+  approxsim_i32 emin, emax; /* unbiased exponents of the normal operands (emin > emax: none) */
+  approxsim_i32 special;    /* an Inf or NaN is present */
+} approxsim_range;
+
+#define APPROXSIM_RANGE_EMPTY_MIN 1000
+#define APPROXSIM_RANGE_EMPTY_MAX (-1000)
+
+APPROXSIM_HD approxsim_range approxsim_range_empty(void) {
+  approxsim_range r;
+  r.emin = APPROXSIM_RANGE_EMPTY_MIN;
+  r.emax = APPROXSIM_RANGE_EMPTY_MAX;
+  r.special = 0;
+  return r;
+}
+
+/* Adds one operand (bit pattern u) to a range. */
+APPROXSIM_HD void approxsim_range_add(approxsim_range* r, approxsim_u32 u) {
+  approxsim_i32 e = (approxsim_i32)((u >> 23) & 0xFFu);
+  if (e == 0xFF) {
+    r->special = 1;
+  } else if (e != 0) {
+    e -= 127;
+    if (e < r->emin) r->emin = e;
+    if (e > r->emax) r->emax = e;
+  }
+}
+
+/*
+ * Whether the float-domain table product is exact for every pair of a block of A operands
+ * (range a) and B operands (range b), for a table whose nonzero entries have exponents in
+ * [t_emin, t_emax] (t_emin > t_emax: every entry is zero).
+ */
+APPROXSIM_HD int approxsim_float_domain_exact(approxsim_i32 t_emin, approxsim_i32 t_emax, approxsim_range a,
+                                              approxsim_range b) {
+  if (a.special || b.special) return 0;
+  if (t_emin > t_emax || b.emin > b.emax) return 1; /* every scaled entry is +-0 */
+  if (t_emax + b.emax > 127 || t_emin + b.emin < -126) return 0; /* T * s(b) stays normal (CPU) */
+  if (a.emin > a.emax) return 1;
+  if (a.emax + b.emax > 127 || a.emin + b.emin < -126) return 0; /* s(a) * s(b) stays normal (GPU) */
+  return t_emax + a.emax + b.emax <= 127 && t_emin + a.emin + b.emin >= -126;
+}
+
+/*
+ * Whether fused multiply-adds give the IEEE products' sums for the exact (fp32) product: no
+ * Inf/NaN, and no product can overflow (an FMA could avoid an overflow the product has).
+ */
+APPROXSIM_HD int approxsim_fma_exact(approxsim_range a, approxsim_range b) {
+  if (a.special || b.special) return 0;
+  return a.emin > a.emax || b.emin > b.emax || a.emax + b.emax <= 125;
+}
+
 #endif /* APPROXSIM_APPROX_PRODUCT_H_ */

@@ -19,7 +19,7 @@
 namespace approxsim {
 namespace {
 
-// Block sizes (set_block_sizes changes them for tuning).
+// Block sizes.
 int kKC = 256;  // contraction steps per packed block
 int kMC = 128;  // rows of A per packed block (a multiple of every MR)
 int kNC = 512;  // columns of B per packed block (a multiple of every NR)
@@ -66,9 +66,10 @@ inline void row_segments(int64_t p0, int np, int64_t rows, int64_t cols, std::ve
 inline void valid_range(int64_t o0, int len, int64_t stride, int64_t off, int64_t size, int64_t& lo, int64_t& hi) {
   // o*stride + off >= 0  <=>  o >= ceil(-off / stride); o*stride + off < size <=> o <= floor((size-1-off)/stride).
   auto floor_div = [](int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); };
-  lo = std::max<int64_t>(o0, -floor_div(off, stride));
-  hi = std::min<int64_t>(o0 + len, floor_div(size - 1 - off, stride) + 1);
-  if (hi < lo) hi = lo;
+  // Clamped to the segment, so that an offset far outside the input (a huge dilation or
+  // padding) gives an empty range inside [o0, o0 + len), never one beyond it.
+  lo = std::min<int64_t>(std::max<int64_t>(o0, -floor_div(off, stride)), o0 + len);
+  hi = std::max<int64_t>(lo, std::min<int64_t>(o0 + len, floor_div(size - 1 - off, stride) + 1));
 }
 
 struct StridedA {
@@ -97,13 +98,13 @@ struct PatchA {
   int64_t c0;  // first input channel of the group
   bool get(int64_t r, int64_t k, float& v) const {
     const int64_t ox = r % g.ow, oy = (r / g.ow) % g.oh, n = r / (g.ow * g.oh);
-    const int64_t ci = k % g.cig(), tap = k / g.cig(), kx = tap % g.kw, ky = tap / g.kw;
-    const int64_t iy = oy * g.sh - g.pt + ky * g.dh, ix = ox * g.sw - g.pl + kx * g.dw;
+    const int64_t ci = k % cin_per_group(g), tap = k / cin_per_group(g), kx = tap % g.kw, ky = tap / g.kw;
+    const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh, ix = ox * g.sw - g.pad_left + kx * g.dw;
     v = (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) ? 0.0f : x[((n * g.h + iy) * g.w + ix) * g.c + c0 + ci];
     return true;
   }
   void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
-    const int64_t cig = g.cig();
+    const int64_t cig = cin_per_group(g);
     if (cig == g.c && g.dw == 1) return pack_rows(r0, nr, k0, kc, raw, ld);
     const int64_t tap0 = k0 / cig, ci0 = k0 % cig, kx0 = tap0 % g.kw, ky0 = tap0 / g.kw;
     int64_t ox = r0 % g.ow, oy = (r0 / g.ow) % g.oh, n = r0 / (g.ow * g.oh);
@@ -111,7 +112,7 @@ struct PatchA {
       const float* img = x + n * g.h * g.w * g.c + c0;
       int64_t kx = kx0, ky = ky0, ci = ci0;
       for (int k = 0; k < kc;) {
-        const int64_t iy = oy * g.sh - g.pt + ky * g.dh, ix = ox * g.sw - g.pl + kx * g.dw;
+        const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh, ix = ox * g.sw - g.pad_left + kx * g.dw;
         const int run = static_cast<int>(std::min<int64_t>(cig - ci, kc - k));
         if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
           for (int t = 0; t < run; ++t) raw[r * ld + k + t] = 0.0f;
@@ -141,12 +142,14 @@ struct PatchA {
     int64_t ox = r0 % g.ow, oy = (r0 / g.ow) % g.oh, n = r0 / (g.ow * g.oh);
     for (int r = 0; r < nr; ++r) {
       float* dst = raw + int64_t(r) * ld - k0;  // dst[q] for q in [k0, k1)
-      const int64_t ixs = ox * g.sw - g.pl;  // input column of kx = 0
+      const int64_t ixs = ox * g.sw - g.pad_left;  // input column of kx = 0
       // Valid (kx, ci) span of a row: ix = ixs + kx in [0, w).
-      const int64_t qlo = std::max<int64_t>(0, -ixs) * g.c, qhi = std::min<int64_t>(g.kw, g.w - ixs) * g.c;
+      // Clamped to [0, kw] before scaling: a column far outside the input (huge padding) gives an empty span.
+      const int64_t qlo = std::min<int64_t>(std::max<int64_t>(0, -ixs), g.kw) * g.c;
+      const int64_t qhi = std::max<int64_t>(0, std::min<int64_t>(g.kw, g.w - ixs)) * g.c;
       for (int64_t ky = k0 / rowlen; ky * rowlen < k1; ++ky) {
         const int64_t a = std::max(k0, ky * rowlen), b = std::min(k1, (ky + 1) * rowlen);
-        const int64_t iy = oy * g.sh - g.pt + ky * g.dh;
+        const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh;
         if (iy < 0 || iy >= g.h || qhi <= qlo) {
           for (int64_t q = a; q < b; ++q) dst[q] = 0.0f;
           continue;
@@ -189,22 +192,22 @@ struct GatherDyA {
   }
   bool get(int64_t r, int64_t k, float& v) const {
     const int64_t x = r % g.w, y = (r / g.w) % g.h, n = r / (g.w * g.h);
-    const int64_t co = k % g.cog(), tap = k / g.cog(), kx = tap % g.kw, ky = tap / g.kw;
-    const int64_t oy = reach(y, g.pt, ky * g.dh, g.sh, g.oh), ox = reach(x, g.pl, kx * g.dw, g.sw, g.ow);
+    const int64_t co = k % cout_per_group(g), tap = k / cout_per_group(g), kx = tap % g.kw, ky = tap / g.kw;
+    const int64_t oy = reach(y, g.pad_top, ky * g.dh, g.sh, g.oh), ox = reach(x, g.pad_left, kx * g.dw, g.sw, g.ow);
     v = 0.0f;
     if (oy < 0 || ox < 0) return false;
     v = dy[((n * g.oh + oy) * g.ow + ox) * g.cout + o0 + co];
     return true;
   }
   void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
-    const int64_t cog = g.cog();
+    const int64_t cog = cout_per_group(g);
     const int64_t tap0 = k0 / cog, co0 = k0 % cog, kx0 = tap0 % g.kw, ky0 = tap0 / g.kw;
     int64_t x = r0 % g.w, y = (r0 / g.w) % g.h, n = r0 / (g.w * g.h);
     for (int r = 0; r < nr; ++r) {
       const float* img = dy + n * g.oh * g.ow * g.cout + o0;
       int64_t kx = kx0, ky = ky0, co = co0;
       for (int k = 0; k < kc;) {
-        const int64_t oy = reach(y, g.pt, ky * g.dh, g.sh, g.oh), ox = reach(x, g.pl, kx * g.dw, g.sw, g.ow);
+        const int64_t oy = reach(y, g.pad_top, ky * g.dh, g.sh, g.oh), ox = reach(x, g.pad_left, kx * g.dw, g.sw, g.ow);
         const int run = static_cast<int>(std::min<int64_t>(cog - co, kc - k));
         if (oy < 0 || ox < 0) {
           for (int t = 0; t < run; ++t) raw[r * ld + k + t] = 0.0f;
@@ -241,7 +244,7 @@ struct PatchTA {
   // The kc pixels are cut into runs along image rows once; each row (tap, channel) is then
   // one clipped strided copy per run.
   void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
-    const int64_t cig = g.cig(), step = g.sw * g.c;
+    const int64_t cig = cin_per_group(g), step = g.sw * g.c;
     thread_local std::vector<RowSeg> segs;
     std::vector<RowSeg>& sg = segs;
     row_segments(k0, kc, g.oh, g.ow, sg);
@@ -251,18 +254,20 @@ struct PatchTA {
       float* dst = raw + int64_t(r) * ld;
       for (const RowSeg& s : sg) {
         float* d = dst + s.off;
-        const int64_t iy = s.y * g.sh - g.pt + ky * g.dh;
+        const int64_t iy = s.y * g.sh - g.pad_top + ky * g.dh;
         if (iy < 0 || iy >= g.h) {
           for (int t = 0; t < s.len; ++t) d[t] = 0.0f;
           continue;
         }
         int64_t lo, hi;
-        const int64_t xoff = kx * g.dw - g.pl;
+        const int64_t xoff = kx * g.dw - g.pad_left;
         valid_range(s.x0, s.len, g.sw, xoff, g.w, lo, hi);
         const int a = static_cast<int>(lo - s.x0), b = static_cast<int>(hi - s.x0);
-        const float* src = x + ((s.n * g.h + iy) * g.w + s.x0 * g.sw + xoff) * g.c + c0 + ci;
         for (int t = 0; t < a; ++t) d[t] = 0.0f;
-        for (int t = a; t < b; ++t) d[t] = src[t * step];
+        if (b > a) {  // src: the input element of the first valid output position lo (inside the input)
+          const float* src = x + ((s.n * g.h + iy) * g.w + lo * g.sw + xoff) * g.c + c0 + ci;
+          for (int t = a; t < b; ++t) d[t] = src[int64_t(t - a) * step];
+        }
         for (int t = b; t < s.len; ++t) d[t] = 0.0f;
       }
       if (++ci == cig) {
@@ -346,7 +351,7 @@ void TransposedA<PatchTA>::pack(int64_t k0, int kc, int64_t n0, int nc, float* r
 template <>
 void TransposedA<GatherDyA>::pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
   const Geom& g = a.g;
-  const int64_t cog = g.cog();
+  const int64_t cog = cout_per_group(g);
   thread_local std::vector<RowSeg> segs;
   std::vector<RowSeg>& sg = segs;
   row_segments(n0, nc, g.h, g.w, sg);
@@ -356,7 +361,7 @@ void TransposedA<GatherDyA>::pack(int64_t k0, int kc, int64_t n0, int nc, float*
     float* dst = raw + int64_t(k) * nr;
     for (const RowSeg& s : sg) {
       float* d = dst + s.off;
-      const int64_t oy = GatherDyA::reach(s.y, g.pt, ky * g.dh, g.sh, g.oh);
+      const int64_t oy = GatherDyA::reach(s.y, g.pad_top, ky * g.dh, g.sh, g.oh);
       if (oy < 0) {
         for (int t = 0; t < s.len; ++t) d[t] = 0.0f;
         continue;
@@ -364,17 +369,19 @@ void TransposedA<GatherDyA>::pack(int64_t k0, int kc, int64_t n0, int nc, float*
       const float* row = a.dy + ((s.n * g.oh + oy) * g.ow) * g.cout + a.o0 + co;
       if (g.sw == 1) {
         // ox = x + pl - kx*dw in [0, ow).
-        const int64_t xoff = g.pl - kx * g.dw;
+        const int64_t xoff = g.pad_left - kx * g.dw;
         int64_t lo, hi;
         valid_range(s.x0, s.len, 1, xoff, g.ow, lo, hi);
         const int ta = static_cast<int>(lo - s.x0), tb = static_cast<int>(hi - s.x0);
-        const float* src = row + (s.x0 + xoff) * g.cout;
         for (int t = 0; t < ta; ++t) d[t] = 0.0f;
-        for (int t = ta; t < tb; ++t) d[t] = src[t * g.cout];
+        if (tb > ta) {  // src: the dy element of the first valid input position lo
+          const float* src = row + (lo + xoff) * g.cout;
+          for (int t = ta; t < tb; ++t) d[t] = src[int64_t(t - ta) * g.cout];
+        }
         for (int t = tb; t < s.len; ++t) d[t] = 0.0f;
       } else {
         for (int t = 0; t < s.len; ++t) {
-          const int64_t ox = GatherDyA::reach(s.x0 + t, g.pl, kx * g.dw, g.sw, g.ow);
+          const int64_t ox = GatherDyA::reach(s.x0 + t, g.pad_left, kx * g.dw, g.sw, g.ow);
           d[t] = ox < 0 ? 0.0f : row[ox * g.cout];
         }
       }
@@ -621,14 +628,6 @@ void gemm(const ASrc& A, const GeneralB& B, float* C, int64_t ldc, int64_t M, in
 
 }  // namespace
 
-void set_block_sizes(int kc, int mc, int nc) {
-  if (kc < 16 || kc > 4096 || mc < 8 || mc > 4096 || mc % 8 != 0 || nc < 64 || nc > 16384 || nc % 64 != 0)
-    throw std::invalid_argument("block sizes: kc in 16..4096, mc a multiple of 8, nc a multiple of 64");
-  kKC = kc;
-  kMC = mc;
-  kNC = nc;
-}
-
 void gemm_strided(const float* a, int64_t a_rs, int64_t a_ks, const float* b, int64_t b_ks, int64_t b_ns, float* c,
                   int64_t m, int64_t n, int64_t k, const Table& t, int threads) {
   StridedA A{a, a_rs, a_ks};
@@ -637,7 +636,7 @@ void gemm_strided(const float* a, int64_t a_rs, int64_t a_ks, const float* b, in
 }
 
 void conv2d_forward(const float* x, const float* w, float* y, const Geom& g, const Table& t, int threads) {
-  const int64_t cig = g.cig(), cog = g.cog(), K = g.kh * g.kw * cig, M = g.n * g.oh * g.ow;
+  const int64_t cig = cin_per_group(g), cog = cout_per_group(g), K = g.kh * g.kw * cig, M = g.n * g.oh * g.ow;
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     PatchA A{x, g, grp * cig};
     GeneralB B{w + grp * cog, K, 0, g.cout, 1};  // w[(tap*cig + ci)*cout + grp*cog + co]
@@ -646,7 +645,7 @@ void conv2d_forward(const float* x, const float* w, float* y, const Geom& g, con
 }
 
 void conv2d_input_grad(const float* dy, const float* w, float* dx, const Geom& g, const Table& t, int threads) {
-  const int64_t cig = g.cig(), cog = g.cog(), K = g.kh * g.kw * cog, M = g.n * g.h * g.w;
+  const int64_t cig = cin_per_group(g), cog = cout_per_group(g), K = g.kh * g.kw * cog, M = g.n * g.h * g.w;
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     GatherDyA A{dy, g, grp * cog};
     GeneralB B{w + grp * cog, cog, cig * g.cout, 1, g.cout};  // k = (tap, co), n = ci
@@ -655,7 +654,7 @@ void conv2d_input_grad(const float* dy, const float* w, float* dx, const Geom& g
 }
 
 void conv2d_filter_grad(const float* x, const float* dy, float* dw, const Geom& g, const Table& t, int threads) {
-  const int64_t cig = g.cig(), cog = g.cog(), M = g.kh * g.kw * cig, K = g.n * g.oh * g.ow;
+  const int64_t cig = cin_per_group(g), cog = cout_per_group(g), M = g.kh * g.kw * cig, K = g.n * g.oh * g.ow;
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     PatchTA A{x, g, grp * cig};
     GeneralB B{dy + grp * cog, std::max<int64_t>(K, 1), 0, g.cout, 1};  // k = p, n = co

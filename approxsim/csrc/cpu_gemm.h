@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "cpu_kernels.h"
+#include "geometry.h"
 
 namespace approxsim {
 
@@ -17,16 +18,10 @@ namespace approxsim {
 void gemm_strided(const float* a, int64_t a_rs, int64_t a_ks, const float* b, int64_t b_ks, int64_t b_ns,
                   float* c, int64_t m, int64_t n, int64_t k, const Table& t, int threads);
 
-// Packed block sizes (contraction steps, rows of A, columns of B); for tuning only,
-// not while a kernel runs.
-void set_block_sizes(int kc, int mc, int nc);
-
-// Convolution geometry, as approxsim.geometry.ConvGeometry.
-struct Geom {
-  int64_t n, h, w, c, kh, kw, cout, groups, sh, sw, dh, dw, pt, pb, pl, pr, oh, ow;
-  int64_t cig() const { return c / groups; }
-  int64_t cog() const { return cout / groups; }
-};
+// Convolution geometry: the struct of geometry.h (approxsim.geometry.ConvGeometry's fields).
+using Geom = approxsim_geometry;
+inline int64_t cin_per_group(const Geom& g) { return g.c / g.groups; }
+inline int64_t cout_per_group(const Geom& g) { return g.cout / g.groups; }
 
 void conv2d_forward(const float* x, const float* w, float* y, const Geom& g, const Table& t, int threads);
 void conv2d_input_grad(const float* dy, const float* w, float* dx, const Geom& g, const Table& t, int threads);

@@ -70,20 +70,15 @@ struct Table {
 
 Table make_table(const float* t, int m);  // m == 0: exact product (t unused)
 
-// Exponent range (unbiased) of the normal operands of a panel, and whether it
-// holds an Inf or NaN. Zero and subnormal operands give exact zeros and do not count.
-struct Stats {
-  int emin = 1000, emax = -1000;
-  bool special = false;
+// Exponent range (unbiased) of the normal operands of a panel, and whether it holds an Inf or
+// NaN: approx_product.h's approxsim_range. Zero and subnormal operands do not count.
+struct Stats : approxsim_range {
+  Stats() : approxsim_range(approxsim_range_empty()) {}
 };
 
-// Whether the float-domain product is exact for every pair of a panel pair.
+// Whether the float-domain product is exact for every pair of a panel pair (approx_product.h).
 inline bool float_domain_exact(const Table& t, const Stats& a, const Stats& b) {
-  if (a.special || b.special) return false;
-  if (!t.any_nonzero || b.emax < b.emin) return true;  // every T * bscale is zero
-  if (t.emax + b.emax > 127 || t.emin + b.emin < -126) return false;  // T * bscale leaves the normal range
-  if (a.emax < a.emin) return true;  // every product is (T * bscale) * 0
-  return t.emax + a.emax + b.emax <= 127 && t.emin + a.emin + b.emin >= -126;
+  return approxsim_float_domain_exact(t.emin, t.emax, a, b);  // an all-zero table has emin > emax
 }
 
 // How B panels are packed for a table kernel.
@@ -94,12 +89,8 @@ enum BFormat {
                    // (word_pos order); bmask: uint64 per k of the nonzero normal operands (word_pos order)
 };
 
-// Whether the fused multiply-adds of the exact kernels give the IEEE products' sums: no
-// Inf/NaN, and no product can overflow (an FMA could avoid an overflow that the product has).
-inline bool fma_safe(const Stats& a, const Stats& b) {
-  if (a.special || b.special) return false;
-  return a.emax < a.emin || b.emax < b.emin || a.emax + b.emax <= 125;
-}
+// Whether the fused multiply-adds of the exact kernels give the IEEE products' sums.
+inline bool fma_safe(const Stats& a, const Stats& b) { return approxsim_fma_exact(a, b); }
 
 // The tile shape and kernels of one SIMD level.
 struct KernelSet {
@@ -127,15 +118,7 @@ inline float from_bits(uint32_t u) {
 }
 
 // Adds one operand (bit pattern u) to the stats of its panel.
-inline void account(uint32_t u, Stats& s) {
-  const int e = static_cast<int>((u >> 23) & 0xFFu);
-  if (e == 0xFF) {
-    s.special = true;
-  } else if (e != 0) {
-    s.emin = e - 127 < s.emin ? e - 127 : s.emin;
-    s.emax = e - 127 > s.emax ? e - 127 : s.emax;
-  }
-}
+inline void account(uint32_t u, Stats& s) { approxsim_range_add(&s, u); }
 
 // The float-domain scale of an operand: +-2^E, or +-0 for zero/subnormal.
 inline float scale_of(uint32_t u) {

@@ -108,16 +108,19 @@ py::array_t<float> matmul(const FArray& a, const FArray& b, const Table& t, bool
   return out;
 }
 
-Geom to_geom(const std::vector<int64_t>& v) {
-  if (v.size() != 18) throw std::invalid_argument("geometry must hold 18 integers (ConvGeometry fields)");
-  Geom g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15],
-         v[16], v[17]};
-  bool ok = g.n >= 0 && g.h >= 0 && g.w >= 0 && g.c >= 1 && g.kh >= 1 && g.kw >= 1 && g.cout >= 1 &&
-            g.groups >= 1 && g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && g.pt >= 0 && g.pb >= 0 &&
-            g.pl >= 0 && g.pr >= 0 && g.c % g.groups == 0 && g.cout % g.groups == 0;
-  ok = ok && g.oh == (g.h + g.pt + g.pb - (g.kh - 1) * g.dh - 1) / g.sh + 1 &&
-       g.ow == (g.w + g.pl + g.pr - (g.kw - 1) * g.dw - 1) / g.sw + 1 && g.oh >= 1 && g.ow >= 1;
-  if (!ok) throw std::invalid_argument("inconsistent convolution geometry");
+// A Geometry made from keyword arguments, one per field of approxsim.geometry.ConvGeometry.
+Geom geometry_from_kwargs(const py::kwargs& kw) {
+  Geom g{};
+  size_t used = 0;
+#define APPROXSIM_FROM_KW(f)                                                                    \
+  if (!kw.contains(#f)) throw std::invalid_argument("Geometry: missing field '" #f "'");       \
+  g.f = kw[#f].cast<int64_t>();                                                                  \
+  ++used;
+  APPROXSIM_GEOMETRY_FIELDS(APPROXSIM_FROM_KW)
+#undef APPROXSIM_FROM_KW
+  if (used != kw.size()) throw std::invalid_argument("Geometry: unknown field (the fields are those of ConvGeometry)");
+  if (const char* why = approxsim_geometry_check(&g))
+    throw std::invalid_argument(std::string("inconsistent convolution geometry: ") + why);
   return g;
 }
 
@@ -130,15 +133,14 @@ void check_shape(const FArray& a, const char* what, std::initializer_list<int64_
     s << what << " has shape " << shape_str(a) << " but the geometry needs (";
     for (size_t d = 0; d < w.size(); ++d) s << (d ? ", " : "") << w[d];
     s << "). Received: input shape=(" << g.n << ", " << g.h << ", " << g.w << ", " << g.c << "), filter shape=("
-      << g.kh << ", " << g.kw << ", " << g.c / g.groups << ", " << g.cout << ")";
+      << g.kh << ", " << g.kw << ", " << approxsim::cin_per_group(g) << ", " << g.cout << ")";
     throw std::invalid_argument(s.str());
   }
 }
 
-py::array_t<float> conv2d(const FArray& x, const FArray& w, const std::vector<int64_t>& geom, const Table& t) {
-  const Geom g = to_geom(geom);
+py::array_t<float> conv2d(const FArray& x, const FArray& w, const Geom& g, const Table& t) {
   check_shape(x, "x", {g.n, g.h, g.w, g.c}, g);
-  check_shape(w, "w", {g.kh, g.kw, g.cig(), g.cout}, g);
+  check_shape(w, "w", {g.kh, g.kw, approxsim::cin_per_group(g), g.cout}, g);
   py::array_t<float> y({g.n, g.oh, g.ow, g.cout});
   const float* px = x.data();
   const float* pw = w.data();
@@ -148,11 +150,9 @@ py::array_t<float> conv2d(const FArray& x, const FArray& w, const std::vector<in
   return y;
 }
 
-py::array_t<float> conv2d_input_grad(const FArray& dy, const FArray& w, const std::vector<int64_t>& geom,
-                                     const Table& t) {
-  const Geom g = to_geom(geom);
+py::array_t<float> conv2d_input_grad(const FArray& dy, const FArray& w, const Geom& g, const Table& t) {
   check_shape(dy, "dy", {g.n, g.oh, g.ow, g.cout}, g);
-  check_shape(w, "w", {g.kh, g.kw, g.cig(), g.cout}, g);
+  check_shape(w, "w", {g.kh, g.kw, approxsim::cin_per_group(g), g.cout}, g);
   py::array_t<float> dx({g.n, g.h, g.w, g.c});
   const float* pdy = dy.data();
   const float* pw = w.data();
@@ -162,12 +162,10 @@ py::array_t<float> conv2d_input_grad(const FArray& dy, const FArray& w, const st
   return dx;
 }
 
-py::array_t<float> conv2d_filter_grad(const FArray& x, const FArray& dy, const std::vector<int64_t>& geom,
-                                      const Table& t) {
-  const Geom g = to_geom(geom);
+py::array_t<float> conv2d_filter_grad(const FArray& x, const FArray& dy, const Geom& g, const Table& t) {
   check_shape(x, "x", {g.n, g.h, g.w, g.c}, g);
   check_shape(dy, "dy", {g.n, g.oh, g.ow, g.cout}, g);
-  py::array_t<float> dw({g.kh, g.kw, g.cig(), g.cout});
+  py::array_t<float> dw({g.kh, g.kw, approxsim::cin_per_group(g), g.cout});
   const float* px = x.data();
   const float* pdy = dy.data();
   float* pdw = dw.mutable_data();
@@ -195,6 +193,19 @@ PYBIND11_MODULE(_cpu, mod) {
       .def_property_readonly("mantissa_bits", [](const Table& t) { return t.m; })
       .def_property_readonly("bf16_exact", [](const Table& t) { return t.bf16_exact; })
       .def_property_readonly("exponent_range", [](const Table& t) { return py::make_tuple(t.emin, t.emax); });
+  auto geometry = py::class_<Geom>(mod, "Geometry",
+                                   "A checked convolution geometry; keyword fields as approxsim.geometry.ConvGeometry.");
+  geometry.def(py::init([](const py::kwargs& kw) { return geometry_from_kwargs(kw); }));
+#define APPROXSIM_FIELD(f) geometry.def_readonly(#f, &Geom::f);
+  APPROXSIM_GEOMETRY_FIELDS(APPROXSIM_FIELD)
+#undef APPROXSIM_FIELD
+  mod.def("geometry_fields", [] {
+    std::vector<std::string> names;
+#define APPROXSIM_NAME(f) names.push_back(#f);
+    APPROXSIM_GEOMETRY_FIELDS(APPROXSIM_NAME)
+#undef APPROXSIM_NAME
+    return names;
+  }, "The fields of the Geometry struct, in memory order.");
   mod.def("prepare_table", &prepare_table, py::arg("table"), py::arg("mantissa_bits"),
           "Prepares a (2^M, 2^M) float32 table (or None with M=0: the exact product).");
   mod.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("table"), py::arg("transpose_a"),
@@ -210,7 +221,5 @@ PYBIND11_MODULE(_cpu, mod) {
           "The best SIMD path this CPU supports.");
   mod.def("set_simd_level", [](const std::string& name) { approxsim::set_simd_level(level_from_name(name)); },
           py::arg("level"), "Uses at most this SIMD path ('auto' restores the best); for tests and benchmarks.");
-  mod.def("_set_block_sizes", &approxsim::set_block_sizes, py::arg("kc"), py::arg("mc"), py::arg("nc"),
-          "Packed block sizes of the GEMM driver (tuning only; defaults 256, 128, 512).");
   mod.def("num_threads", &approxsim::num_threads, "Threads the kernels use ($APPROXSIM_NUM_THREADS or all cores).");
 }

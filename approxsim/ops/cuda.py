@@ -1,7 +1,7 @@
 """GPU ``tf.Tensor`` in, GPU ``tf.Tensor`` out: the TensorFlow side of the CUDA backend.
 
-:mod:`approxsim.ops` calls these functions inside ``tf.py_function`` when the backend is
-``"cuda"`` and the tensors live on a GPU. Tensors cross between TensorFlow and CuPy through
+:mod:`approxsim.ops._bridge` calls these functions inside ``tf.py_function`` when the
+backend is ``"cuda"`` and the tensors live on a GPU. Tensors cross between TensorFlow and CuPy through
 DLPack, without copies: the inputs are viewed in place, and the result is written by the
 kernels straight into a tensor that TensorFlow allocated (so TF's memory pool, not CuPy's,
 holds activations; CuPy only allocates the small tables).
@@ -20,8 +20,8 @@ other on CuPy's stream without waits between launches):
    (and may free or reuse the inputs) from its own stream as soon as the function returns,
    and that stream knows nothing of CuPy's.
 
-Each function takes the multiplier (a :class:`~approxsim.Multiplier`) after the tensors, as
-the backend methods do.
+Each function takes the bound CUDA kernels (``get_backend("cuda").bind(multiplier)``, or a
+multiplier, which is bound here) after the tensors.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from approxsim.backends import cuda as _cuda
 from approxsim.backends import get_backend
+from approxsim.geometry import matmul_shapes
 
 __all__ = ["matmul", "conv2d", "conv2d_input_grad", "conv2d_filter_grad"]
 
@@ -63,48 +64,52 @@ def _view(t):
     return _cuda.from_dlpack(_Export(t))
 
 
-def _run(method, inputs, out_shape, mult, *extra, **kwargs):
-    be = get_backend("cuda")
+def _kernels(kernels_or_mult):
+    if hasattr(kernels_or_mult, "backend"):
+        return kernels_or_mult
+    return get_backend("cuda").bind(kernels_or_mult)
+
+
+def _run(method, inputs, out_shape, kernels, *extra, **kwargs):
+    kernels = _kernels(kernels)
     with tf.device(inputs[0].device):
         out = tf.fill(tf.constant(out_shape, tf.int64), tf.constant(0.0, tf.float32))
     views = [_view(t) for t in inputs]
     out_view = _view(out)
     with _cuda.device_of(views[0]):
         _cuda.synchronize_device()  # 1: TF's producers of the inputs (and the fill) have finished
-        getattr(be, method)(*views, *extra, mult, out=out_view, **kwargs)
+        getattr(kernels, method)(*views, *extra, out=out_view, **kwargs)
         _cuda.synchronize_stream()  # 2: our kernels have finished before TF's stream reads `out`
     return out
 
 
-def matmul(a, b, mult, *, transpose_a=False, transpose_b=False):
+def matmul(a, b, kernels, *, transpose_a=False, transpose_b=False):
     """``a @ b`` with every product ``T[a][b]``; shapes as :func:`approxsim.matmul`.
 
     Args:
       a: float32 GPU tensor ``(..., M, K)`` (``(..., K, M)`` with ``transpose_a``).
       b: float32 GPU tensor ``(..., K, N)`` (``(..., N, K)`` with ``transpose_b``).
-      mult: the :class:`~approxsim.Multiplier`.
+      kernels: bound CUDA kernels (or a :class:`~approxsim.Multiplier`).
       transpose_a, transpose_b: transpose the last two dimensions.
 
     Returns:
       float32 GPU tensor ``(broadcast batch..., M, N)``.
     """
-    from approxsim.geometry import matmul_shapes
-
     batch, m, _, n = matmul_shapes(a.shape, b.shape, transpose_a, transpose_b)
-    return _run("matmul", [a, b], tuple(batch) + (m, n), mult, transpose_a=bool(transpose_a),
+    return _run("matmul", [a, b], tuple(batch) + (m, n), kernels, transpose_a=bool(transpose_a),
                 transpose_b=bool(transpose_b))
 
 
-def conv2d(x, w, geom, mult):
+def conv2d(x, w, geom, kernels):
     """Forward convolution (products ``T[x][w]``): NHWC ``x``, HWIO ``w`` -> NHWC, as GPU tensors."""
-    return _run("conv2d", [x, w], geom.output_shape, mult, geom)
+    return _run("conv2d", [x, w], geom.output_shape, kernels, geom)
 
 
-def conv2d_input_grad(dy, w, geom, mult):
+def conv2d_input_grad(dy, w, geom, kernels):
     """Input gradient (products ``T[dy][w]``): ``dy`` NHWC, ``w`` HWIO -> ``dx`` NHWC."""
-    return _run("conv2d_input_grad", [dy, w], geom.input_shape, mult, geom)
+    return _run("conv2d_input_grad", [dy, w], geom.input_shape, kernels, geom)
 
 
-def conv2d_filter_grad(x, dy, geom, mult):
+def conv2d_filter_grad(x, dy, geom, kernels):
     """Filter gradient (products ``T[x][dy]``): ``x``, ``dy`` NHWC -> ``dw`` HWIO."""
-    return _run("conv2d_filter_grad", [x, dy], geom.filter_shape, mult, geom)
+    return _run("conv2d_filter_grad", [x, dy], geom.filter_shape, kernels, geom)
