@@ -5,7 +5,7 @@ multiplier, given as a lookup table built from a C/C++ model. See README.md.
 """
 
 from approxsim._version import __version__
-from approxsim.errors import (ApproxsimError, BackendUnavailableError, CompileError, ModelError,
+from approxsim.errors import (ApproxsimError, BackendUnavailableError, CompileError, ModelError, RegistryError,
                               TableFileError, UnknownMultiplierError)
 from approxsim.multiplier import Multiplier
 from approxsim import multipliers
@@ -13,7 +13,7 @@ from approxsim.functional import conv2d, conv2d_filter_grad, conv2d_input_grad, 
 from approxsim.backends import available_backends, get_backend
 
 __all__ = [
-    "__version__", "ApproxsimError", "BackendUnavailableError", "CompileError", "ModelError", "TableFileError",
+    "__version__", "ApproxsimError", "BackendUnavailableError", "CompileError", "ModelError", "RegistryError", "TableFileError",
     "UnknownMultiplierError", "Multiplier", "multipliers", "multiply", "matmul", "conv2d",
     "conv2d_input_grad", "conv2d_filter_grad", "available_backends", "get_backend",
 ]
@@ -29,6 +29,11 @@ _LAZY = {
     "ops": ("approxsim.ops", None),
 }
 __all__ += list(_LAZY)
+
+
+from approxsim import _keras_hook  # noqa: E402
+
+_keras_hook.install()  # saved .keras models load after `import approxsim` alone
 
 
 def __getattr__(name):

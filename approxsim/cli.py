@@ -18,10 +18,11 @@ from approxsim._version import __version__
 SUBCOMMAND_MODULES = (
     "approxsim.cli_core",
     "approxsim.analysis_cli",
+    "approxsim.check",
     "approxsim.sweep.cli",
 )
 
-_USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, PermissionError, IsADirectoryError)
+_USER_ERRORS = (ValueError, TypeError, KeyError, OSError)  # OSError: files, folders, permissions, disks
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,15 +53,33 @@ def main(argv=None) -> int:
         return 1
     try:
         return int(args.func(args) or 0)
-    except ApproxsimError as e:
-        print(f"approxsim {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except _USER_ERRORS as e:
-        print(f"approxsim {args.command}: error: {e}", file=sys.stderr)
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        _quiet_stdout()
+        return 0
+    except (ApproxsimError, *_USER_ERRORS) as e:
+        print(f"approxsim {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"approxsim {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(e: BaseException) -> str:
+    """An error as the CLI prints it: its message (an OSError with its file name), never a traceback."""
+    if isinstance(e, OSError) and e.strerror and e.filename:
+        return f"{e.strerror}: {e.filename}"
+    return str(e)
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe, points stdout at /dev/null so that Python's exit flush cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

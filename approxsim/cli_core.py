@@ -29,9 +29,9 @@ def _cmd_register(args) -> int:
     start = time.perf_counter()
     mult = multipliers.register_c(args.file, function=args.function, mantissa_bits=args.mantissa_bits,
                                   name=args.name, description=args.description or "", timeout=args.timeout,
-                                  mode=args.mode)
+                                  mode=args.mode, replace=args.replace)
     elapsed = time.perf_counter() - start
-    if mult.kind == "direct":  # issue 8: no table to describe
+    if mult.kind == "direct":  # no table to describe
         width = "full width" if mult.mantissa_bits is None else f"M={mult.mantissa_bits}"
         print(f"registered {mult.name!r}: {width}, direct (model compiled into the kernels, no table), "
               f"built in {elapsed:.2f} s")
@@ -77,6 +77,23 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    import argparse
+
+    from approxsim.toolchain import check_timeout
+
+    try:
+        return check_timeout(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds above 0, got {text!r}") from None
+
+
+def _cmd_restore(args) -> int:
+    kept = multipliers.restore_registry()
+    print(f"restored the registry from its last good copy; the damaged file is kept as {kept}")
+    return 0
+
+
 def _cmd_show_config(args) -> int:
     from approxsim.config import show_config
 
@@ -98,8 +115,15 @@ def add_parser(sub) -> None:
                         "kernels and call it on the real operands (full-width models, no table)")
     p.add_argument("--name", "-n", help="registry name (default: the function's name)")
     p.add_argument("--description", help="one line describing the multiplier")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds the grid evaluation may take")
+    p.add_argument("--timeout", type=_seconds, default=60.0,
+                   help="seconds the model may run (grid evaluation, or a direct model's sample check)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace a different model registered under the same name")
     p.set_defaults(func=_cmd_register)
+
+    p = sub.add_parser("restore-registry", help="put back the last good copy of a damaged registry of user "
+                                                "multipliers (the damaged file is kept)")
+    p.set_defaults(func=_cmd_restore)
 
     p = sub.add_parser("info", help="show a multiplier's table size, range and source")
     p.add_argument("name")

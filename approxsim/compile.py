@@ -1,114 +1,43 @@
-"""User C/C++ multiplier models to tables: compile, evaluate on the grid, cache.
+"""User C/C++ multiplier models to tables: compile, evaluate in a separate process, cache.
 
-A model is a C or C++ file that defines ``float f(float a, float b)``. approxsim
-compiles it with the system compiler together with a small driver that includes
-the file, evaluates ``f(1 + i/2^M, 1 + j/2^M)`` for every ``i, j < 2^M`` in a
-separate process (so a crash or a hang cannot take Python down), checks the
-values and caches the table.
+A float model is a C or C++ file that defines ``float f(float a, float b)``. approxsim
+compiles it (:mod:`approxsim.toolchain`: the usual headers, ``APPROXSIM_MANTISSA_BITS``
+defined to ``M``, ``main`` renamed) together with a small driver, evaluates
+``f(1 + i/2^M, 1 + j/2^M)`` for every ``i, j < 2^M`` in a separate process (a crash, an exit
+or a hang cannot take Python down; a time limit applies; the model's own output is discarded
+but for its first lines), checks the values and caches the table.
 
-The driver includes ``<stdint.h>``, ``<stdbool.h>``, ``<math.h>`` and
-``<string.h>`` (their C++ forms for C++ files) before the model, defines
-``APPROXSIM_MANTISSA_BITS`` to ``M``, defines CUDA's ``__host__``/``__device__``
-qualifiers away, and renames a ``main`` the file may have, so files written for
-ApproxTrain's ``lut_gen`` register unchanged.
-
-The cache lives in ``$APPROXSIM_CACHE`` or ``~/.cache/approxsim``. A table is
-keyed by a hash of the source, the function, ``M``, the compiler's identity and
-the approxsim version.
+The cache lives in ``toolchain.cache_dir()``. A table is keyed by a hash of every file the
+compiler reads for the model, the function, ``M``, the compiler's identity and the approxsim
+version; the table file records the key and the model it came from, and a file whose record
+does not match is rebuilt, never used. :func:`run_on_operands` runs a model on given operand
+pairs the same way (direct models are checked with it at registration).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import os
-import re
-import shlex
-import shutil
 import signal
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from approxsim import toolchain
 from approxsim._version import __version__
 from approxsim.errors import CompileError, ModelError
 from approxsim.lut import grid_operands, load_table, save_table
-from approxsim.multiplier import MAX_TABLE_BITS
+from approxsim.multiplier import MAX_TABLE_BITS, check_mantissa_bits
+from approxsim.toolchain import cache_dir, language_of
 
-__all__ = ["cache_dir", "build_table", "language_of", "DEFAULT_TIMEOUT"]
+__all__ = ["cache_dir", "build_table", "language_of", "table_key", "run_on_operands", "DEFAULT_TIMEOUT"]
 
 DEFAULT_TIMEOUT = 60.0
-_DRIVER_VERSION = 2
-_CXX_SUFFIXES = {".cc", ".cpp", ".cxx", ".c++", ".inl", ".h", ".hpp", ".hh", ".cu"}
+_DRIVER_VERSION = 3
 
-
-def cache_dir() -> Path:
-    """The cache folder: ``$APPROXSIM_CACHE``, else ``~/.cache/approxsim``."""
-    env = os.environ.get("APPROXSIM_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "approxsim"
-
-
-def language_of(path) -> str:
-    """``"c"`` for ``.c`` files, ``"c++"`` for C++ sources and headers (``.inl``, ``.h``)."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".c":
-        return "c"
-    if suffix in _CXX_SUFFIXES:
-        return "c++"
-    raise ValueError(
-        f"Cannot tell the language of {str(path)!r}: use a .c file for C, or .cc/.cpp/.cxx/.inl/.h "
-        f"for C++. Received: suffix={suffix!r}")
-
-
-def _compiler(language: str) -> list[str]:
-    env = os.environ.get("CC" if language == "c" else "CXX")
-    if env:
-        return shlex.split(env)
-    names = ("cc", "gcc", "clang") if language == "c" else ("c++", "g++", "clang++")
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return [found]
-    raise CompileError(
-        f"No {language.upper()} compiler found (looked for {', '.join(names)} and "
-        f"${'CC' if language == 'c' else 'CXX'}). Install one, for example `apt-get install build-essential`.")
-
-
-@functools.lru_cache(maxsize=None)
-def _compiler_identity(compiler: tuple) -> str:
-    try:
-        out = subprocess.run([*compiler, "--version"], capture_output=True, text=True, timeout=30)
-        first = (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else ""
-    except (OSError, subprocess.TimeoutExpired):
-        first = ""
-    return f"{' '.join(compiler)} | {first}"
-
-
-# What every compilation of a model sees before the model: the usual headers,
-# CUDA qualifiers defined away, and `main` renamed (ApproxTrain-style files rely on these).
-_PRELUDE = r"""
-{includes}
-#ifndef __host__
-#define __host__
-#endif
-#ifndef __device__
-#define __device__
-#endif
-#ifndef __forceinline__
-#define __forceinline__ inline
-#endif
-#define main approxsim_user_main_
-#include "{source}"
-#undef main
-"""
-
-_DRIVER = r"""
+_GRID_DRIVER = r"""
 /* approxsim table driver (generated) */
-{prelude}
-
 static float (*approxsim_model_)(float, float) = {function};
 
 int main(int argc, char** argv) {{
@@ -116,7 +45,7 @@ int main(int argc, char** argv) {{
   const unsigned side = 1u << m;
   FILE* out;
   unsigned i, j;
-  float row[2048];
+  static float row[2048];
   if (argc != 2) return 2;
   out = fopen(argv[1], "wb");
   if (!out) return 3;
@@ -129,68 +58,81 @@ int main(int argc, char** argv) {{
 }}
 """
 
-_INCLUDES = {
-    "c": "#include <stdint.h>\n#include <stdbool.h>\n#include <math.h>\n#include <string.h>\n#include <stdio.h>",
-    "c++": "#include <cstdint>\n#include <cmath>\n#include <cstring>\n#include <cstdio>",
-}
+_PAIRS_DRIVER = r"""
+/* approxsim operand-pairs driver (generated): out[i] = f(a[i], b[i]) for the pairs in argv[1] */
+static float (*approxsim_model_)(float, float) = {function};
+
+int main(int argc, char** argv) {{
+  FILE* in;
+  FILE* out;
+  float ab[2], r;
+  if (argc != 3) return 2;
+  in = fopen(argv[1], "rb");
+  out = fopen(argv[2], "wb");
+  if (!in || !out) return 3;
+  while (fread(ab, sizeof(float), 2, in) == 2) {{
+    r = approxsim_model_(ab[0], ab[1]);
+    if (fwrite(&r, sizeof(float), 1, out) != 1) return 4;
+  }}
+  return fclose(out) == 0 ? 0 : 5;
+}}
+"""
 
 
-def _run(cmd, cwd, timeout=120.0):
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def compile_driver(source: Path, function: str, m: int, workdir: Path, driver: str, *, defines=(),
+                   signature: str = "float {function}(float, float)") -> Path:
+    """Compiles ``driver`` (a template with ``{function}``) after the model; returns the executable.
 
-
-def _compile_driver(source: Path, function: str, m: int, language: str, workdir: Path) -> Path:
-    compiler = _compiler(language)
-    lang_flag = ["-x", language]
-    common = ["-O2", f"-DAPPROXSIM_MANTISSA_BITS={m}"]
-    suffix = ".c" if language == "c" else ".cc"
-    prelude = _PRELUDE.format(includes=_INCLUDES[language], source=str(source).replace("\\", "/"))
-    # 1. The model alone: a syntax error is the user's, shown as the compiler wrote it.
-    check_file = workdir / f"check{suffix}"
-    check_file.write_text(prelude)
-    check = _run([*compiler, *lang_flag, "-fsyntax-only", *common, str(check_file)], workdir)
-    if check.returncode != 0:
+    Raises:
+      CompileError: the model does not compile (the compiler's own message), lacks the function,
+        declares it without defining it, or has another signature.
+    """
+    language = language_of(source)
+    errors = toolchain.syntax_errors(source, language, m, defines=defines)
+    if errors:
         raise CompileError(
             f"{source.name} does not compile. Fix the errors below and register it again.\n"
-            f"$ {' '.join(compiler)} -x {language} -fsyntax-only {source}\n{check.stderr.strip()}")
-    # 2. The driver: evaluates the function on the grid.
-    driver = workdir / f"driver{suffix}"
-    driver.write_text(_DRIVER.format(prelude=prelude, function=function))
+            f"$ {' '.join(toolchain.compiler(language))} -x {language} -fsyntax-only {source}\n{errors}")
+    unit = workdir / ("driver.c" if language == "c" else "driver.cc")
+    unit.write_text(toolchain.prelude(source, language) + driver.format(function=function))
     exe = workdir / "driver"
     extra = ["-Werror=incompatible-pointer-types"] if language == "c" else []
-    build = _run([*compiler, *lang_flag, *common, *extra, str(driver), "-x", "none", "-o", str(exe), "-lm"], workdir)
+    build = toolchain.run([*toolchain.compiler(language), "-x", language, "-O2", f"-DAPPROXSIM_MANTISSA_BITS={m}",
+                           *[f"-D{d}" for d in defines], *extra, str(unit), "-x", "none", "-o", str(exe), "-lm"],
+                          workdir, timeout=120)
     if build.returncode == 0:
         return exe
-    probe = workdir / f"probe{suffix}"
-    probe.write_text(f"{prelude}\nvoid* approxsim_probe_(void) {{ return (void*)&{function}; }}\n")
-    exists = _run([*compiler, *lang_flag, "-fsyntax-only", *common, str(probe)], workdir).returncode == 0
-    if not exists:
+    if not toolchain.defines_function(source, function, language, m, defines=defines):
+        raise toolchain.missing_function_error(source, function)
+    if toolchain.undefined_reference(build.stderr, function):
         raise CompileError(
-            f"{source.name} defines no function named {function!r}. Pass the name of the function that "
-            f"computes the product (function=...), spelled as in the file. Received: function={function!r}")
+            f"{source.name} declares {function}() but never defines it (the linker found no body). Add the "
+            f"function's definition, or register the file that holds it.\nLinker output:\n{build.stderr.strip()}")
     raise CompileError(
-        f"{function!r} in {source.name} does not have the signature float {function}(float, float). "
-        f"Change it to take two floats and return a float.\nCompiler output:\n{build.stderr.strip()}")
+        f"{function!r} in {source.name} does not have the signature {signature.format(function=function)}. "
+        f"Change it accordingly.\nCompiler output:\n{build.stderr.strip()}")
+
+
+def _run_driver(exe: Path, args, workdir: Path, timeout: float, label: str, what: str) -> None:
+    code, output = toolchain.run_isolated([str(exe), *map(str, args)], workdir, timeout)
+    tail = f" Its output began:\n{output}" if output else ""
+    if code is None:
+        raise ModelError(f"The model {label} did not finish {what} within {timeout:g} s (an endless loop?). "
+                         "Fix the model, or pass a larger timeout=.")
+    if code < 0:
+        name = signal.Signals(-code).name
+        raise ModelError(f"The model {label} crashed ({name}) while {what}. Check it for out-of-bounds accesses "
+                         f"or bad pointer casts.{tail}")
+    if code != 0:
+        raise ModelError(f"The model {label} exited with status {code} while {what} (it must return a product, "
+                         f"not end the program).{tail}")
 
 
 def _evaluate(exe: Path, m: int, workdir: Path, timeout: float, label: str) -> np.ndarray:
     out_file = workdir / "table.f32"
-    try:
-        proc = subprocess.run([str(exe), str(out_file)], cwd=workdir, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ModelError(
-            f"The model {label} did not finish evaluating the {1 << m}x{1 << m} grid within {timeout:g} s "
-            "(an endless loop?). Fix the model, or pass a larger timeout=.") from None
-    if proc.returncode < 0:
-        name = signal.Signals(-proc.returncode).name
-        raise ModelError(
-            f"The model {label} crashed ({name}) while evaluating the grid of operands in [1, 2). "
-            "Check it for out-of-bounds accesses or bad pointer casts.")
-    if proc.returncode != 0:
-        raise ModelError(f"The model {label} exited with status {proc.returncode} while evaluating the grid: "
-                         f"{proc.stderr.decode(errors='replace').strip()}")
     side = 1 << m
-    data = np.fromfile(out_file, dtype=np.float32)
+    _run_driver(exe, [out_file], workdir, timeout, label, f"evaluating the {side}x{side} grid of operands in [1, 2)")
+    data = np.fromfile(out_file, dtype=np.float32) if out_file.is_file() else np.empty(0, np.float32)
     if data.size != side * side:
         raise ModelError(f"The model {label} wrote {data.size} values instead of {side * side}.")
     table = data.reshape(side, side)
@@ -206,23 +148,32 @@ def _evaluate(exe: Path, m: int, workdir: Path, timeout: float, label: str) -> n
     return table
 
 
-_LOCAL_INCLUDE = re.compile(rb'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
+def run_on_operands(path, *, function: str, a, b, mantissa_bits: int = 23, timeout: float = DEFAULT_TIMEOUT,
+                    label: str = "") -> np.ndarray:
+    """``f(a[i], b[i])`` for float32 operand pairs, computed by the model in a separate process.
 
-
-def _source_digest(path: Path) -> str:
-    """Hash of the source and of the local headers it includes (one level)."""
-    digest = hashlib.sha256(path.read_bytes())
-    for match in _LOCAL_INCLUDE.finditer(path.read_bytes()):
-        header = path.parent / match.group(1).decode(errors="replace")
-        if header.is_file():
-            digest.update(header.read_bytes())
-    return digest.hexdigest()
+    Raises:
+      CompileError: as :func:`build_table`.
+      ModelError: the model crashes, exits or hangs on these operands.
+    """
+    path = Path(path).expanduser().resolve()
+    timeout = toolchain.check_timeout(timeout)
+    pairs = np.stack([np.asarray(a, np.float32).ravel(), np.asarray(b, np.float32).ravel()], axis=1)
+    label = label or f"{function}() in {path.name}"
+    with tempfile.TemporaryDirectory(prefix="approxsim-run-") as tmp:
+        workdir = Path(tmp)
+        exe = compile_driver(path, function, mantissa_bits, workdir, _PAIRS_DRIVER)
+        pairs.tofile(workdir / "pairs.f32")
+        _run_driver(exe, [workdir / "pairs.f32", workdir / "out.f32"], workdir, timeout, label,
+                    f"computing {len(pairs)} sample products")
+        return np.fromfile(workdir / "out.f32", dtype=np.float32)
 
 
 def table_key(path: Path, function: str, m: int, language: str) -> str:
-    """The cache key of a table: source, function, M, compiler and approxsim version."""
-    ident = _compiler_identity(tuple(_compiler(language)))
-    payload = json.dumps([_source_digest(path), function, m, language, ident, __version__, _DRIVER_VERSION])
+    """The cache key of a table: every file the model reads, function, M, compiler and approxsim version."""
+    ident = toolchain.compiler_identity(tuple(toolchain.compiler(language)))
+    payload = json.dumps([toolchain.source_digest(path, language), function, m, language, ident, __version__,
+                          _DRIVER_VERSION])
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -234,38 +185,41 @@ def build_table(path, *, function: str, mantissa_bits: int, timeout: float = DEF
       path: C or C++ source file defining ``float function(float, float)``.
       function: the function's name.
       mantissa_bits: ``M``, 1..11.
-      timeout: seconds the grid evaluation may take.
+      timeout: seconds the grid evaluation may take (finite, above 0).
       name: multiplier name recorded in the table file.
 
     Returns:
-      ``(table, table_file)``: the float32 ``(2**M, 2**M)`` table and its cache file.
+      ``(table, table_file)``: the float32 ``(2**M, 2**M)`` table and its cache file. When the
+      cache cannot be written (read-only), the table is returned all the same, with a warning.
 
     Raises:
       CompileError: the file does not compile, lacks the function, or its signature is wrong.
-      ModelError: the model crashes, hangs, or returns NaN/Inf on the grid.
+      ModelError: the model crashes, hangs, exits, or returns NaN/Inf on the grid.
     """
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise FileNotFoundError(f"Multiplier source {str(path)!r} does not exist.")
-    if isinstance(mantissa_bits, bool) or not isinstance(mantissa_bits, int) \
-            or not 1 <= mantissa_bits <= MAX_TABLE_BITS:
-        raise ValueError(f"mantissa_bits must be an integer from 1 to {MAX_TABLE_BITS}. "
-                         f"Received: mantissa_bits={mantissa_bits!r}")
-    if not function.isidentifier():
+    mantissa_bits = check_mantissa_bits(mantissa_bits, hi=MAX_TABLE_BITS)
+    timeout = toolchain.check_timeout(timeout)
+    if not isinstance(function, str) or not function.isidentifier():
         raise ValueError(f"function must be a C identifier. Received: function={function!r}")
     language = language_of(path)
     key = table_key(path, function, mantissa_bits, language)
     table_file = cache_dir() / "tables" / f"{key}.npz"
+    provenance = {"key": key, "function": function, "mantissa_bits": mantissa_bits, "source": str(path)}
     if table_file.is_file():
         try:
-            table, m, _ = load_table(table_file)
-            if m == mantissa_bits:
+            table, m, meta = load_table(table_file)
+            if m == mantissa_bits and meta.get("key") == key:
                 return table, table_file
-        except Exception:  # a damaged cache entry is rebuilt
+        except Exception:  # a damaged or foreign cache entry is rebuilt
             pass
     with tempfile.TemporaryDirectory(prefix="approxsim-build-") as tmp:
         workdir = Path(tmp)
-        exe = _compile_driver(path, function, mantissa_bits, language, workdir)
+        exe = compile_driver(path, function, mantissa_bits, workdir, _GRID_DRIVER)
         table = _evaluate(exe, mantissa_bits, workdir, timeout, f"{function}() in {path.name}")
-    save_table(table_file, table, mantissa_bits, name=name, source=f"{path}:{function}")
+    from approxsim.cache import write_or_warn
+
+    write_or_warn(lambda: save_table(table_file, table, mantissa_bits, name=name, source=f"{path}:{function}",
+                                     key=key, provenance=provenance), what=f"the table of {name or function}")
     return table, table_file

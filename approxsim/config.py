@@ -1,4 +1,4 @@
-"""``show_config()``: versions, backends, SIMD level, GPU and cache folder."""
+"""``show_config()``: versions, backends, SIMD level (detected and forced), GPU, cache folder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 from approxsim._version import __version__
 from approxsim.backends import BACKEND_NAMES, backend_status
-from approxsim.compile import cache_dir
+from approxsim.cache import cache_dir
 
 
 def _version(module: str) -> str:
@@ -21,11 +21,31 @@ def _version(module: str) -> str:
 
 
 def _simd_level() -> str:
+    """The SIMD level the CPU kernels use, the best this CPU has, and what $APPROXSIM_SIMD asks for."""
+    from approxsim.backends import cpu
+
+    if cpu._cpu is None:
+        return f"C++ extension not built ({cpu._IMPORT_ERROR})"
     try:
-        from approxsim import _cpu
-    except ImportError as e:
-        return f"C++ extension not built ({e})"
-    return _cpu.simd_level()
+        forced = cpu.forced_simd()
+    except ValueError as e:
+        return f"error: {e}"
+    cpu.check_settings()
+    used = cpu.simd_name(cpu._cpu.simd_level())
+    how = f"forced by APPROXSIM_SIMD={forced}" if forced else "APPROXSIM_SIMD unset: the best"
+    return f"{used} (detected: {cpu.detected_simd()}; {how}; this CPU runs {', '.join(cpu.supported_simd())})"
+
+
+def _cache() -> str:
+    from approxsim.cache import writable
+
+    try:
+        path = str(cache_dir())
+    except NotADirectoryError as e:
+        return f"error: {e}"
+    ok, reason = writable()
+    return path + ("" if ok else f" (NOT writable: {reason}; tables are used from memory, registrations "
+                                 "last one process)")
 
 
 def config() -> dict:
@@ -36,7 +56,7 @@ def config() -> dict:
         "platform": platform.platform(),
         "numpy": _version("numpy"),
         "tensorflow": _version("tensorflow") if "tensorflow" in sys.modules else "(not imported)",
-        "cache": str(cache_dir()),
+        "cache": _cache(),
         "APPROXSIM_BACKEND": os.environ.get("APPROXSIM_BACKEND", "(unset: auto)"),
         "APPROXSIM_NUM_THREADS": os.environ.get("APPROXSIM_NUM_THREADS", f"(unset: all {os.cpu_count()} cores)"),
         "cpu SIMD": _simd_level(),

@@ -36,7 +36,7 @@ _REPLACE = {
 _UNSUPPORTED = tuple(getattr(keras.layers, n) for n in (
     "Conv1DTranspose", "Conv2DTranspose", "Conv3D", "Conv3DTranspose", "SeparableConv1D",
     "LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "Attention", "AdditiveAttention",
-    "GroupQueryAttention") if hasattr(keras.layers, n))
+    "GroupQueryAttention", "Dot", "Multiply") if hasattr(keras.layers, n))
 _HEAVY = tuple(_REPLACE) + _UNSUPPORTED
 
 
@@ -261,6 +261,5 @@ def convert(model, *, multiplier, backward="approx", include=None, exclude=None,
 
 
 def _is_functional(model):
-    from keras.src.models.functional import Functional
-
-    return isinstance(model, Functional)
+    """A Functional model (``keras.Model(inputs, outputs)``, ``keras.applications``): Keras's own class name."""
+    return any(c.__name__ == "Functional" for c in type(model).__mro__)

@@ -30,3 +30,7 @@ class UnknownMultiplierError(ApproxsimError, KeyError):
 
 class BackendUnavailableError(ApproxsimError, RuntimeError):
     """A backend was asked for that cannot run here (missing extension, CuPy or GPU)."""
+
+
+class RegistryError(ApproxsimError):
+    """The persistent registry of user multipliers cannot be read; it is left untouched."""

@@ -3,10 +3,12 @@
 approxsim's table file is a NumPy ``.npz`` archive with a header:
 
 * ``magic``: the string ``"approxsim-table"``;
-* ``format_version``: 1;
+* ``format_version``: 2 (version 1 files, without ``key`` and ``provenance``, still load);
 * ``mantissa_bits``: ``M``;
 * ``sha256``: hex digest of the little-endian float32 table bytes;
 * ``name``, ``source``: free text;
+* ``key``: the cache key of the model and options that made the table (``""`` if none);
+* ``provenance``: JSON of what made it (function, ``M``, source file);
 * ``table``: float32 ``(2**M, 2**M)``.
 
 Files are written to a temporary name and renamed, so a crash never leaves a
@@ -16,6 +18,8 @@ half-written table behind.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import re
 import tempfile
@@ -25,13 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from approxsim.errors import TableFileError
-from approxsim.multiplier import MAX_TABLE_BITS, check_table
+from approxsim.multiplier import MAX_TABLE_BITS, check_mantissa_bits, check_table
 
 __all__ = ["grid_operands", "save_table", "load_table", "decode_approxtrain", "read_approxtrain",
            "encode_approxtrain", "atomic_write_bytes"]
 
 MAGIC = "approxsim-table"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 
 def grid_operands(mantissa_bits: int) -> np.ndarray:
@@ -61,29 +66,35 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise
 
 
-def save_table(path, table, mantissa_bits: int, *, name: str = "", source: str = "") -> Path:
+def save_table(path, table, mantissa_bits: int, *, name: str = "", source: str = "", key: str = "",
+               provenance=None) -> Path:
     """Saves a table in approxsim's versioned format (atomically).
 
     Args:
       path: destination; ``.npz`` is appended when missing.
       table: float32 array of shape ``(2**M, 2**M)``.
-      mantissa_bits: ``M``.
+      mantissa_bits: ``M``, 1..11.
       name: multiplier name to record.
       source: free-text provenance to record.
+      key: the cache key of what made the table (the cache checks it on load).
+      provenance: a JSON-serialisable dict of what made it.
 
     Returns:
       The path written.
+
+    Raises:
+      ValueError: ``mantissa_bits`` outside 1..11 (or not an int), or a table of another shape.
     """
+    mantissa_bits = check_mantissa_bits(mantissa_bits)
     table = check_table(table, mantissa_bits)
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, magic=np.array(MAGIC), format_version=np.array(FORMAT_VERSION),
              mantissa_bits=np.array(mantissa_bits), sha256=np.array(_digest(table)),
-             name=np.array(name), source=np.array(source), table=table)
+             name=np.array(name), source=np.array(source), key=np.array(key),
+             provenance=np.array(json.dumps(provenance or {})), table=table)
     atomic_write_bytes(path, buf.getvalue())
     return path
 
@@ -92,7 +103,8 @@ def load_table(path):
     """Loads a table saved by :func:`save_table`.
 
     Returns:
-      ``(table, mantissa_bits, meta)`` where ``meta`` holds ``name`` and ``source``.
+      ``(table, mantissa_bits, meta)`` where ``meta`` holds ``name``, ``source``, ``key`` and
+      ``provenance`` (a dict).
 
     Raises:
       TableFileError: the file is missing, truncated, corrupt, of another format
@@ -104,8 +116,10 @@ def load_table(path):
         raise TableFileError(f"Table file {str(path)!r} does not exist.")
     try:
         with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise ValueError("a single array (.npy), not an archive")
             fields = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, TypeError) as e:
         raise TableFileError(
             f"Table file {str(path)!r} is truncated or not an approxsim table ({type(e).__name__}: {e}). {fix}") from None
     missing = {"magic", "format_version", "mantissa_bits", "sha256", "table"} - set(fields)
@@ -113,20 +127,28 @@ def load_table(path):
         raise TableFileError(
             f"{str(path)!r} is not an approxsim table file (missing header fields: {sorted(missing) or 'magic'}). {fix}")
     version = int(fields["format_version"])
-    if version != FORMAT_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise TableFileError(
-            f"{str(path)!r} has table format version {version}; this approxsim reads version "
-            f"{FORMAT_VERSION}. Upgrade approxsim or rebuild the table.")
+            f"{str(path)!r} has table format version {version}; this approxsim reads versions "
+            f"{', '.join(map(str, _READABLE_VERSIONS))}. Upgrade approxsim or rebuild the table.")
     m = int(fields["mantissa_bits"])
     table = fields["table"]
-    side = 1 << m if 1 <= m <= MAX_TABLE_BITS else -1
-    if side < 0 or table.dtype != np.float32 or table.shape != (side, side):
+    if not 1 <= m <= MAX_TABLE_BITS:
+        raise TableFileError(f"{str(path)!r} declares mantissa_bits={m}; tables have 1..{MAX_TABLE_BITS}. "
+                             f"The file is damaged. {fix}")
+    side = 1 << m
+    if table.dtype != np.float32 or table.shape != (side, side):
         raise TableFileError(
             f"{str(path)!r} declares mantissa_bits={m} but holds a {table.dtype} table of shape "
             f"{table.shape}; expected float32 ({side}, {side}). {fix}")
     if _digest(table) != str(fields["sha256"]):
         raise TableFileError(f"{str(path)!r} fails its checksum: the table is corrupt. {fix}")
-    meta = {"name": str(fields.get("name", "")), "source": str(fields.get("source", ""))}
+    try:
+        provenance = json.loads(str(fields.get("provenance", "{}")))
+    except ValueError:
+        provenance = {}
+    meta = {"name": str(fields.get("name", "")), "source": str(fields.get("source", "")),
+            "key": str(fields.get("key", "")), "provenance": provenance}
     return check_table(table, m), m, meta
 
 
@@ -169,8 +191,7 @@ def read_approxtrain(path, mantissa_bits=None) -> tuple[np.ndarray, int]:
                 f"Cannot tell the mantissa width of {path.name!r}: ApproxTrain files are named "
                 "like MBM_7.bin. Pass mantissa_bits=M. Received: mantissa_bits=None")
         mantissa_bits = int(match.group(1))
-    if not 1 <= mantissa_bits <= MAX_TABLE_BITS:
-        raise ValueError(f"mantissa_bits must be 1..{MAX_TABLE_BITS}. Received: mantissa_bits={mantissa_bits}")
+    mantissa_bits = check_mantissa_bits(mantissa_bits)
     if not path.is_file():
         raise TableFileError(f"ApproxTrain table {str(path)!r} does not exist.")
     raw = np.fromfile(path, dtype=np.uint8)

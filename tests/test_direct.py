@@ -483,6 +483,16 @@ static const approxsim_emu_dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, 
 """
 
 
+def _c_argument(a):
+    """A kernel argument for ctypes: arrays by pointer, a structured scalar (the geometry) by value."""
+    if isinstance(a, np.ndarray) and a.dtype.names:
+        struct = type("Struct", (ctypes.Structure,), {"_fields_": [(n, ctypes.c_int64) for n in a.dtype.names]})
+        return struct(*[int(a[0][n]) for n in a.dtype.names])
+    if isinstance(a, np.ndarray):
+        return ctypes.c_void_p(a.ctypes.data)
+    return ctypes.c_longlong(int(a))
+
+
 class _FakeCupy:
     """Just enough of CuPy, on NumPy, to run CudaKernels with the generated CUDA source compiled by g++
     (one "thread" walks every grid-stride loop). Checks the kernels' index arithmetic and the launchers'
@@ -520,8 +530,7 @@ class _FakeCupy:
             def get_function(self, name):
                 def launch(grid, block, args):
                     assert grid[0] >= 1 and block[0] >= 1
-                    getattr(dll, name)(*[ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray)
-                                         else ctypes.c_longlong(int(a)) for a in args])
+                    getattr(dll, name)(*[_c_argument(a) for a in args])
                 return launch
 
         return Module()

@@ -20,9 +20,11 @@ def test_round_trip(tmp_path):
     assert path.name == "t.npz"
     loaded, m, meta = load_table(path)
     assert m == 3 and np.array_equal(loaded, t) and loaded.dtype == np.float32
-    assert meta == {"name": "demo", "source": "unit test"}
+    assert meta == {"name": "demo", "source": "unit test", "key": "", "provenance": {}}
+    path = save_table(tmp_path / "sub" / "k", t, 3, key="abc", provenance={"function": "f", "mantissa_bits": 3})
+    assert load_table(path)[2]["key"] == "abc" and load_table(path)[2]["provenance"]["function"] == "f"
     assert not loaded.flags.writeable
-    assert [p for p in os.listdir(tmp_path) if p != "t.npz"] == []  # no temporary files left
+    assert [p for p in os.listdir(tmp_path) if p not in ("t.npz", "sub")] == []  # no temporary files left
 
 
 def test_truncated_file(tmp_path):

@@ -212,7 +212,7 @@ def test_half_precision_is_computed_in_float32():
 
 def test_errors_name_the_argument():
     a = tf.ones([2, 3])
-    with pytest.raises(approxsim.UnknownMultiplierError, match="mbm7"):
+    with pytest.raises(approxsim.UnknownMultiplierError, match=r"mbm1\.\.mbm11"):
         ops.am_matmul(a, tf.ones([3, 2]), multiplier="no-such-multiplier")
     with pytest.raises(ValueError, match="backward"):
         ops.am_matmul(a, tf.ones([3, 2]), multiplier="fp32", backward="ste")

@@ -13,9 +13,29 @@ filter gradient ``T[x][dy]``; ``matmul(a, b)`` looks up ``T[a][b]``.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from approxsim.geometry import ConvGeometry, matmul_shapes
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 1 << 40
+
+
+def _check_result_size(shape) -> None:
+    """A result larger than this machine's memory is a mistake in the shapes: a clear error, not an attempt."""
+    size = 4
+    for d in shape:
+        size *= int(d)
+    if size > _memory_bytes():
+        raise ValueError(f"The result would have shape {tuple(shape)}: {size / 2 ** 30:.4g} GiB of float32, more than "
+                         f"this machine's {_memory_bytes() / 2 ** 30:.3g} GiB of memory. Check the shapes, strides, "
+                         f"dilations and padding. Received: result shape={tuple(shape)}")
 
 
 class Kernels:
@@ -59,6 +79,7 @@ class Kernels:
         """
         def run(a, b):
             shape = matmul_shapes(a.shape, b.shape, transpose_a, transpose_b)
+            _check_result_size(shape.output_shape)
             if shape.m * shape.n * shape.batch_size == 0:
                 return self._empty(shape.output_shape)
             if shape.k == 0:
@@ -99,6 +120,7 @@ class Kernels:
         def run(p0, p1):
             geom.check_array(p0, first[1], first[2])
             geom.check_array(p1, second[1], second[2])
+            _check_result_size(shape)
             if int(np.prod(shape, dtype=np.int64)) == 0:
                 return self._empty(shape)
             if p0.size == 0 or p1.size == 0:  # e.g. an empty batch: every output sums no product

@@ -49,27 +49,55 @@ def supported_simd() -> tuple:
     return SIMD_LEVELS[:SIMD_LEVELS.index(detected_simd()) + 1]
 
 
-def check_settings() -> None:
-    """Applies ``$APPROXSIM_SIMD`` (unset or ``auto``: the best level).
+def forced_simd():
+    """The level ``$APPROXSIM_SIMD`` forces (``APPROXSIM_SIMD`` spelling), or ``None`` (unset or ``auto``).
 
     Raises:
       ValueError: an unknown level, or one this CPU does not support.
     """
-    if _cpu is None:
-        return
     value = os.environ.get(_SIMD_ENV, "").strip().lower()
     if value in ("", "auto"):
-        _cpu.set_simd_level("auto")
-        return
+        return None
     value = {"avx512_vbmi": "vbmi"}.get(value, value)
     if value not in SIMD_LEVELS:
         raise ValueError(f"{_SIMD_ENV} must be one of auto, {', '.join(SIMD_LEVELS)}. "
                          f"Received: {_SIMD_ENV}={os.environ[_SIMD_ENV]!r}")
-    if value not in supported_simd():
+    if _cpu is not None and value not in supported_simd():
         raise ValueError(f"{_SIMD_ENV}={value} asks for more than this CPU supports (at most {detected_simd()}). "
                          f"Unset it, or choose one of {', '.join(supported_simd())}. "
                          f"Received: {_SIMD_ENV}={os.environ[_SIMD_ENV]!r}")
-    _cpu.set_simd_level(_NATIVE_NAMES[value])
+    return value
+
+
+def num_threads() -> int:
+    """Threads of the CPU kernels: ``$APPROXSIM_NUM_THREADS``, else the CPUs this process may use.
+
+    Raises:
+      ValueError: ``$APPROXSIM_NUM_THREADS`` is set to something other than a positive integer.
+    """
+    env = os.environ.get("APPROXSIM_NUM_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"APPROXSIM_NUM_THREADS must be a positive integer. Received: "
+                             f"APPROXSIM_NUM_THREADS={env!r}")
+        return min(int(env), 256)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def check_settings() -> None:
+    """Checks ``$APPROXSIM_NUM_THREADS`` and applies ``$APPROXSIM_SIMD`` (unset or ``auto``: the best level).
+
+    Raises:
+      ValueError: a thread count that is not a positive integer; an unknown SIMD level, or one this
+        CPU does not support.
+    """
+    num_threads()
+    level = forced_simd()
+    if _cpu is not None:
+        _cpu.set_simd_level("auto" if level is None else _NATIVE_NAMES[level])
 
 
 def status():

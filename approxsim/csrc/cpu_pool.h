@@ -1,8 +1,9 @@
 // cpu_pool.h: a small persistent std::thread pool for the CPU kernels.
 //
-// parallel_for(n, fn) runs fn(0..n-1) on up to num_threads() threads (the caller
-// is one of them) and returns when all are done. The thread count is all cores,
-// limited by $APPROXSIM_NUM_THREADS (read at every call, so it can change).
+// parallel_for(n, threads, fn) runs fn(0..n-1) on up to `threads` threads (the caller is one
+// of them) and returns when all are done. One pool per process serves the GEMM driver and the
+// direct multipliers' kernels (approxsim._cpu.run_direct). num_threads() is the usual count:
+// the CPUs this process may use, limited by $APPROXSIM_NUM_THREADS (read at every call).
 #ifndef APPROXSIM_CPU_POOL_H_
 #define APPROXSIM_CPU_POOL_H_
 
@@ -15,14 +16,38 @@
 #include <thread>
 #include <vector>
 
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+#include <sched.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 namespace approxsim {
 
-// All cores, limited by $APPROXSIM_NUM_THREADS when it holds a positive integer.
+// IEEE arithmetic for the duration of a task: subnormals neither flushed to zero (FTZ) nor read as
+// zero (DAZ). TensorFlow turns both on in its own threads, which call the kernels (and whose mode
+// new worker threads would inherit); the specification needs them off.
+class IeeeFloatScope {
+ public:
+#if defined(__SSE__) || defined(__x86_64__)
+  IeeeFloatScope() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ & ~kFlushBits); }
+  ~IeeeFloatScope() { _mm_setcsr(saved_); }
+
+ private:
+  static constexpr unsigned kFlushBits = (1u << 15) | (1u << 6);  // FTZ, DAZ
+  unsigned saved_;
+#endif
+};
+
+// The CPUs this process may run on (its affinity mask), limited by $APPROXSIM_NUM_THREADS when it
+// holds a positive integer (the Python side rejects other values before any kernel runs).
 inline int num_threads() {
   int hw = static_cast<int>(std::thread::hardware_concurrency());
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) hw = CPU_COUNT(&set);
+#endif
   if (hw < 1) hw = 1;
   const char* env = std::getenv("APPROXSIM_NUM_THREADS");
   if (env != nullptr && *env != '\0') {
@@ -54,6 +79,7 @@ class ThreadPool {
     if (n <= 0) return;
     if (threads > n) threads = n;
     if (threads <= 1) {
+      IeeeFloatScope ieee;
       for (int t = 0; t < n; ++t) fn(t);
       return;
     }
@@ -89,6 +115,7 @@ class ThreadPool {
   }
 
   void work() {
+    IeeeFloatScope ieee;
     for (;;) {
       int t = next_.fetch_add(1);
       if (t >= n_tasks_) return;

@@ -1,138 +1,76 @@
 /*
  * direct_cuda.h: CUDA kernels of approxsim's direct multipliers (model compiled in).
  *
- * approxsim.direct.cuda appends this file to the model's source (with local
- * headers inlined) and APPROXSIM_DIRECT_FN defined to the model function, and
- * compiles the whole with NVRTC using -default-device (the model's unannotated
- * functions become __device__ functions) and --fmad=false (no fused
- * multiply-adds: the products and sums are the IEEE operations the source spells).
+ * approxsim.direct.cuda appends this file to the model's source (with local headers and
+ * approxsim's own headers inlined) and APPROXSIM_DIRECT_FN defined to the model function, and
+ * compiles the whole with NVRTC using -default-device (the model's unannotated functions become
+ * __device__ functions) and --fmad=false (no fused multiply-adds: the products and sums are the
+ * IEEE operations the source spells).
  *
- * One thread computes one output and adds its terms one after another in the
- * same order as the CPU kernels (direct_kernels.h), so CPU and GPU results agree
- * bit for bit wherever the model's own arithmetic does.  Zero padding enters the
- * forward and filter-gradient sums as products with +0.0f operands.
- *
- * Entry points (extern "C", grid-stride loops over the outputs; all sizes are
- * long long):
+ * One thread computes one output with the loops of direct_loops.h (a run of one column), in the
+ * same order as the CPU kernels, so CPU and GPU results agree bit for bit.  Entry points
+ * (extern "C", grid-stride loops over `items` outputs):
  *   approxsim_direct_multiply(a, b, out, count)
- *   approxsim_direct_matmul(a, b, c, items, m, k, n, a_batch_stride, b_batch_stride)
- *       items = batch * m * n; A (m, k), B (k, n) row-major; stride 0 broadcasts.
- *   approxsim_direct_conv_fwd(x, w, y, items, geometry...)            items = N*OH*OW*COUT
- *   approxsim_direct_conv_dgrad(dy, w_t, dx, items, geometry...)      items = N*H*W*C;
- *       w_t is w transposed to (KH, KW, COUT, C/G)
- *   approxsim_direct_conv_wgrad(x, dy, dw, items, geometry...)        items = KH*KW*(C/G)*COUT
- * with geometry = n, h, w, c, kh, kw, cout, groups, sh, sw, dh, dw, pad_top, pad_left, oh, ow.
+ *   approxsim_direct_matmul(a, b, c, items, m, k, n, a_batch_stride, b_batch_stride)   items = batch*m*n
+ *   approxsim_direct_conv_fwd(x, w, y, items, geometry)       items = N*OH*OW*COUT
+ *   approxsim_direct_conv_dgrad(dy, w_t, dx, items, geometry) items = N*H*W*C; w_t: w as (KH, KW, COUT, C/G)
+ *   approxsim_direct_conv_wgrad(x, dy, dw, items, geometry)   items = KH*KW*(C/G)*COUT
+ * with geometry the approxsim_geometry struct (geometry.h), by value.
  */
 #ifndef APPROXSIM_DIRECT_CUDA_H_
 #define APPROXSIM_DIRECT_CUDA_H_
 
-#ifndef APPROXSIM_DIRECT_FN
-#error "APPROXSIM_DIRECT_FN must name the model function"
-#endif
+#include "direct_loops.h"
 
-typedef long long approxsim_dc_i64;
+#define APPROXSIM_DC_LOOP(i, items)                                                                            \
+  for (approxsim_dl_i64 i = (approxsim_dl_i64)blockIdx.x * blockDim.x + threadIdx.x; i < (items);             \
+       i += (approxsim_dl_i64)blockDim.x * gridDim.x)
 
-#define APPROXSIM_DC_LOOP(i, items)                                                      \
-  for (approxsim_dc_i64 i = (approxsim_dc_i64)blockIdx.x * blockDim.x + threadIdx.x; i < (items); \
-       i += (approxsim_dc_i64)blockDim.x * gridDim.x)
-
-#define APPROXSIM_DC_GEOM                                                                     \
-  approxsim_dc_i64 N, approxsim_dc_i64 H, approxsim_dc_i64 W, approxsim_dc_i64 C,             \
-      approxsim_dc_i64 KH, approxsim_dc_i64 KW, approxsim_dc_i64 COUT, approxsim_dc_i64 G,    \
-      approxsim_dc_i64 SH, approxsim_dc_i64 SW, approxsim_dc_i64 DH, approxsim_dc_i64 DW,     \
-      approxsim_dc_i64 PT, approxsim_dc_i64 PL, approxsim_dc_i64 OH, approxsim_dc_i64 OW
-
-extern "C" __global__ void approxsim_direct_multiply(const float* __restrict__ a, const float* __restrict__ b,
-                                                     float* __restrict__ out, approxsim_dc_i64 count) {
-  APPROXSIM_DC_LOOP(i, count) { out[i] = APPROXSIM_DIRECT_FN(a[i], b[i]); }
+extern "C" __global__ void approxsim_direct_multiply(const approxsim_dl_in* __restrict__ a, const approxsim_dl_in* __restrict__ b,
+                                                     approxsim_dl_out* __restrict__ out, approxsim_dl_i64 count) {
+  APPROXSIM_DC_LOOP(i, count) { out[i] = approxsim_dl_model(a[i], b[i]); }
 }
 
-extern "C" __global__ void approxsim_direct_matmul(const float* __restrict__ a, const float* __restrict__ b,
-                                                   float* __restrict__ c, approxsim_dc_i64 items,
-                                                   approxsim_dc_i64 m, approxsim_dc_i64 k, approxsim_dc_i64 n,
-                                                   approxsim_dc_i64 a_stride, approxsim_dc_i64 b_stride) {
+extern "C" __global__ void approxsim_direct_matmul(const approxsim_dl_in* a, const approxsim_dl_in* b, approxsim_dl_out* c, approxsim_dl_i64 items,
+                                                   approxsim_dl_i64 m, approxsim_dl_i64 k, approxsim_dl_i64 n,
+                                                   approxsim_dl_i64 a_batch_stride, approxsim_dl_i64 b_batch_stride) {
+  approxsim_dl_matmul_args p = {a, b, c, m, k, n, a_batch_stride, b_batch_stride};
   APPROXSIM_DC_LOOP(e, items) {
-    const approxsim_dc_i64 j = e % n, row = e / n, i = row % m, bi = row / m;
-    const float* arow = a + bi * a_stride + i * k;
-    const float* bcol = b + bi * b_stride + j;
-    float acc = 0.0f;
-    for (approxsim_dc_i64 kk = 0; kk < k; ++kk) acc += APPROXSIM_DIRECT_FN(arow[kk], bcol[kk * n]);
+    approxsim_dl_out acc;
+    approxsim_dl_matmul(&p, e / n, e % n, 1, &acc);
     c[e] = acc;
   }
 }
 
-extern "C" __global__ void approxsim_direct_conv_fwd(const float* __restrict__ x, const float* __restrict__ w,
-                                                     float* __restrict__ y, approxsim_dc_i64 items,
-                                                     APPROXSIM_DC_GEOM) {
-  const approxsim_dc_i64 cig = C / G, cog = COUT / G;
+extern "C" __global__ void approxsim_direct_conv_fwd(const approxsim_dl_in* x, const approxsim_dl_in* w, approxsim_dl_out* y, approxsim_dl_i64 items,
+                                                     const approxsim_geometry g) {
+  approxsim_dl_conv_args p = {x, w, y, g};
   APPROXSIM_DC_LOOP(e, items) {
-    const approxsim_dc_i64 co = e % COUT, pix = e / COUT;
-    const approxsim_dc_i64 ow = pix % OW, oh = (pix / OW) % OH, n = pix / (OW * OH);
-    const approxsim_dc_i64 g = co / cog;
-    float acc = 0.0f;
-    for (approxsim_dc_i64 r = 0; r < KH; ++r) {
-      const approxsim_dc_i64 ih = oh * SH - PT + r * DH;
-      for (approxsim_dc_i64 s = 0; s < KW; ++s) {
-        const approxsim_dc_i64 iw = ow * SW - PL + s * DW;
-        const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
-        const float* xpix = inside ? x + ((n * H + ih) * W + iw) * C + g * cig : x;
-        const float* wtap = w + ((r * KW + s) * cig) * COUT + co;
-        for (approxsim_dc_i64 ci = 0; ci < cig; ++ci)
-          acc += APPROXSIM_DIRECT_FN(inside ? xpix[ci] : 0.0f, wtap[ci * COUT]);
-      }
-    }
+    approxsim_dl_out acc;
+    approxsim_dl_conv_fwd(&p, e / g.cout, e % g.cout, 1, &acc);
     y[e] = acc;
   }
 }
 
-extern "C" __global__ void approxsim_direct_conv_dgrad(const float* __restrict__ dy, const float* __restrict__ wt,
-                                                       float* __restrict__ dx, approxsim_dc_i64 items,
-                                                       APPROXSIM_DC_GEOM) {
-  const approxsim_dc_i64 cig = C / G, cog = COUT / G;
+extern "C" __global__ void approxsim_direct_conv_dgrad(const approxsim_dl_in* dy, const approxsim_dl_in* wt, approxsim_dl_out* dx,
+                                                       approxsim_dl_i64 items, const approxsim_geometry g) {
+  approxsim_dl_conv_args p = {dy, wt, dx, g};
   APPROXSIM_DC_LOOP(e, items) {
-    const approxsim_dc_i64 c = e % C, pix = e / C;
-    const approxsim_dc_i64 iw = pix % W, ih = (pix / W) % H, n = pix / (W * H);
-    const approxsim_dc_i64 g = c / cig, ci = c % cig;
-    float acc = 0.0f;
-    for (approxsim_dc_i64 r = 0; r < KH; ++r) {
-      const approxsim_dc_i64 th = ih + PT - r * DH;
-      if (th < 0 || th % SH) continue;
-      const approxsim_dc_i64 oh = th / SH;
-      if (oh >= OH) continue;
-      for (approxsim_dc_i64 s = 0; s < KW; ++s) {
-        const approxsim_dc_i64 tw = iw + PL - s * DW;
-        if (tw < 0 || tw % SW) continue;
-        const approxsim_dc_i64 ow = tw / SW;
-        if (ow >= OW) continue;
-        const float* dypix = dy + ((n * OH + oh) * OW + ow) * COUT + g * cog;
-        const float* wtap = wt + ((r * KW + s) * COUT + g * cog) * cig + ci;
-        for (approxsim_dc_i64 co = 0; co < cog; ++co) acc += APPROXSIM_DIRECT_FN(dypix[co], wtap[co * cig]);
-      }
-    }
+    approxsim_dl_out acc;
+    approxsim_dl_conv_dgrad(&p, e / g.c, e % g.c, 1, &acc);
     dx[e] = acc;
   }
 }
 
-extern "C" __global__ void approxsim_direct_conv_wgrad(const float* __restrict__ x, const float* __restrict__ dy,
-                                                       float* __restrict__ dw, approxsim_dc_i64 items,
-                                                       APPROXSIM_DC_GEOM) {
-  const approxsim_dc_i64 cig = C / G, cog = COUT / G;
+extern "C" __global__ void approxsim_direct_conv_wgrad(const approxsim_dl_in* x, const approxsim_dl_in* dy, approxsim_dl_out* dw,
+                                                       approxsim_dl_i64 items, const approxsim_geometry g) {
+  approxsim_dl_conv_args p = {x, dy, dw, g};
+  const approxsim_dl_i64 cig = g.c / g.groups, cog = g.cout / g.groups;
   APPROXSIM_DC_LOOP(e, items) {
-    const approxsim_dc_i64 co = e % COUT, t = e / COUT;
-    const approxsim_dc_i64 ci = t % cig, s = (t / cig) % KW, r = t / (cig * KW);
-    const approxsim_dc_i64 c = (co / cog) * cig + ci;
-    float acc = 0.0f;
-    for (approxsim_dc_i64 n = 0; n < N; ++n) {
-      for (approxsim_dc_i64 oh = 0; oh < OH; ++oh) {
-        const approxsim_dc_i64 ih = oh * SH - PT + r * DH;
-        for (approxsim_dc_i64 ow = 0; ow < OW; ++ow) {
-          const approxsim_dc_i64 iw = ow * SW - PL + s * DW;
-          const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
-          const float xv = inside ? x[((n * H + ih) * W + iw) * C + c] : 0.0f;
-          acc += APPROXSIM_DIRECT_FN(xv, dy[((n * OH + oh) * OW + ow) * COUT + co]);
-        }
-      }
-    }
+    const approxsim_dl_i64 co = e % g.cout, rest = e / g.cout; /* rest = (r * KW + t) * cig + ci */
+    const approxsim_dl_i64 tap = rest / cig, ci = rest % cig;
+    approxsim_dl_out acc;
+    approxsim_dl_conv_wgrad(&p, tap * g.c + (co / cog) * cig + ci, co, 1, &acc);
     dw[e] = acc;
   }
 }

@@ -7,6 +7,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <sstream>
@@ -174,6 +176,31 @@ py::array_t<float> conv2d_filter_grad(const FArray& x, const FArray& dy, const G
   return dw;
 }
 
+// Runs items [0, items) of a direct multiplier's operation on the thread pool, in chunks of `grain`
+// items, through the library's approxsim_direct_chunk (direct_cpu.h) at address `chunk`. Returns 0,
+// or the first nonzero status a chunk returned (1: the model threw a C++ exception).
+int run_direct(uintptr_t chunk, int op, uintptr_t args, int64_t items, int64_t grain) {
+  using Chunk = int (*)(int, const void*, long long, long long);
+  if (chunk == 0 || args == 0) throw std::invalid_argument("run_direct: null function or arguments");
+  if (items <= 0) return 0;
+  if (grain < 1) grain = 1;
+  const Chunk fn = reinterpret_cast<Chunk>(chunk);
+  const void* a = reinterpret_cast<const void*>(args);
+  const int64_t chunks = (items + grain - 1) / grain;
+  if (chunks > (int64_t(1) << 30)) throw std::invalid_argument("run_direct: too many chunks; raise the grain");
+  std::atomic<int> status{0};
+  {
+    py::gil_scoped_release release;
+    approxsim::ThreadPool::instance().parallel_for(static_cast<int>(chunks), approxsim::num_threads(), [&](int t) {
+      const int64_t begin = t * grain, end = std::min(items, begin + grain);
+      const int s = fn(op, a, begin, end);
+      int expected = 0;
+      if (s != 0) status.compare_exchange_strong(expected, s);
+    });
+  }
+  return status.load();
+}
+
 int level_from_name(const std::string& name) {
   if (name == "avx512_vbmi") return approxsim::kAvx512Vbmi;
   if (name == "avx512") return approxsim::kAvx512;
@@ -221,5 +248,7 @@ PYBIND11_MODULE(_cpu, mod) {
           "The best SIMD path this CPU supports.");
   mod.def("set_simd_level", [](const std::string& name) { approxsim::set_simd_level(level_from_name(name)); },
           py::arg("level"), "Uses at most this SIMD path ('auto' restores the best); for tests and benchmarks.");
+  mod.def("run_direct", &run_direct, py::arg("chunk"), py::arg("op"), py::arg("args"), py::arg("items"),
+          py::arg("grain"), "Runs a direct multiplier's operation on the kernels' thread pool (GIL released).");
   mod.def("num_threads", &approxsim::num_threads, "Threads the kernels use ($APPROXSIM_NUM_THREADS or all cores).");
 }

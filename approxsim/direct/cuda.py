@@ -25,7 +25,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from approxsim._resources import header_dir
 from approxsim.errors import CompileError
 
 __all__ = ["NVRTC_OPTIONS", "generate_source", "prescan", "explain_nvrtc_log", "CudaKernels"]
@@ -190,7 +189,9 @@ def generate_source(model, *, check: bool = True) -> str:
             f"{shown}{more}\nFix: remove them, or put host-only code in an `#ifndef __CUDACC_RTC__` block. The "
             "generated source already defines int8_t..uint64_t, and the CUDA math functions (fabsf, ldexp, ...) "
             "need no header. Received: path=" + repr(str(model.path)))
-    kernels = (header_dir() / "direct_cuda.h").read_text()
+    from approxsim.backends.cuda_build import kernel_source
+
+    kernels = kernel_source("direct_cuda.h")  # with direct_loops.h and geometry.h inlined
     c_compat = "#define restrict __restrict__ /* a C model: NVRTC compiles C++ */\n" \
         if model.path.suffix.lower() == ".c" else ""
     return (_PRELUDE.format(label=f"{model.function}() in {model.path.name}", m=model.compile_bits,
@@ -276,9 +277,11 @@ class CudaKernels:
                      i64(m * k), i64(k * n))
         return out
 
-    def _geom(self, g):
-        return tuple(self._cp.int64(v) for v in (g.n, g.h, g.w, g.c, g.kh, g.kw, g.cout, g.groups, g.sh, g.sw,
-                                                  g.dh, g.dw, g.pad_top, g.pad_left, g.oh, g.ow))
+    @staticmethod
+    def _geom(g):
+        from approxsim.backends.cuda_build import geometry_struct
+
+        return (geometry_struct(g),)  # the approxsim_geometry struct, by value
 
     def conv2d(self, x, w, geom):
         cp = self._cp

@@ -3,45 +3,46 @@
 from __future__ import annotations
 
 import ctypes
-import os
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from approxsim import compile as _compile
+from approxsim import toolchain
 from approxsim.geometry import ConvGeometry, matmul_shapes
 
 __all__ = ["DirectModel", "MAX_DIRECT_BITS", "num_threads"]
 
 MAX_DIRECT_BITS = 23
-_OPS = {"multiply": 0, "matmul": 1, "conv_fwd": 2, "conv_dgrad": 3, "conv_wgrad": 4}
+_OPS = {"multiply": 0, "matmul": 1, "conv_fwd": 2, "conv_dgrad": 3, "conv_wgrad": 4}  # direct_cpu.h
 _libs: dict = {}
 _libs_lock = threading.Lock()
 
+_Geometry = type("_Geometry", (ctypes.Structure,),
+                 {"_fields_": [(f.name, ctypes.c_int64) for f in dataclasses.fields(ConvGeometry)]})
 
-class _Args(ctypes.Structure):
-    _fields_ = [("in0", ctypes.c_void_p), ("in1", ctypes.c_void_p), ("out", ctypes.c_void_p),
-                ("v", ctypes.c_int64 * 20)]
+
+class _MatmulArgs(ctypes.Structure):  # approxsim_dl_matmul_args
+    _fields_ = [("a", ctypes.c_void_p), ("b", ctypes.c_void_p), ("c", ctypes.c_void_p), ("m", ctypes.c_int64),
+                ("k", ctypes.c_int64), ("n", ctypes.c_int64), ("a_batch_stride", ctypes.c_int64),
+                ("b_batch_stride", ctypes.c_int64)]
+
+
+class _ConvArgs(ctypes.Structure):  # approxsim_dl_conv_args
+    _fields_ = [("in0", ctypes.c_void_p), ("in1", ctypes.c_void_p), ("out", ctypes.c_void_p), ("g", _Geometry)]
+
+
+class _MultiplyArgs(ctypes.Structure):  # approxsim_dl_multiply_args
+    _fields_ = [("a", ctypes.c_void_p), ("b", ctypes.c_void_p), ("out", ctypes.c_void_p), ("count", ctypes.c_int64)]
 
 
 def num_threads() -> int:
-    """Threads of the CPU kernels: ``$APPROXSIM_NUM_THREADS``, else the CPUs this process may use."""
-    env = os.environ.get("APPROXSIM_NUM_THREADS", "").strip()
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ValueError(f"APPROXSIM_NUM_THREADS must be a positive integer. Received: "
-                             f"APPROXSIM_NUM_THREADS={env!r}")
-        return value
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    """Threads of the CPU kernels (see :func:`approxsim.backends.cpu.num_threads`)."""
+    from approxsim.backends.cpu import num_threads as threads
+
+    return threads()
 
 
 def _load(path: Path):
@@ -49,9 +50,8 @@ def _load(path: Path):
         lib = _libs.get(path)
         if lib is None:
             lib = ctypes.CDLL(str(path))
-            lib.approxsim_direct_run.restype = ctypes.c_int
-            lib.approxsim_direct_run.argtypes = [ctypes.c_int, ctypes.POINTER(_Args), ctypes.c_int64,
-                                                 ctypes.c_int, ctypes.c_int64]
+            lib.approxsim_direct_abi.restype = ctypes.c_int
+            lib.approxsim_direct_error.restype = ctypes.c_char_p
             _libs[path] = lib
         return lib
 
@@ -64,9 +64,7 @@ def _f32(x, name: str) -> np.ndarray:
 
 
 def _check_shape(arr, expected, name, geom):
-    if tuple(arr.shape) != tuple(expected):
-        raise ValueError(f"`{name}` must have shape {tuple(expected)} for this convolution ({geom}). "
-                         f"Received: {name}.shape={tuple(arr.shape)}")
+    geom.check_array(arr, name, expected)
 
 
 class DirectModel:
@@ -106,7 +104,7 @@ class DirectModel:
                                           or not 1 <= int(mantissa_bits) <= MAX_DIRECT_BITS):
             raise ValueError(f"mantissa_bits of a direct model must be None or an integer from 1 to "
                              f"{MAX_DIRECT_BITS}. Received: mantissa_bits={mantissa_bits!r}")
-        _compile.language_of(path)  # a clear error for unknown suffixes, now rather than at first use
+        toolchain.language_of(path)  # a clear error for unknown suffixes, now rather than at first use
         self.path = path.resolve()
         self.function = function
         self.mantissa_bits = None if mantissa_bits is None else int(mantissa_bits)
@@ -135,13 +133,38 @@ class DirectModel:
     @property
     def _digest(self) -> str:
         if self._digest_value is None:
-            self._digest_value = _compile._source_digest(self.path)
+            self._digest_value = toolchain.source_digest(self.path)
         return self._digest_value
 
     @property
     def source_digest(self) -> str:
-        """SHA-256 of the source and the local headers it includes."""
+        """SHA-256 of every file the model reads (the model and its local headers, at any depth)."""
         return self._digest
+
+    @property
+    def fingerprint(self) -> str:
+        """What identifies the arithmetic: the source digest, the function and the compiled width."""
+        return f"direct-sha256:{self._digest[:16]}:{self.function}:{self.compile_bits}"
+
+    def check(self, *, timeout: float = 60.0) -> None:
+        """Runs the model on a sample of operands (every special value against every other, and
+        random ones) in a separate process, before any kernel calls it in this one.
+
+        Raises:
+          approxsim.CompileError: the model does not compile or has the wrong signature.
+          approxsim.ModelError: it crashes, exits or hangs on the sample.
+        """
+        from approxsim.compile import run_on_operands
+
+        specials = np.float32([0.0, -0.0, 1e-45, -1e-40, 1.1754944e-38, 1.0, -1.5, 1.9999999, 3.4028235e38,
+                               -3.4028235e38, 2.0 ** -126, 2.0 ** 127, np.inf, -np.inf, np.nan])
+        a, b = np.meshgrid(specials, specials)
+        rng = np.random.default_rng(0)
+        ra = rng.integers(0, 2 ** 32, 4096, dtype=np.uint64).astype(np.uint32).view(np.float32)
+        rb = rng.integers(0, 2 ** 32, 4096, dtype=np.uint64).astype(np.uint32).view(np.float32)
+        run_on_operands(self.path, function=self.function, a=np.concatenate([a.ravel(), ra]),
+                        b=np.concatenate([b.ravel(), rb]), mantissa_bits=self.compile_bits, timeout=timeout,
+                        label=f"{self.function}() in {self.path.name}")
 
     # --- CPU ---------------------------------------------------------------------------
 
@@ -158,17 +181,22 @@ class DirectModel:
                 self._lib = _load(build_library(self.path, self.function, self.compile_bits))
         return Path(self._lib._name)
 
-    def _run(self, op: str, in0, in1, out, items: int, values=()):
+    def _run(self, op: str, args, items: int):
+        from approxsim import _cpu
+        from approxsim.errors import ModelError
+
         if self._lib is None:
             self.build()
-        args = _Args(in0.ctypes.data, in1.ctypes.data, out.ctypes.data, (ctypes.c_int64 * 20)(*values))
         threads = num_threads()
         grain = max(1, items // (threads * 8))
-        status = self._lib.approxsim_direct_run(_OPS[op], ctypes.byref(args), items, threads, grain)
+        chunk = ctypes.cast(self._lib.approxsim_direct_chunk, ctypes.c_void_p).value
+        status = _cpu.run_direct(chunk, _OPS[op], ctypes.addressof(args), items, grain)
+        if status == 1:
+            raise ModelError(f"The direct model {self.name!r} threw a C++ exception: "
+                             f"{self._lib.approxsim_direct_error().decode(errors='replace')}. Fix the model.")
         if status != 0:  # pragma: no cover - a mismatched cached library
             raise RuntimeError(f"The direct kernel library of {self.name!r} rejected operation {op!r}; "
-                               f"delete {_compile.cache_dir() / 'direct'} and try again.")
-        return out
+                               f"delete {toolchain.cache_dir() / 'direct'} and try again.")
 
     def multiply(self, a, b) -> np.ndarray:
         """Elementwise ``model(a, b)`` with NumPy broadcasting; float32 of the broadcast shape."""
@@ -178,7 +206,7 @@ class DirectModel:
         b = np.ascontiguousarray(b).reshape(-1)
         out = np.empty(a.size, dtype=np.float32)
         if a.size:
-            self._run("multiply", a, b, out, a.size)
+            self._run("multiply", _MultiplyArgs(a.ctypes.data, b.ctypes.data, out.ctypes.data, a.size), a.size)
         return out.reshape(shape)
 
     def matmul(self, a, b, *, transpose_a: bool = False, transpose_b: bool = False) -> np.ndarray:
@@ -212,13 +240,13 @@ class DirectModel:
             else:
                 operands.append(np.ascontiguousarray(np.broadcast_to(arr, batch + (rows, cols))))
                 strides.append(rows * cols)
-        self._run("matmul", operands[0], operands[1], out, count * m, (m, k, n, strides[0], strides[1]))
+        args = _MatmulArgs(operands[0].ctypes.data, operands[1].ctypes.data, out.ctypes.data, m, k, n, *strides)
+        self._run("matmul", args, count * m)
         return out
 
-    @staticmethod
-    def _geom_values(g: ConvGeometry):
-        return (g.n, g.h, g.w, g.c, g.kh, g.kw, g.cout, g.groups, g.sh, g.sw, g.dh, g.dw, g.pad_top, g.pad_left,
-                g.oh, g.ow)
+    def _conv(self, op, in0, in1, out, geom, items):
+        self._run(op, _ConvArgs(in0.ctypes.data, in1.ctypes.data, out.ctypes.data, _Geometry(**geom.fields())), items)
+        return out
 
     def conv2d(self, x, w, geom: ConvGeometry) -> np.ndarray:
         """Forward convolution ``y = x (*) w``, products ``model(x, w)``: NHWC x HWIO -> NHWC."""
@@ -226,9 +254,7 @@ class DirectModel:
         _check_shape(x, geom.input_shape, "x", geom)
         _check_shape(w, geom.filter_shape, "w", geom)
         out = np.empty(geom.output_shape, dtype=np.float32)
-        if out.size:
-            self._run("conv_fwd", x, w, out, geom.n * geom.oh * geom.ow, self._geom_values(geom))
-        return out
+        return self._conv("conv_fwd", x, w, out, geom, geom.n * geom.oh * geom.ow) if out.size else out
 
     def conv2d_input_grad(self, dy, w, geom: ConvGeometry) -> np.ndarray:
         """Input gradient ``dx``, products ``model(dy, w)``: returns NHWC of ``geom.input_shape``."""
@@ -238,7 +264,7 @@ class DirectModel:
         out = np.zeros(geom.input_shape, dtype=np.float32)
         if out.size:
             wt = np.ascontiguousarray(np.swapaxes(w, 2, 3))  # (KH, KW, COUT, C/G): channels innermost
-            self._run("conv_dgrad", dy, wt, out, geom.n * geom.h * geom.w, self._geom_values(geom))
+            self._conv("conv_dgrad", dy, wt, out, geom, geom.n * geom.h * geom.w)
         return out
 
     def conv2d_filter_grad(self, x, dy, geom: ConvGeometry) -> np.ndarray:
@@ -247,9 +273,7 @@ class DirectModel:
         _check_shape(x, geom.input_shape, "x", geom)
         _check_shape(dy, geom.output_shape, "dy", geom)
         out = np.zeros(geom.filter_shape, dtype=np.float32)
-        if out.size:
-            self._run("conv_wgrad", x, dy, out, geom.kh * geom.kw * geom.c, self._geom_values(geom))
-        return out
+        return self._conv("conv_wgrad", x, dy, out, geom, geom.kh * geom.kw * geom.c) if out.size else out
 
     # --- GPU (see approxsim.direct.cuda) -----------------------------------------------
 

@@ -1,17 +1,45 @@
-"""What every approxsim layer shares: the multiplier options, their config, float32 weights."""
+"""What every approxsim layer shares: the multiplier options, their config, float32 weights.
+
+A layer's config records its multiplier's name and fingerprint (a digest of the table or of the
+model's sources). Loading a saved layer whose multiplier has changed since (another model
+registered under the name) raises an error naming both fingerprints, unless the load runs
+inside :func:`accept_multiplier_changes`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
+import keras
 import tensorflow as tf
 
 from approxsim.ops import resolve_options
 
-try:  # Keras 3 keeps this scope internal; it turns the mixed-precision cast of variables off.
+# Keras 3 keeps this scope internal; it turns the mixed-precision cast of variables off. pyproject.toml
+# pins the Keras versions where it lives here, and tests/test_layers.py fails if it moves.
+try:
     from keras.src.backend.common.variables import AutocastScope as _AutocastScope
-except ImportError:  # pragma: no cover - other Keras versions
+except ImportError:  # pragma: no cover - a Keras outside the pinned range
     _AutocastScope = None
 
 PACKAGE = "approxsim"
+_accepting = threading.local()
+
+
+@contextlib.contextmanager
+def accept_multiplier_changes():
+    """Loads saved approxsim layers even where their multiplier's fingerprint has changed since saving.
+
+    >>> with approxsim.layers.accept_multiplier_changes():
+    ...     model = keras.models.load_model("model.keras")
+    """
+    before = getattr(_accepting, "on", False)
+    _accepting.on = True
+    try:
+        yield
+    finally:
+        _accepting.on = before
 
 
 class AMLayerMixin:
@@ -39,7 +67,22 @@ class AMLayerMixin:
         return self._am_multiplier
 
     def _am_config(self) -> dict:
-        return {"multiplier": self._am_multiplier.name, "backward": self.backward, "backend": self.backend}
+        return {"multiplier": self._am_multiplier.name, "multiplier_fingerprint": self._am_multiplier.fingerprint,
+                "backward": self.backward, "backend": self.backend}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        saved = config.pop("multiplier_fingerprint", None)
+        layer = super().from_config(config)
+        now = layer.multiplier.fingerprint
+        if saved is not None and saved != now and not getattr(_accepting, "on", False):
+            raise ValueError(
+                f"Layer {layer.name!r} was saved with multiplier {layer.multiplier.name!r} of fingerprint {saved}, but "
+                f"the multiplier registered under that name now has fingerprint {now} (another model was registered "
+                f"as {layer.multiplier.name!r} since). Register the original model again, or load inside `with "
+                f"approxsim.layers.accept_multiplier_changes():` to use the current one.")
+        return layer
 
     def _am_options(self) -> dict:
         return {"multiplier": self._am_multiplier, "backward": self.backward, "backend": self.backend}
@@ -53,7 +96,11 @@ class AMLayerMixin:
     def _am_weight(self, get):
         """``get()`` (a weight read) as a float32 tensor, without the mixed-precision cast to float16."""
         if _AutocastScope is None:
-            return tf.cast(tf.convert_to_tensor(get()), tf.float32)
+            if self.compute_dtype != "float32":
+                raise RuntimeError(f"{type(self).__name__} under a mixed-precision policy needs a Keras in the range "
+                                   f"approxsim supports (see pyproject.toml); Keras {keras.__version__} would cast "
+                                   f"its float32 weights down first.")
+            return tf.convert_to_tensor(get())
         with _AutocastScope(None):
             return tf.cast(tf.convert_to_tensor(get()), tf.float32)
 

@@ -52,7 +52,7 @@ def lmul_offset_exponent(m: int) -> int:
 def builtins():
     """The Multiplier objects of this library, tables built lazily from their C models."""
     from approxsim.multiplier import MAX_TABLE_BITS
-    from approxsim.multipliers import BF16_REF, _c_model
+    from approxsim.multipliers._builtin import BF16_REF, c_model as _c_model
 
     mults = []
     for m in range(1, MAX_TABLE_BITS + 1):

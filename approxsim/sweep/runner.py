@@ -85,8 +85,8 @@ def _read_json(path, default):
         return json.load(f)
 
 
-def _check_out(cfg: SweepConfig, names) -> dict:
-    """Creates or checks the output folder; returns the recorded sweep.json (or {})."""
+def _check_out(cfg: SweepConfig, names, *, create: bool = True) -> dict:
+    """Checks (and with ``create``, creates) the output folder; returns the recorded sweep.json (or {})."""
     path = os.path.join(cfg.out, "sweep.json")
     old = _read_json(path, {})
     runs = os.path.join(cfg.out, "runs")
@@ -99,8 +99,29 @@ def _check_out(cfg: SweepConfig, names) -> dict:
             raise ValueError(f"--resume: {cfg.out} holds a sweep with other settings ("
                              + ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
                              + "). Use the same settings, or another --out.")
-    os.makedirs(runs, exist_ok=True)
+    if create:
+        os.makedirs(runs, exist_ok=True)
     return old
+
+
+def _validate(cfg: SweepConfig) -> None:
+    """Everything that can be checked before any file is written or any data is read."""
+    from approxsim.sweep.datasets import DATASETS
+    from approxsim.sweep.models import MODELS
+
+    if cfg.model not in MODELS:
+        raise ValueError(f"Unknown model {cfg.model!r}. Choose one of: {', '.join(MODELS)}. Received: model={cfg.model!r}")
+    if str(cfg.dataset).lower() not in DATASETS:
+        raise ValueError(f"Unknown dataset {cfg.dataset!r}. Choose one of: {', '.join(DATASETS)}. "
+                         f"Received: dataset={cfg.dataset!r}")
+    if cfg.data_dir is not None and not os.path.isdir(os.path.expanduser(os.fspath(cfg.data_dir))):
+        raise FileNotFoundError(f"The data folder does not exist. Pass an existing folder as --data-dir. "
+                                f"Received: data_dir={cfg.data_dir!r}")
+    if cfg.initial_weights and not os.path.isfile(cfg.initial_weights):
+        raise FileNotFoundError("Initial weights file not found; pass an existing .weights.h5 file. "
+                                f"Received: initial_weights={cfg.initial_weights!r}")
+    if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
+        raise NotADirectoryError(f"--out names a file, not a folder. Received: out={cfg.out!r}")
 
 
 def _strategy(cfg: SweepConfig):
@@ -231,15 +252,16 @@ def run_config(cfg: SweepConfig) -> dict:
 
         raise ApproxsimError("approxsim sweep draws its plots with matplotlib, which is not installed. "
                              "Install it: pip install matplotlib") from None
+    _validate(cfg)
     strategy, chief = _strategy(cfg)
     out = cfg.out if chief else tempfile.mkdtemp(prefix="approxsim-worker-")
-    if chief:
-        old = _check_out(cfg, names)
-    else:
-        old = {}
-        os.makedirs(os.path.join(out, "runs"))
+    old = _check_out(cfg, names, create=False) if chief else {}  # nothing written before the data has loaded
     ds = load_dataset(cfg.dataset, cfg.data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test,
                       **cfg.dataset_options)
+    if chief:
+        _check_out(cfg, names)
+    else:
+        os.makedirs(os.path.join(out, "runs"))
     _print(cfg, f"Data: {ds.note}")
     if cfg.strategy != "none":
         n = strategy.num_replicas_in_sync
