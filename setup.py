@@ -27,7 +27,7 @@ setup(
     package_data={
         "approxsim": ["csrc/*.h"],
         "approxsim.builtin_models": ["*.c", "*.h"],
-        "approxsim.kernels": ["*.cu", "*.cuh", "*.h"],
+        "approxsim.kernels": ["*.cu", "*.cuh"],
     },
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},

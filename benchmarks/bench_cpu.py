@@ -1,4 +1,4 @@
-"""Speed of the CPU backend against native TensorFlow, in one process (issue 3).
+"""Speed of the CPU backend against native TensorFlow, in one process.
 
 Measures, each as the median of 5 runs after a warm-up:
 

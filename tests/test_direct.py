@@ -1,4 +1,4 @@
-"""Direct multipliers: full-width models compiled into the kernels (issue 8).
+"""Direct multipliers: full-width models compiled into the kernels.
 
 Oracles: the C function itself, compiled alone into a tiny ctypes harness
 (products, bit for bit); the reference backend (sums); the table of the same

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow")
@@ -62,3 +63,68 @@ def test_multiworker_one_worker_from_tf_config(tmp_path):
     out, stdout, rows = _run(tmp_path, "multiworker", {"TF_CONFIG": json.dumps(tf_config)})
     assert "Strategy: multiworker (CollectiveAllReduceStrategy), 1 replica" in stdout  # one CPU device
     _check(out, rows)
+
+
+TWO_WORKERS = r"""
+import json, sys
+import numpy as np
+from approxsim.sweep import run
+out, data_dir = sys.argv[1], sys.argv[2]
+result = run(model="lenet5", dataset="mnist", data_dir=data_dir, multipliers=["mbm7"], epochs=2, out=out,
+             limit_train=1024, limit_test=256, batch_size=64, lr=0.002, strategy=sys.argv[3], verbose=0)
+print("ROWS " + json.dumps(result["rows"]))
+"""
+
+
+def _weights(path):
+    import h5py
+
+    arrays = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: arrays.append(np.asarray(obj)) if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+@pytest.mark.slow
+def test_two_workers_agree_with_one_worker_of_the_same_global_batch(tmp_path, shared_dir):
+    """A real MultiWorkerMirroredStrategy run: two worker processes on 127.0.0.1 (TF_CONFIG), a short LeNet-5
+    sweep with mbm7; the same sweep on one worker with the same global batch (64) must give the same
+    accuracy within 2 points and final weights within 2% of their largest magnitude (the gradient
+    all-reduce sums in another order, so bit-equality is not expected)."""
+    data = os.path.join(shared_dir, "data", "mnist")
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+               "APPROXSIM_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, "-c", TWO_WORKERS, str(tmp_path / f"w{index}"), data,
+                                       "multiworker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=env))
+    outputs = []
+    for p in procs:
+        try:
+            stdout, stderr = p.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("the two-worker sweep did not finish within 15 minutes")
+        assert p.returncode == 0, stderr[-4000:]
+        outputs.append(stdout)
+    rows = [json.loads(next(s for s in o.splitlines() if s.startswith("ROWS "))[5:]) for o in outputs]
+    def results(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert results(rows[0]) == results(rows[1])  # both workers report the same (all-reduced) results
+    single = subprocess.run([sys.executable, "-c", TWO_WORKERS, str(tmp_path / "one"), data, "none"],
+                            capture_output=True, text=True, timeout=900)
+    assert single.returncode == 0, single.stderr[-4000:]
+    one = json.loads(next(s for s in single.stdout.splitlines() if s.startswith("ROWS "))[5:])
+    assert abs(rows[0][-1]["test_accuracy"] - one[-1]["test_accuracy"]) <= 0.02
+    assert rows[0][-1]["test_accuracy"] > 0.5  # it learned something (ten classes)
+    w_multi = _weights(tmp_path / "w0" / "runs" / "mbm7" / "weights.weights.h5")
+    w_one = _weights(tmp_path / "one" / "runs" / "mbm7" / "weights.weights.h5")
+    assert len(w_multi) == len(w_one) > 0
+    for a, b in zip(w_multi, w_one):
+        assert a.shape == b.shape
+        assert np.max(np.abs(a - b)) <= 0.02 * max(np.max(np.abs(b)), 1e-6)

@@ -225,7 +225,7 @@ _MNIST = {}
 
 @pytest.fixture
 def mnist_sweep(shared_dir, tmp_path_factory):
-    """The check of issue 6: one epoch of LeNet-5 with fp32 and mbm7 on the shared MNIST (run once)."""
+    """One epoch of LeNet-5 with fp32 and mbm7 on the shared MNIST (run once)."""
     if not _MNIST:
         out = tmp_path_factory.mktemp("mnist") / "lenet5"
         argv = ["sweep", "--model", "lenet5", "--dataset", "mnist", "--data-dir",

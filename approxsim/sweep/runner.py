@@ -209,11 +209,19 @@ def _train_one(cfg, ds, strategy, name, out, initial_path):
     for epoch in range(done, cfg.epochs):
         keras.utils.set_random_seed(cfg.seed + epoch)
         start = time.perf_counter()
-        # epochs=cfg.epochs so that Keras prints "Epoch e/E"; the callback stops after this one.
-        h = model.fit(ds.train(cfg.batch_size, seed=cfg.seed, epoch=epoch), epochs=cfg.epochs, initial_epoch=epoch,
-                      validation_data=test, shuffle=False, verbose=cfg.verbose, callbacks=[_one_epoch_callback()])
+        train = ds.train(cfg.batch_size, seed=cfg.seed, epoch=epoch)
+        if cfg.strategy == "multiworker":  # Keras 3's fit fails with several workers: our own loop
+            from approxsim.sweep import distributed
+
+            logs = {**distributed.train_epoch(model, optimizer, strategy, train, cfg.batch_size),
+                    **distributed.evaluate(model, test)}
+            _print(cfg, f"{name}: epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+        else:
+            # epochs=cfg.epochs so that Keras prints "Epoch e/E"; the callback stops after this one.
+            h = model.fit(train, epochs=cfg.epochs, initial_epoch=epoch, validation_data=test, shuffle=False,
+                          verbose=cfg.verbose, callbacks=[_one_epoch_callback()])
+            logs = {k: float(v[-1]) for k, v in h.history.items()}
         seconds = time.perf_counter() - start
-        logs = {k: float(v[-1]) for k, v in h.history.items()}
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
         history.setdefault("seconds", []).append(seconds)
