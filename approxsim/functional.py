@@ -71,10 +71,8 @@ def conv2d(x, w, *, strides=1, padding="VALID", dilations=1, groups: int = 1, mu
     Raises:
       ValueError: shapes or options that do not fit.
     """
-    kernels = bind(multiplier, backend)
-    x, w = kernels.backend.asarray(x, "x"), kernels.backend.asarray(w, "w")
-    geom = conv_geometry(x.shape, w.shape, strides=strides, padding=padding, dilations=dilations, groups=groups)
-    return kernels.conv2d(x, w, geom)
+    return _conv("conv2d", (x, "x"), (w, "w"), lambda p0, p1: (p0.shape, p1.shape),
+                 dict(strides=strides, padding=padding, dilations=dilations, groups=groups), multiplier, backend)
 
 
 def conv2d_input_grad(dy, w, input_shape, *, strides=1, padding="VALID", dilations=1, groups: int = 1,
@@ -90,10 +88,8 @@ def conv2d_input_grad(dy, w, input_shape, *, strides=1, padding="VALID", dilatio
     Returns:
       float32 ``input_shape``.
     """
-    kernels = bind(multiplier, backend)
-    w = kernels.backend.asarray(w, "w")
-    geom = conv_geometry(input_shape, w.shape, strides=strides, padding=padding, dilations=dilations, groups=groups)
-    return kernels.conv2d_input_grad(dy, w, geom)
+    return _conv("conv2d_input_grad", (dy, "dy"), (w, "w"), lambda p0, p1: (input_shape, p1.shape),
+                 dict(strides=strides, padding=padding, dilations=dilations, groups=groups), multiplier, backend)
 
 
 def conv2d_filter_grad(x, dy, filter_shape, *, strides=1, padding="VALID", dilations=1, groups: int = 1,
@@ -109,7 +105,14 @@ def conv2d_filter_grad(x, dy, filter_shape, *, strides=1, padding="VALID", dilat
     Returns:
       float32 ``filter_shape``.
     """
+    return _conv("conv2d_filter_grad", (x, "x"), (dy, "dy"), lambda p0, p1: (p0.shape, filter_shape),
+                 dict(strides=strides, padding=padding, dilations=dilations, groups=groups), multiplier, backend)
+
+
+def _conv(method, first, second, shapes, options, multiplier, backend):
+    """Binds the multiplier, converts both operands, builds the geometry from ``shapes(p0, p1)``
+    (input and filter shapes) and runs the bound kernels' ``method``."""
     kernels = bind(multiplier, backend)
-    x = kernels.backend.asarray(x, "x")
-    geom = conv_geometry(x.shape, filter_shape, strides=strides, padding=padding, dilations=dilations, groups=groups)
-    return kernels.conv2d_filter_grad(x, dy, geom)
+    p0, p1 = (kernels.backend.asarray(v, name) for v, name in (first, second))
+    geom = conv_geometry(*shapes(p0, p1), **options)
+    return getattr(kernels, method)(p0, p1, geom)

@@ -140,40 +140,32 @@ void check_shape(const FArray& a, const char* what, std::initializer_list<int64_
   }
 }
 
-py::array_t<float> conv2d(const FArray& x, const FArray& w, const Geom& g, const Table& t) {
-  check_shape(x, "x", {g.n, g.h, g.w, g.c}, g);
-  check_shape(w, "w", {g.kh, g.kw, approxsim::cin_per_group(g), g.cout}, g);
-  py::array_t<float> y({g.n, g.oh, g.ow, g.cout});
-  const float* px = x.data();
-  const float* pw = w.data();
-  float* py_ = y.mutable_data();
-  py::gil_scoped_release release;
-  approxsim::conv2d_forward(px, pw, py_, g, t, approxsim::num_threads());
-  return y;
+// The three convolutions: (first operand, second operand) -> result, each a tensor of the geometry.
+enum class ConvPart { kInput, kFilter, kOutput };
+
+std::vector<int64_t> conv_shape(const Geom& g, ConvPart part) {
+  switch (part) {
+    case ConvPart::kInput: return {g.n, g.h, g.w, g.c};
+    case ConvPart::kFilter: return {g.kh, g.kw, approxsim::cin_per_group(g), g.cout};
+    default: return {g.n, g.oh, g.ow, g.cout};
+  }
 }
 
-py::array_t<float> conv2d_input_grad(const FArray& dy, const FArray& w, const Geom& g, const Table& t) {
-  check_shape(dy, "dy", {g.n, g.oh, g.ow, g.cout}, g);
-  check_shape(w, "w", {g.kh, g.kw, approxsim::cin_per_group(g), g.cout}, g);
-  py::array_t<float> dx({g.n, g.h, g.w, g.c});
-  const float* pdy = dy.data();
-  const float* pw = w.data();
-  float* pdx = dx.mutable_data();
-  py::gil_scoped_release release;
-  approxsim::conv2d_input_grad(pdy, pw, pdx, g, t, approxsim::num_threads());
-  return dx;
-}
+using ConvKernel = void (*)(const float*, const float*, float*, const Geom&, const Table&, int);
 
-py::array_t<float> conv2d_filter_grad(const FArray& x, const FArray& dy, const Geom& g, const Table& t) {
-  check_shape(x, "x", {g.n, g.h, g.w, g.c}, g);
-  check_shape(dy, "dy", {g.n, g.oh, g.ow, g.cout}, g);
-  py::array_t<float> dw({g.kh, g.kw, approxsim::cin_per_group(g), g.cout});
-  const float* px = x.data();
-  const float* pdy = dy.data();
-  float* pdw = dw.mutable_data();
+template <ConvKernel kernel, ConvPart first, ConvPart second, ConvPart result>
+py::array_t<float> conv(const FArray& p0, const FArray& p1, const Geom& g, const Table& t, const char* n0,
+                        const char* n1) {
+  const std::vector<int64_t> s0 = conv_shape(g, first), s1 = conv_shape(g, second);
+  check_shape(p0, n0, {s0[0], s0[1], s0[2], s0[3]}, g);
+  check_shape(p1, n1, {s1[0], s1[1], s1[2], s1[3]}, g);
+  py::array_t<float> out(conv_shape(g, result));
+  const float* a = p0.data();
+  const float* b = p1.data();
+  float* o = out.mutable_data();
   py::gil_scoped_release release;
-  approxsim::conv2d_filter_grad(px, pdy, pdw, g, t, approxsim::num_threads());
-  return dw;
+  kernel(a, b, o, g, t, approxsim::num_threads());
+  return out;
 }
 
 // Runs items [0, items) of a direct multiplier's operation on the thread pool, in chunks of `grain`
@@ -237,11 +229,16 @@ PYBIND11_MODULE(_cpu, mod) {
           "Prepares a (2^M, 2^M) float32 table (or None with M=0: the exact product).");
   mod.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("table"), py::arg("transpose_a"),
           py::arg("transpose_b"), py::arg("a_index"), py::arg("b_index"));
-  mod.def("conv2d", &conv2d, py::arg("x"), py::arg("w"), py::arg("geometry"), py::arg("table"));
-  mod.def("conv2d_input_grad", &conv2d_input_grad, py::arg("dy"), py::arg("w"), py::arg("geometry"),
-          py::arg("table"));
-  mod.def("conv2d_filter_grad", &conv2d_filter_grad, py::arg("x"), py::arg("dy"), py::arg("geometry"),
-          py::arg("table"));
+  using P = ConvPart;
+  mod.def("conv2d", [](const FArray& x, const FArray& w, const Geom& g, const Table& t) {
+    return conv<approxsim::conv2d_forward, P::kInput, P::kFilter, P::kOutput>(x, w, g, t, "x", "w");
+  }, py::arg("x"), py::arg("w"), py::arg("geometry"), py::arg("table"));
+  mod.def("conv2d_input_grad", [](const FArray& dy, const FArray& w, const Geom& g, const Table& t) {
+    return conv<approxsim::conv2d_input_grad, P::kOutput, P::kFilter, P::kInput>(dy, w, g, t, "dy", "w");
+  }, py::arg("dy"), py::arg("w"), py::arg("geometry"), py::arg("table"));
+  mod.def("conv2d_filter_grad", [](const FArray& x, const FArray& dy, const Geom& g, const Table& t) {
+    return conv<approxsim::conv2d_filter_grad, P::kInput, P::kOutput, P::kFilter>(x, dy, g, t, "x", "dy");
+  }, py::arg("x"), py::arg("dy"), py::arg("geometry"), py::arg("table"));
   mod.def("simd_level", [] { return std::string(approxsim::simd_name(approxsim::simd_level())); },
           "The SIMD path in use: 'avx512_vbmi', 'avx512', 'avx2' or 'portable'.");
   mod.def("detected_simd_level", [] { return std::string(approxsim::simd_name(approxsim::detected_simd_level())); },

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from approxsim.geometry import ConvOptions, as_int
+from approxsim.arguments import as_int
+from approxsim.geometry import ConvOptions
 from approxsim.ops._common import as_float32, check_format
 from approxsim.ops._plan import plan
 

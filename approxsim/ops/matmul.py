@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from approxsim.geometry import as_bool, matmul_shapes
+from approxsim.arguments import as_bool
+from approxsim.geometry import matmul_shapes
 from approxsim.ops._common import as_float32, sum_to_shape, swap_last
 from approxsim.ops._plan import plan
 

@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from approxsim.sweep.datasets import Dataset, _with_options, element_seed
+from approxsim.sweep.pipeline import Dataset, element_seed, with_options
 
 __all__ = ["load_imagenet", "ImageNet"]
 
@@ -154,7 +154,7 @@ class ImageNet(Dataset):
         size = self.image_size
         ds = ds.enumerate().map(lambda i, xy: (train_image(xy[0], element_seed(seed, epoch, i), size), xy[1]),
                                 num_parallel_calls=tf.data.AUTOTUNE)
-        return _with_options(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
+        return with_options(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
     def test(self, batch_size: int):
         import tensorflow as tf
@@ -165,7 +165,7 @@ class ImageNet(Dataset):
             ds = self._items(self._test_items, limit=self._limit_test)
         size = self.image_size
         ds = ds.map(lambda jpeg, label: (eval_image(jpeg, size), label), num_parallel_calls=tf.data.AUTOTUNE)
-        return _with_options(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
+        return with_options(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
 def _jpeg_tree(folder: str, classes=None):

@@ -12,21 +12,10 @@
 #include <cstring>
 #include <vector>
 
+#include "slurp.h"
+
 #include "approxsim_loaders.cuh"
 
-static std::vector<char> slurp(const char* path) {
-  FILE* f = fopen(path, "rb");
-  if (!f) {
-    perror(path);
-    exit(2);
-  }
-  std::vector<char> v;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) v.insert(v.end(), buf, buf + n);
-  fclose(f);
-  return v;
-}
 
 struct Prod { /* mirrors the kernel policies of approxsim_tile.cuh, on the host */
   const char* variant;

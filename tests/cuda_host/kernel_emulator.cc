@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "slurp.h"
+
 struct dim3 {
   unsigned x, y, z;
 };
@@ -95,19 +97,6 @@ typedef void (*ConvFn)(const float*, const float*, float*, const void*, int, int
       {"approxsim_" #op "_" #v "_S", (void*)approxsim_##op##_##v##_S}
 #define EMU_REG(op) EMU_REG2(op, fp32), EMU_REG2(op, s16), EMU_REG2(op, s32), EMU_REG2(op, g32), EMU_REG2(op, gen)
 
-static std::vector<char> slurp(const char* path) {
-  FILE* f = fopen(path, "rb");
-  if (!f) {
-    perror(path);
-    exit(2);
-  }
-  std::vector<char> v;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) v.insert(v.end(), buf, buf + n);
-  fclose(f);
-  return v;
-}
 
 int main(int argc, char** argv) {
   std::map<std::string, void*> fns = {EMU_REG(gemm), EMU_REG(conv_fwd), EMU_REG(conv_dgrad), EMU_REG(conv_wgrad)};
