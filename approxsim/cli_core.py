@@ -72,6 +72,7 @@ def _cmd_info(args) -> int:
         grid = grid_operands(mult.mantissa_bits).astype(np.float64)
         exact = np.outer(grid, grid).astype(np.float32)
         print(f"exact entries: {int(np.sum(table == exact))} of {table.size}")
+        print(f"structure:     {mult.structure.describe()}")
     for ref in mult.references:
         print(f"reference:     {ref}")
     return 0

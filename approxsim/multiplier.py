@@ -215,6 +215,14 @@ class TableMultiplier(Multiplier):
     def table_is_built(self) -> bool:
         return self._table is not None
 
+    @property
+    def structure(self):
+        """The table's structure (:func:`approxsim.structure.detect`, verified entry by entry), found once
+        with the table: ``linear-sum`` tables take the CPU's lookup-free kernels."""
+        from approxsim.structure import detect
+
+        return self.derived("structure", lambda: detect(self.table))
+
     def products(self, a, b):
         from approxsim.product import approx_product, split_table
 

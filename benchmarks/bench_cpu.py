@@ -1,11 +1,15 @@
 """Speed of the CPU backend against native TensorFlow, in one process.
 
-Measures, each as the median of 5 runs after a warm-up:
+Measures, each as the median of 5 runs after a warm-up, the time ratio to TF fp32 on as many
+threads, and which GEMM method ran (``expanded``, ``linear``, ``lookup``; ``(transposed)`` where
+the driver swapped the operands of a few-column GEMM) at which SIMD level:
 
-* approximate GEMM GMAC/s for M = 3, 7, 11 (``mitchell3``, ``mbm7``, ``mbm11``) on 1 and 2
-  threads at 512^3 and 1024^3, and the time ratio to ``tf.matmul`` (fp32) on as many threads;
+* approximate GEMM at 512^3 and 1024^3, M = 3, 7, 11 (``mitchell3``; ``mbm7``, ``mitchell7``,
+  ``bf16``; ``mbm11``, ``mitchell11``) on 1 and 2 threads, against ``tf.matmul``;
 * the ResNet layer: conv2d forward + input gradient + filter gradient, batch 32,
-  32x32x64 -> 64 filters, 3x3, SAME, ``mbm7``, against TF's three ops.
+  32x32x64 -> 64 filters, 3x3, SAME, ``mbm7``, against TF's three ops;
+* a depthwise 3x3 convolution, batch 32, 56x56x128, forward and both gradients, ``mbm7``,
+  against ``tf.nn.depthwise_conv2d`` and its two gradient ops.
 
 Usage::
 
@@ -13,7 +17,7 @@ Usage::
 
 Each thread count runs in its own child process (TensorFlow's intra-op pool is fixed per
 process), where TF and approxsim take turns at every repetition so that the load of a shared
-machine hits both alike.
+machine hits both alike. ``APPROXSIM_SIMD=avx2`` measures the AVX2 path on an AVX-512 host.
 """
 
 from __future__ import annotations
@@ -46,26 +50,36 @@ def paired_medians(fns, repeats=REPEATS):
 
 
 def measure(threads, sizes, mults, conv):
-    """TF and approxsim timings in this process, both on ``threads`` threads, taking turns."""
+    """TF and approxsim timings in this process, both on ``threads`` threads, taking turns; with the
+    GEMM methods that ran."""
     os.environ["APPROXSIM_NUM_THREADS"] = str(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     import approxsim
+    from approxsim import _cpu
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     rng = np.random.default_rng(0)
     out = {}
+
+    def with_methods(fns):
+        """Runs each approxsim call once, noting its method, then returns a function of them all."""
+        methods = []
+        for fn in fns:
+            fn()
+            methods.append(_cpu.last_method())
+        return (lambda: [fn() for fn in fns]), " / ".join(dict.fromkeys(methods))
+
     for n in sizes:
         a = rng.standard_normal((n, n)).astype(np.float32)
         b = rng.standard_normal((n, n)).astype(np.float32)
         ta, tb = tf.constant(a), tf.constant(b)
         for m in mults:
-            tf_t, ax_t = paired_medians([lambda: tf.matmul(ta, tb).numpy(),
-                                         lambda: approxsim.matmul(a, b, multiplier=m, backend="cpu")])
-            out[f"tf_matmul{n}_{m}"] = tf_t
-            out[f"{m}_matmul{n}"] = ax_t
+            ax, method = with_methods([lambda: approxsim.matmul(a, b, multiplier=m, backend="cpu")])
+            tf_t, ax_t = paired_medians([lambda: tf.matmul(ta, tb).numpy(), ax])
+            out[f"GEMM {n}^3 {m}"] = dict(macs=n ** 3, ax=ax_t, tf=tf_t, method=method)
     if conv:
         x = rng.standard_normal((32, 32, 32, 64)).astype(np.float32)
         w = (rng.standard_normal((3, 3, 64, 64)) * 0.05).astype(np.float32)
@@ -78,12 +92,31 @@ def measure(threads, sizes, mults, conv):
             tf.compat.v1.nn.conv2d_backprop_input(tx.shape, tw, tdy, [1, 1, 1, 1], "SAME").numpy()
             tf.compat.v1.nn.conv2d_backprop_filter(tx, tw.shape, tdy, [1, 1, 1, 1], "SAME").numpy()
 
-        def ax_trio():
-            approxsim.conv2d(x, w, **kw)
-            approxsim.conv2d_input_grad(dy, w, x.shape, **kw)
-            approxsim.conv2d_filter_grad(x, dy, w.shape, **kw)
+        ax, method = with_methods([lambda: approxsim.conv2d(x, w, **kw),
+                                   lambda: approxsim.conv2d_input_grad(dy, w, x.shape, **kw),
+                                   lambda: approxsim.conv2d_filter_grad(x, dy, w.shape, **kw)])
+        tf_t, ax_t = paired_medians([tf_trio, ax])
+        out["conv trio (fwd+dx+dw) 32x32x64->64 3x3, mbm7"] = dict(macs=3 * 32 * 32 * 32 * 9 * 64 * 64, ax=ax_t,
+                                                                    tf=tf_t, method=method)
 
-        out["tf_conv_trio"], out["conv_trio"] = paired_medians([tf_trio, ax_trio])
+        x = rng.standard_normal((32, 56, 56, 128)).astype(np.float32)
+        w = (rng.standard_normal((3, 3, 128, 1)) * 0.3).astype(np.float32)
+        dy = rng.standard_normal((32, 56, 56, 128)).astype(np.float32)
+        tx, tw, tdy = tf.constant(x), tf.constant(w), tf.constant(dy)
+        kw = dict(strides=1, padding="SAME", groups=128, multiplier="mbm7", backend="cpu")
+        wg = w.reshape(3, 3, 1, 128)  # approxsim's grouped layout: (kh, kw, cin / groups, cout)
+
+        def tf_depthwise():
+            tf.nn.depthwise_conv2d(tx, tw, [1, 1, 1, 1], "SAME").numpy()
+            tf.nn.depthwise_conv2d_backprop_input(tx.shape, tw, tdy, [1, 1, 1, 1], "SAME").numpy()
+            tf.nn.depthwise_conv2d_backprop_filter(tx, tw.shape, tdy, [1, 1, 1, 1], "SAME").numpy()
+
+        ax, method = with_methods([lambda: approxsim.conv2d(x, wg, **kw),
+                                   lambda: approxsim.conv2d_input_grad(dy, wg, x.shape, **kw),
+                                   lambda: approxsim.conv2d_filter_grad(x, dy, wg.shape, **kw)])
+        tf_t, ax_t = paired_medians([tf_depthwise, ax])
+        out["depthwise 3x3 (fwd+dx+dw) 56x56x128, mbm7"] = dict(macs=3 * 32 * 56 * 56 * 9 * 128, ax=ax_t,
+                                                                 tf=tf_t, method=method)
     return out
 
 
@@ -117,7 +150,7 @@ def main(argv=None) -> int:
         return 0
 
     sizes = [1024] if args.quick else [512, 1024]
-    mults = ["mbm7"] if args.quick else ["mitchell3", "mbm7", "mbm11"]
+    mults = ["mbm7", "mbm11"] if args.quick else ["mitchell3", "mbm7", "mitchell7", "bf16", "mbm11", "mitchell11"]
     thread_counts = [2] if args.quick else [1, 2]
 
     def child(spec):
@@ -133,28 +166,18 @@ def main(argv=None) -> int:
     load_before = load()
     rows = []
     for t in thread_counts:
-        conv = t == max(thread_counts)
-        res = child(dict(threads=t, sizes=sizes, mults=mults, conv=conv))
-        for n in sizes:
-            for m in mults:
-                dt, tf_dt = res[f"{m}_matmul{n}"], res[f"tf_matmul{n}_{m}"]
-                rows.append((f"GEMM {n}^3 {m}", t, n ** 3 / dt / 1e9, dt * 1e3, tf_dt * 1e3, dt / tf_dt))
-        if conv:
-            dt, tf_dt = res["conv_trio"], res["tf_conv_trio"]
-            rows.append(("conv trio (fwd+dx+dw), mbm7", t, 3 * 32 * 32 * 32 * 9 * 64 * 64 / dt / 1e9, dt * 1e3,
-                         tf_dt * 1e3, dt / tf_dt))
+        res = child(dict(threads=t, sizes=sizes, mults=mults, conv=t == max(thread_counts)))
+        rows += [(name, t, r) for name, r in res.items()]
     load_after = load()
 
     header = (f"{time.strftime('%Y-%m-%d %H:%M')}, {machine()}, SIMD {_cpu.simd_level()}; "
               f"{load_before} before, {load_after} after; median of {REPEATS}")
-    lines = ["| case | threads | GMAC/s | approxsim ms | TF fp32 ms | ratio (approxsim / TF) |",
-             "|---|---|---|---|---|---|"]
-    for name, t, gmac, ms, tfms, ratio in rows:
-        lines.append(f"| {name} | {t} | {gmac:.2f} | {ms:.1f} | {tfms:.1f} | {ratio:.2f}x |")
-    if args.markdown:
-        print(header + "\n")
-    else:
-        print(header)
+    lines = ["| case | threads | method | GMAC/s | approxsim ms | TF fp32 ms | ratio (approxsim / TF) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, t, r in rows:
+        lines.append(f"| {name} | {t} | {r['method']} | {r['macs'] / r['ax'] / 1e9:.2f} | {r['ax'] * 1e3:.1f} | "
+                     f"{r['tf'] * 1e3:.1f} | {r['ax'] / r['tf']:.2f}x |")
+    print(header + ("\n" if args.markdown else ""))
     print("\n".join(lines))
     return 0
 

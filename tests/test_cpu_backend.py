@@ -6,6 +6,8 @@ paths only where they are exact, so the tests mix operands that keep every block
 range with operands across the whole exponent range, and run every SIMD path this CPU has.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -53,7 +55,31 @@ def _full_mantissa_table():
     return approxsim.Multiplier("full7", 7, np.random.default_rng(4).uniform(0.5, 4, (128, 128)).astype(np.float32))
 
 
-CUSTOM = {"hand3": _hand_table, "wide2": _wide_table, "bfzero6": _bf16_zero_table, "full7": _full_mantissa_table}
+METHODS = ("expanded", "linear", "lookup")
+
+
+@pytest.fixture(params=METHODS)
+def method(request):
+    """Every GEMM method of the CPU driver, forced (then back to the driver's choice). A method a
+    table cannot take falls back (expanded -> linear -> lookup), so each is run where it can be."""
+    if not cpu_ok:
+        pytest.skip(f"cpu backend not usable: {cpu_reason}")
+    from approxsim import _cpu
+
+    _cpu.force_method(request.param)
+    yield request.param
+    _cpu.force_method("auto")
+
+
+def _off_by_one_entry():
+    """mitchell7's table (linear-sum) with one entry moved by one ulp: must not be taken as structured."""
+    t = approxsim.multipliers.get("mitchell7").table.copy()
+    t[77, 40] = np.nextafter(t[77, 40], np.float32(4))
+    return approxsim.Multiplier("offby1", 7, t)
+
+
+CUSTOM = {"hand3": _hand_table, "wide2": _wide_table, "bfzero6": _bf16_zero_table, "full7": _full_mantissa_table,
+          "offby1": _off_by_one_entry}
 
 
 def _mult(name):
@@ -134,15 +160,15 @@ def test_single_products_bit_exact(fast_backend, name):
 
 @needs_cpu
 @pytest.mark.parametrize("name", ["mbm7", "mitchell5", "mitchell1", "mbm11", "fp32", "hand3", "wide2", "bfzero6",
-                                  "full7"])
-def test_every_simd_path_single_products_and_sums(simd, name):
+                                  "full7", "offby1", "mitchell11"])
+def test_every_simd_path_single_products_and_sums(simd, method, name):
     mult = _mult(name)
     rng = np.random.default_rng(2)
     a = np.concatenate([moderate(rng, 150), special_values(), random_bits(rng, 40)])
     b = np.concatenate([moderate(rng, 90), random_bits(rng, 30), special_values()])
     got = approxsim.matmul(a[:, None], b[None, :], multiplier=mult, backend="cpu")
     want = approxsim.matmul(a[:, None], b[None, :], multiplier=mult, backend="reference")
-    assert same_products(got, want).all(), simd
+    assert same_products(got, want).all(), (simd, method)
     if name == "wide2":
         return  # its products overflow float32 partial sums: only single products are comparable
     # Sums, with one block of wide exponents (exact path) among fast ones.
@@ -152,13 +178,13 @@ def test_every_simd_path_single_products_and_sums(simd, name):
     got = approxsim.matmul(a2, b2, multiplier=mult, backend="cpu")
     want = approxsim.matmul(a2, b2, multiplier=mult, backend="reference")
     abs_sum = np.abs(products(a2[:, :, None], b2[None, :, :], mult).astype(np.float64)).sum(axis=1)
-    assert within_tolerance(got, want, abs_sum).all(), simd
+    assert within_tolerance(got, want, abs_sum).all(), (simd, method)
     # Few columns: run transposed, on the transposed table.
     got = approxsim.matmul(a2, b2[:, :3], multiplier=mult, backend="cpu")
-    assert within_tolerance(got, want[:, :3], abs_sum[:, :3]).all(), simd
+    assert within_tolerance(got, want[:, :3], abs_sum[:, :3]).all(), (simd, method)
     got = approxsim.matmul(a[:, None], b[None, :5], multiplier=mult, backend="cpu")
     assert same_products(got, approxsim.matmul(a[:, None], b[None, :5], multiplier=mult,
-                                               backend="reference")).all(), simd
+                                               backend="reference")).all(), (simd, method)
 
 
 @pytest.mark.parametrize("name", ["mbm7", "hand3", "full7", "fp32", "wide2"])
@@ -227,26 +253,44 @@ def _marked():
     return approxsim.Multiplier("marked2", 2, t)
 
 
-def test_operand_order_forward_and_both_gradients(backend):
+def _marked_linear():
+    """A linear-sum table (u != v) whose two operand orders differ: T[1][2] = 2.25, T[2][1] = 2.0."""
+    u, v = np.arange(4), 2 * np.arange(4)
+    return approxsim.Multiplier("markedlin2", 2, (1 + 0.25 * (u[:, None] + v[None, :])).astype(np.float32))
+
+
+def _check_operand_order(mult, backend, rows=1):
     """Forward T[x][w], input gradient T[dy][w], filter gradient T[x][dy] (DESIGN.md section 1)."""
-    mult = _marked()
     p, q = 1.25, 1.5  # mantissa indices 1 and 2 at M = 2
-    x = np.full((1, 3, 3, 1), p, np.float32)
+    t12 = float(mult.table[1, 2])
+    x = np.full((rows, 3, 3, 1), p, np.float32)
     w = np.full((1, 1, 1, 1), q, np.float32)
     y = approxsim.conv2d(x, w, multiplier=mult, backend=backend)
-    np.testing.assert_array_equal(y, np.full((1, 3, 3, 1), 3.0))
-    dy = np.full((1, 3, 3, 1), p, np.float32)
+    np.testing.assert_array_equal(y, np.full(x.shape, t12))
+    dy = np.full(x.shape, p, np.float32)
     dx = approxsim.conv2d_input_grad(dy, w, x.shape, multiplier=mult, backend=backend)
-    np.testing.assert_array_equal(dx, np.full(x.shape, 3.0))
-    dy = np.full((1, 3, 3, 1), q, np.float32)
+    np.testing.assert_array_equal(dx, np.full(x.shape, t12))
+    dy = np.full(x.shape, q, np.float32)
     dw = approxsim.conv2d_filter_grad(x, dy, w.shape, multiplier=mult, backend=backend)
-    np.testing.assert_array_equal(dw, np.full(w.shape, 27.0))
-    m = approxsim.matmul(np.full((2, 1), p, np.float32), np.full((1, 3), q, np.float32), multiplier=mult,
+    np.testing.assert_array_equal(dw, np.full(w.shape, 9.0 * rows * t12))
+    m = approxsim.matmul(np.full((2 * rows, 1), p, np.float32), np.full((1, 3), q, np.float32), multiplier=mult,
                          backend=backend)
-    np.testing.assert_array_equal(m, np.full((2, 3), 3.0))
-    mt = approxsim.matmul(np.full((1, 2), p, np.float32), np.full((3, 1), q, np.float32), multiplier=mult,
+    np.testing.assert_array_equal(m, np.full((2 * rows, 3), t12))
+    mt = approxsim.matmul(np.full((1, 2 * rows), p, np.float32), np.full((3, 1), q, np.float32), multiplier=mult,
                           backend=backend, transpose_a=True, transpose_b=True)
-    np.testing.assert_array_equal(mt, np.full((2, 3), 3.0))
+    np.testing.assert_array_equal(mt, np.full((2 * rows, 3), t12))
+
+
+@pytest.mark.parametrize("marked", [_marked, _marked_linear])
+def test_operand_order_forward_and_both_gradients(backend, marked):
+    _check_operand_order(marked(), backend)
+
+
+@needs_cpu
+@pytest.mark.parametrize("marked", [_marked, _marked_linear])
+def test_operand_order_every_simd_path_and_method(simd, method, marked):
+    """The same on every forced kernel, with enough rows (64) that each method's panels fill up."""
+    _check_operand_order(marked(), "cpu", rows=8)
 
 
 # ----------------------------------------------------------------------------- convolutions
@@ -270,6 +314,10 @@ def _ids(g):
 @pytest.mark.parametrize("geo", GEOMETRIES, ids=[_ids(g) for g in GEOMETRIES])
 @pytest.mark.parametrize("name", ["mbm7", "fp32", "mbm11"])
 def test_conv_geometries(fast_backend, geo, name):
+    _check_conv(geo, name, fast_backend)
+
+
+def _check_conv(geo, name, fast_backend):
     rng = np.random.default_rng(5)
     x = rng.standard_normal(geo["x"]).astype(np.float32)
     w = rng.standard_normal(geo["w"]).astype(np.float32)
@@ -289,6 +337,49 @@ def test_conv_geometries(fast_backend, geo, name):
         bound = fn(*abs_args, multiplier="fp32", backend="reference", **opts).astype(np.float64) * 4
         assert got.shape == want.shape
         assert within_tolerance(got, want, bound).all()
+
+
+@needs_cpu
+@pytest.mark.parametrize("geo", [GEOMETRIES[5], GEOMETRIES[6], GEOMETRIES[3]], ids=["depthwise", "panels", "dilated"])
+@pytest.mark.parametrize("name", ["mitchell7", "bf16", "mbm11"])
+def test_conv_every_simd_path_and_method(simd, method, geo, name):
+    """Forward and both gradients on every forced kernel (batch, groups and tiles in one parallel loop)."""
+    _check_conv(geo, name, "cpu")
+
+
+DEPTHWISE = [
+    dict(x=(2, 9, 8, 16), w=(3, 3, 1, 16), strides=1, padding="SAME", groups=16),
+    dict(x=(3, 9, 10, 13), w=(3, 3, 1, 13), strides=2, padding="SAME", groups=13),      # channel tail
+    dict(x=(1, 11, 9, 24), w=(3, 2, 1, 24), strides=(2, 1), padding=((2, 0), (1, 1)), groups=24),
+    dict(x=(2, 12, 12, 8), w=(3, 3, 1, 8), strides=1, padding="SAME", dilations=2, groups=8),
+    dict(x=(1, 7, 8, 3), w=(5, 5, 1, 3), strides=3, padding="VALID", groups=3),
+]
+
+
+@pytest.mark.parametrize("geo", DEPTHWISE, ids=[_ids(g) for g in DEPTHWISE])
+@pytest.mark.parametrize("name", ["mitchell7", "mbm7", "mbm11", "mitchell3", "bf16"])
+def test_depthwise(fast_backend, geo, name):
+    """Depthwise convolutions (the CPU's channel-vector path for shift-class linear-sum tables)."""
+    _check_conv(geo, name, fast_backend)
+
+
+@needs_cpu
+@pytest.mark.parametrize("name", ["mitchell7", "mbm7", "mbm11", "lmul7", "markedlin2"])
+def test_depthwise_single_products_bit_exact(simd, name):
+    """A 1x1 depthwise convolution is one product per output, and its filter gradient with one
+    pixel too: bit-exact with the reference, specials included (which take the GEMM path)."""
+    mult = _marked_linear() if name == "markedlin2" else approxsim.multipliers.get(name)
+    rng = np.random.default_rng(9)
+    for x, w in [(moderate(rng, (2, 5, 7, 19)), moderate(rng, (1, 1, 1, 19))),
+                 (moderate(rng, (1, 3, 3, 22)), special_values().reshape(1, 1, 1, 22))]:
+        c = x.shape[-1]
+        for fn, args in [(approxsim.conv2d, (x, w)),
+                         (lambda a, b, **k: approxsim.conv2d_input_grad(a, b, x.shape, **k), (x, w)),
+                         (lambda a, b, **k: approxsim.conv2d_filter_grad(a, b, w.shape, **k),
+                          (x[:1, :1, :1], x[:1, :1, :1] * 0.75))]:
+            got = fn(*args, groups=c, multiplier=mult, backend="cpu")
+            want = fn(*args, groups=c, multiplier=mult, backend="reference")
+            assert same_products(got, want).all(), (simd, name)
 
 
 def test_conv_specials_match_reference(fast_backend):
@@ -465,17 +556,50 @@ def test_direct_multipliers_are_delegated():
     assert calls == ["matmul", "conv2d", "dx", "dw"]
 
 
+_MEMORY_CHILD = """
+import sys
+import numpy as np
+import approxsim
+from approxsim import _cpu
+def peak():  # VmHWM, after clearing it below: the peak from here on, not of the imports
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+rng = np.random.default_rng(12)
+x = rng.standard_normal((96, 32, 32, 32)).astype(np.float32)  # 12 MiB; an im2col would be 108 MiB
+w = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
+a = rng.standard_normal((1024, 1024)).astype(np.float32)
+approxsim.matmul(a[:8, :8], a[:8, :8], multiplier=sys.argv[1], backend="cpu")  # tables, pool
+out = np.empty((96, 32, 32, 32), np.float32)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+base = peak()
+for method in ("expanded", "linear", "lookup"):
+    _cpu.force_method(method)
+    y = approxsim.conv2d(x, w, padding="SAME", multiplier=sys.argv[1], backend="cpu")
+    dx = approxsim.conv2d_input_grad(y, w, x.shape, padding="SAME", multiplier=sys.argv[1], backend="cpu")
+    dw = approxsim.conv2d_filter_grad(x, y, w.shape, padding="SAME", multiplier=sys.argv[1], backend="cpu")
+    c = approxsim.matmul(a, a, multiplier=sys.argv[1], backend="cpu")
+    del y, dx, dw, c
+print(peak() - base)
+"""
+
+
 @needs_cpu
-def test_conv_memory_does_not_grow_with_batch():
-    """Implicit GEMM: the peak RSS stays within inputs + outputs + 64 MiB for a large batch."""
-    resource = pytest.importorskip("resource")
-    rng = np.random.default_rng(12)
-    x = rng.standard_normal((96, 32, 32, 32)).astype(np.float32)  # 12 MiB; an im2col would be 108 MiB
-    w = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    y = approxsim.conv2d(x, w, padding="SAME", multiplier="mbm7", backend="cpu")
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    assert after - before < y.nbytes + 64 * 2 ** 20
+@pytest.mark.parametrize("name", ["mbm7", "mbm11"])
+def test_working_memory_is_bounded(name):
+    """Implicit GEMM and one scratch per pool thread: in a fresh process, its peak RSS reset after
+    the imports and the tables, every method's convolution trio and a 1024^3 GEMM add at most their results (two live at
+    once, 24 MiB) plus 64 MiB to the peak RSS. An im2col, or work buffers per method, would not fit."""
+    if not os.path.exists("/proc/self/clear_refs"):
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, name], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    grown = int(run.stdout.split()[-1])
+    assert grown < 24 * 2 ** 20 + 64 * 2 ** 20, f"peak RSS grew by {grown / 2 ** 20:.0f} MiB"
 
 
 def _child_matmul(a):

@@ -129,7 +129,8 @@ class CpuTableKernels(Kernels):
         mult = self.multiplier
         if mult.is_exact:
             return mult.derived("cpu_table", lambda: _cpu.prepare_table(None, 0))
-        return mult.derived("cpu_table", lambda: _cpu.prepare_table(mult.table, mult.mantissa_bits))
+        return mult.derived("cpu_table", lambda: _cpu.prepare_table(mult.table, mult.mantissa_bits,
+                                                                    mult.structure))
 
     def _multiply(self, a, b):
         if self.multiplier.is_exact:

@@ -23,58 +23,27 @@
 #include <vector>
 
 #include "approx_product.h"
+#include "cpu_simd.h"
+#include "cpu_table.h"
 
 namespace approxsim {
-
-enum SimdLevel { kPortable = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Vbmi = 3 };
-
-int detected_simd_level();  // what the CPU supports
-int simd_level();           // what is used (detected, or lower when forced)
-void set_simd_level(int level);  // forces a level <= detected (for tests); -1 restores
-const char* simd_name(int level);
-
-// A float buffer on 2 MiB boundaries, in transparent huge pages where the OS allows: the
-// gathers of a large table (M = 11: 16 MiB) would otherwise miss the TLB at every lookup.
-class HugeFloats {
- public:
-  void assign(const float* src, size_t n, size_t pad);
-  const float* data() const { return p_.get(); }
-
- private:
-  struct Free {
-    void operator()(float* p) const;
-  };
-  std::unique_ptr<float, Free> p_;
-};
-
-// A multiplier table in every form the kernels use.
-struct Table {
-  int m = 0;                        // mantissa bits; 0 for the exact fp32 product
-  HugeFloats f32;                   // 2^2M entries (+ padding)
-  std::vector<uint16_t> bf16;       // upper halves, when bf16_exact (+ padding)
-  bool bf16_exact = false;          // every entry equals its upper 16 bits
-  std::vector<uint8_t> planes;      // bf16 entries as byte planes: row i at 256*i, low bytes then high
-                                    // bytes of T[i][0..127] (M <= 7, bf16_exact)
-  bool all_normal = false;          // every entry is a nonzero normal number
-  std::vector<approxsim_entry> split;  // for the exact scalar path
-  int emin = 0, emax = 0;           // unbiased exponent range of the nonzero entries
-  bool any_nonzero = false;
-
-  // The table of the swapped operands, T'[j][i] = T[i][j] (built on first use; this
-  // table itself for the exact product).
-  const Table& transposed() const;
-
-  struct Transposed;
-  std::shared_ptr<Transposed> tr;
-};
-
-Table make_table(const float* t, int m);  // m == 0: exact product (t unused)
 
 // Exponent range (unbiased) of the normal operands of a panel, and whether it holds an Inf or
 // NaN: approx_product.h's approxsim_range. Zero and subnormal operands do not count.
 struct Stats : approxsim_range {
   Stats() : approxsim_range(approxsim_range_empty()) {}
 };
+
+inline uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 // Whether the float-domain product is exact for every pair of a panel pair (approx_product.h).
 inline bool float_domain_exact(const Table& t, const Stats& a, const Stats& b) {
@@ -106,16 +75,34 @@ struct KernelSet {
 
 KernelSet select_kernels(const Table& t);
 
-inline uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-inline float from_bits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+// ---------------------------------------------------------------------------------
+// Lookup-free kernels, MR = 4 rows by NR = 16 columns at every SIMD level (the AVX2 code on AVX2 and
+// AVX-512 CPUs, scalar code on the others). Both compute each product in the float domain, as the
+// table kernels do, and need the same range check (float_domain_exact) per panel pair.
+
+constexpr int kFreeMR = 4, kFreeNR = 16;
+
+// Linear-sum tables (Table::lin): A panels hold au = u[i] and asc = scale(a), B panels bv = v[j] and
+// bsc = scale(b); tile[r*16 + c] = sum_k t(au + bv) * (asc * bsc), t(s) = fma(beta_p, s, alpha_p).
+using LinearKernel = void (*)(int kc, int as, const float* au, const float* asc, const float* bv, const float* bsc,
+                              const LinearSum& lin, float* tile);
+LinearKernel select_linear_kernel(const Table& t);
+
+// Expanded operand (M <= kMaxExpandedBits): a B panel of kc x 16 operands becomes
+// bx[(k*2^M + i)*16 + c] = T[i][j(b[k][c])] * scale(b[k][c]) for every table row i. A panels hold
+// each operand in two bytes, interleaved (element (r, k) at k*4 + r): its top 16 bits, that is sign,
+// exponent and the 7 leading fraction bits, of which the leading M are its table row i (compact_a);
+// the kernel adds sum_k bx[(k*2^M + i)*16 + c] * scale(a) to acc[r*16 + c] (in and out).
+// Contraction steps of one expanded panel: about 256 KiB (L2) at M = 7.
+constexpr int kExpandedMaxKc = 128;
+inline int expanded_kc(int m) { return m >= 5 ? (4096 >> m) : kExpandedMaxKc; }
+using ExpandedKernel = void (*)(int kc, const uint16_t* a, int m, const float* bx, float* acc);
+inline uint16_t compact_a(uint32_t u) { return static_cast<uint16_t>(u >> 16); }
+inline int compact_row(uint16_t a, int m) { return ((a & 0x7F) >> (7 - m)) * 16; }  // offset of row i in a slab
+inline float compact_scale(uint16_t a) { return from_bits(uint32_t(a & 0xFF80u) << 16); }
+using ExpandBuild = void (*)(const float* raw, int kc, const Table& t, float* bx, Stats& s);  // raw: kc x 16
+ExpandedKernel select_expanded_kernel();
+ExpandBuild select_expand_build();
 
 // Adds one operand (bit pattern u) to the stats of its panel.
 inline void account(uint32_t u, Stats& s) { approxsim_range_add(&s, u); }

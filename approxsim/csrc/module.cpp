@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "approx_product.h"
+#include "cpu_driver.h"
 #include "cpu_gemm.h"
 #include "cpu_kernels.h"
 #include "cpu_pool.h"
@@ -58,7 +59,9 @@ py::array_t<float> multiply(const FArray& a, const FArray& b, const FArray& tabl
   return out;
 }
 
-std::shared_ptr<Table> prepare_table(const py::object& table, int m) {
+// A table prepared for the kernels; `structure` (approxsim.structure.TableStructure or None) adds
+// the linear-sum form when it has one (approxsim verified it entry by entry).
+std::shared_ptr<Table> prepare_table(const py::object& table, int m, const py::object& structure) {
   if (table.is_none()) {
     if (m != 0) throw std::invalid_argument("prepare_table: no table given; pass mantissa_bits=0 for the exact product");
     return std::make_shared<Table>(approxsim::make_table(nullptr, 0));
@@ -67,7 +70,21 @@ std::shared_ptr<Table> prepare_table(const py::object& table, int m) {
   if (!t || m < 1 || m > 11 || t.size() != (py::ssize_t(1) << (2 * m)))
     throw std::invalid_argument("prepare_table: the table must hold 2^(2M) float32 entries with M in 1..11. "
                                 "Received: mantissa_bits=" + std::to_string(m));
-  return std::make_shared<Table>(approxsim::make_table(t.data(), m));
+  auto out = std::make_shared<Table>(approxsim::make_table(t.data(), m));
+  if (!structure.is_none() && structure.attr("kind").cast<std::string>() == "linear-sum") {
+    const FArray u = FArray::ensure(structure.attr("u")), v = FArray::ensure(structure.attr("v"));
+    const auto alphas = structure.attr("alphas").cast<std::vector<float>>();
+    const auto betas = structure.attr("betas").cast<std::vector<float>>();
+    auto theta = structure.attr("thresholds").cast<std::vector<float>>();
+    theta.insert(theta.begin(), 0.0f);
+    const py::ssize_t side = py::ssize_t(1) << m;
+    if (!u || !v || u.size() != side || v.size() != side || alphas.size() != betas.size() ||
+        theta.size() != alphas.size() || alphas.empty() || alphas.size() > 4)
+      throw std::invalid_argument("prepare_table: a linear-sum structure needs 2^M classes per side and 1..4 pieces");
+    approxsim::set_linear_sum(*out, u.data(), v.data(), static_cast<int>(alphas.size()), theta.data(), alphas.data(),
+                              betas.data());
+  }
+  return out;
 }
 
 // Batched matmul. a: (A, M, K) or (A, K, M) with transpose_a; b: (B, K, N) or (B, N, K).
@@ -98,14 +115,7 @@ py::array_t<float> matmul(const FArray& a, const FArray& b, const Table& t, bool
   const int64_t asz = a.shape(1) * a.shape(2), bsz = b.shape(1) * b.shape(2);
   {
     py::gil_scoped_release release;
-    const int threads = approxsim::num_threads();
-    for (int64_t q = 0; q < batch; ++q) {
-      const float* A = pa + ai[q] * asz;
-      const float* B = pb + bi[q] * bsz;
-      // a[r][k]: row-major (M, K) -> (K, 1); transposed (K, M) -> (1, M).
-      approxsim::gemm_strided(A, ta ? 1 : ka, ta ? m : 1, B, tb ? 1 : n, tb ? kb : 1, po + q * m * n, m, n, ka, t,
-                              threads);
-    }
+    approxsim::matmul_batched(pa, pb, po, ai, bi, batch, asz, bsz, m, n, ka, ta, tb, t, approxsim::num_threads());
   }
   return out;
 }
@@ -211,6 +221,7 @@ PYBIND11_MODULE(_cpu, mod) {
   py::class_<Table, std::shared_ptr<Table>>(mod, "Table", "A multiplier table prepared for the CPU kernels.")
       .def_property_readonly("mantissa_bits", [](const Table& t) { return t.m; })
       .def_property_readonly("bf16_exact", [](const Table& t) { return t.bf16_exact; })
+      .def_property_readonly("linear_sum", [](const Table& t) { return t.lin.valid; })
       .def_property_readonly("exponent_range", [](const Table& t) { return py::make_tuple(t.emin, t.emax); });
   auto geometry = py::class_<Geom>(mod, "Geometry",
                                    "A checked convolution geometry; keyword fields as approxsim.geometry.ConvGeometry.");
@@ -226,7 +237,8 @@ PYBIND11_MODULE(_cpu, mod) {
     return names;
   }, "The fields of the Geometry struct, in memory order.");
   mod.def("prepare_table", &prepare_table, py::arg("table"), py::arg("mantissa_bits"),
-          "Prepares a (2^M, 2^M) float32 table (or None with M=0: the exact product).");
+          py::arg("structure") = py::none(),
+          "Prepares a (2^M, 2^M) float32 table (or None with M=0: the exact product), with its structure.");
   mod.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("table"), py::arg("transpose_a"),
           py::arg("transpose_b"), py::arg("a_index"), py::arg("b_index"));
   using P = ConvPart;
@@ -247,5 +259,17 @@ PYBIND11_MODULE(_cpu, mod) {
           py::arg("level"), "Uses at most this SIMD path ('auto' restores the best); for tests and benchmarks.");
   mod.def("run_direct", &run_direct, py::arg("chunk"), py::arg("op"), py::arg("args"), py::arg("items"),
           py::arg("grain"), "Runs a direct multiplier's operation on the kernels' thread pool (GIL released).");
+  mod.def("force_method", [](const std::string& name) {
+    static const char* names[] = {"exact", "expanded", "linear", "lookup"};
+    if (name == "auto") return approxsim::force_method(-1);
+    for (int i = 1; i < 4; ++i)
+      if (name == names[i]) return approxsim::force_method(i);
+    throw std::invalid_argument("method must be auto, expanded, linear or lookup. Received: method=" + name);
+  }, py::arg("method"), "Forces the GEMM method (tests and benchmarks; 'auto' restores the choice).");
+  mod.def("method_for", [](const Table& t, int64_t rows) {
+    return std::string(approxsim::method_name(approxsim::choose_method(t, rows)));
+  }, py::arg("table"), py::arg("rows"), "The GEMM method the driver chooses for a table and a number of rows.");
+  mod.def("last_method", [] { return std::string(approxsim::last_method()); },
+          "The GEMM method of this thread's last call (benchmarks print it).");
   mod.def("num_threads", &approxsim::num_threads, "Threads the kernels use ($APPROXSIM_NUM_THREADS or all cores).");
 }

@@ -1,0 +1,463 @@
+// cpu_driver.h: the blocked GEMM driver: which kernels run, on which tiles, in one parallel loop.
+//
+// A call is a list of jobs (one GEMM each: a batch entry of a matmul, a group of a convolution),
+// all with the same shapes and operand sources. The driver picks one method for them, from the
+// table and the shapes:
+//
+//   exact     the IEEE product (fp32), FMA kernels;
+//   expanded  tables up to M = 8 with many rows: each B panel becomes the expanded operand of
+//             every table row, and the micro-kernel is broadcast-FMA over contiguous loads;
+//   linear    linear-sum tables (Mitchell, MBM, L-Mul, at any M): the entry computed, not looked up;
+//   lookup    any other table: the per-level gather / permute / byte-permute kernels.
+//
+// It cuts every job into tiles (rows, columns, or for long contractions with a small result, the
+// contraction), and runs all tiles of all jobs in one parallel loop of the thread pool. The loop
+// nest within a tile follows the usual blocked GEMM (Goto and van de Geijn, "Anatomy of
+// high-performance matrix multiplication", ACM TOMS 2008). Every product is exactly DESIGN.md
+// section 1: a panel pair whose exponent ranges fail float_domain_exact (or holding Inf/NaN) is
+// computed by the exact scalar path of approx_product.h instead.
+#ifndef APPROXSIM_CPU_DRIVER_H_
+#define APPROXSIM_CPU_DRIVER_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "cpu_kernels.h"
+#include "cpu_operands.h"
+#include "cpu_pool.h"
+
+namespace approxsim {
+
+// Block sizes of the packed loops (multiples of every MR and NR).
+struct Blocking {
+  int kc;  // contraction steps per packed block
+  int mc;  // rows of A per packed block
+  int nc;  // columns of B per packed block
+};
+constexpr Blocking kLookupBlocking{256, 128, 512};
+constexpr int kExpandedRows = 2048;  // rows of A packed at once for an expanded panel
+// Contraction steps of an expanded panel: about 256 KiB of panel (2^M rows x kc x 16 floats), in L2.
+
+enum class Method { kExact, kExpanded, kLinear, kLookup };
+
+// A method forced for tests and benchmarks (-1: choose; cpu_gemm.cpp). A forced method the table
+// cannot take falls back to the next one (expanded -> linear -> lookup).
+int forced_method();
+void force_method(int method);
+const char* method_name(Method method);
+// The method of the calling thread's last GEMM call, for benchmarks: "expanded", "linear (transposed)", ...
+void note_method(Method method, bool transposed);
+const char* last_method();
+
+// The method for a table and the number of rows of the problem.
+inline Method choose_method(const Table& t, int64_t rows) {
+  if (t.m == 0) return Method::kExact;
+  const int forced = forced_method();
+  if (forced >= 0) {
+    if (forced == static_cast<int>(Method::kExpanded) && t.m <= kMaxExpandedBits) return Method::kExpanded;
+    if (forced <= static_cast<int>(Method::kLinear) && t.lin.valid) return Method::kLinear;
+    return Method::kLookup;
+  }
+  if (t.m <= kMaxExpandedBits && rows >= (int64_t(2) << t.m) && simd_level() >= kAvx2) return Method::kExpanded;
+  if (t.lin.valid) return Method::kLinear;
+  return Method::kLookup;
+}
+
+// Per-thread working memory, one for every GEMM of the thread (cpu_driver.cpp).
+struct Work {
+  std::vector<float> araw, asc, braw, bsc, tile, bx;
+  std::vector<int32_t> aoff, bidx32;
+  std::vector<uint16_t> bidx16, bext, a16;
+  std::vector<uint8_t> bidx8;
+  std::vector<uint32_t> bmask;
+  std::vector<uint64_t> bmask64;
+  std::vector<Stats> astats, bstats;
+};
+Work& scratch();
+
+// The first 64-byte boundary at or after p (buffers allocate 16 floats more).
+inline float* cache_line_aligned(float* p) {
+  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
+}
+
+namespace detail {
+
+// The exact scalar path for one tile (DESIGN.md section 1 through approx_product.h).
+template <class ASrc, class BSrc>
+void exact_tile(const ASrc& A, const BSrc& B, int64_t row0, int rows, int64_t col0, int cols, int64_t k0, int kc,
+                const Table& t, int nr, float* tile) {
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      float acc = 0.0f;
+      for (int k = 0; k < kc; ++k) {
+        float a, b;
+        if (!A.get(row0 + r, k0 + k, a) || !B.get(k0 + k, col0 + c, b)) continue;
+        acc += t.m == 0 ? a * b : approxsim_mul_split(a, b, t.split.data(), t.m);
+      }
+      tile[r * nr + c] = acc;
+    }
+}
+
+// C[r][c] is C[r * ldc + c], or C[c * ldc + r] with trans_c.
+inline void add_tile(float* C, int64_t ldc, bool trans_c, int64_t row0, int rows, int64_t col0, int cols,
+                     const float* tile, int nr) {
+  if (!trans_c) {  // contiguous rows: vectorised
+    for (int r = 0; r < rows; ++r) {
+      float* dst = C + (row0 + r) * ldc + col0;
+      const float* src = tile + r * nr;
+      for (int c = 0; c < cols; ++c) dst[c] += src[c];
+    }
+    return;
+  }
+  for (int r = 0; r < rows; ++r) {
+    float* dst = C + row0 + r + col0 * ldc;
+    for (int c = 0; c < cols; ++c) dst[c * ldc] += tile[r * nr + c];
+  }
+}
+
+inline void zero_block(float* C, int64_t ldc, bool trans_c, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  const int64_t rs = trans_c ? 1 : ldc, cs = trans_c ? ldc : 1;
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c = c0; c < c1; ++c) C[r * rs + c * cs] = 0.0f;
+}
+
+// Converts a packed B panel (kc x nr raw operands) to the kernels' format; returns its stats.
+inline Stats convert_b_panel(Method method, const KernelSet& ks, const Table& t, float* raw, int kc, int nr,
+                             Work& w, size_t base, int jp) {
+  Stats s;
+  const int m = t.m, shift = 23 - m;
+  const uint32_t imask = (1u << m) - 1;
+  float* sc = w.bsc.data() + base;
+  if (method == Method::kExact) {
+    for (int q = 0; q < kc * nr; ++q) {
+      account(bits(raw[q]), s);
+      sc[q] = raw[q];
+    }
+  } else if (method == Method::kLinear) {
+    float* v = w.braw.data() + base;  // the class of each operand replaces it in place
+    for (int q = 0; q < kc * nr; ++q) {
+      const uint32_t u = bits(raw[q]);
+      account(u, s);
+      sc[q] = scale_of(u);
+      v[q] = t.lin.v[(u >> shift) & imask];
+    }
+  } else if (ks.bformat == kBytes8) {
+    for (int k = 0; k < kc; ++k)
+      convert_b_bytes8(raw + k * nr, m, w.bidx8.data() + base + k * nr, w.bext.data() + base + k * nr,
+                       w.bmask64.data() + size_t(jp) * kLookupBlocking.kc + k, s);
+  } else if (ks.bformat == kPermute16) {
+    uint16_t* idx = w.bidx16.data() + base;
+    uint32_t* msk = w.bmask.data() + size_t(jp) * kLookupBlocking.kc;
+    for (int k = 0; k < kc; ++k) {
+      uint32_t mk = 0;
+      for (int c = 0; c < nr; ++c) {
+        const uint32_t u = bits(raw[k * nr + c]);
+        account(u, s);
+        const uint32_t j = (u >> shift) & imask;
+        const int pos = permute_pos(c);
+        idx[k * nr + pos] = static_cast<uint16_t>(j);
+        mk |= ((j >> 6) & 1u) << pos;
+        sc[k * nr + c] = scale_of(u);
+      }
+      msk[k] = mk;
+    }
+  } else {
+    int32_t* idx = w.bidx32.data() + base;
+    for (int q = 0; q < kc * nr; ++q) {
+      const uint32_t u = bits(raw[q]);
+      account(u, s);
+      idx[q] = static_cast<int32_t>((u >> shift) & imask);
+      sc[q] = scale_of(u);
+    }
+  }
+  return s;
+}
+
+// Rows r0..r1, columns c0..c1 of C, contraction k0..k1: the exact, linear and lookup methods.
+template <class ASrc, class BSrc>
+void gemm_task(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c, int64_t r0, int64_t r1, int64_t c0,
+               int64_t c1, int64_t k0, int64_t k1, const Table& t, Method method, Work& w) {
+  const KernelSet ks = method == Method::kLinear ? KernelSet{kFreeMR, kFreeNR, kGather32, t.m, nullptr, nullptr}
+                                                 : select_kernels(t);
+  const LinearKernel linear = method == Method::kLinear ? select_linear_kernel(t) : nullptr;
+  const int mr = ks.mr, nr = ks.nr, m = t.m;
+  const Blocking bl = kLookupBlocking;
+  zero_block(C, ldc, trans_c, r0, r1, c0, c1);
+  if (k1 <= k0) return;
+  w.araw.resize(size_t(bl.mc) * bl.kc);
+  w.asc.resize(size_t(bl.mc) * bl.kc);
+  w.aoff.resize(size_t(bl.mc) * bl.kc);
+  w.astats.resize(bl.mc / mr + 1);
+  w.braw.resize(size_t(bl.nc) * bl.kc);
+  w.bsc.resize(size_t(bl.nc) * bl.kc);
+  w.bidx32.resize(size_t(bl.nc) * bl.kc);
+  w.bidx16.resize(size_t(bl.nc) * bl.kc);
+  w.bmask.resize(size_t(bl.nc / nr + 1) * bl.kc);
+  if (ks.bformat == kBytes8) {
+    w.bidx8.resize(size_t(bl.nc) * bl.kc);
+    w.bext.resize(size_t(bl.nc) * bl.kc);
+    w.bmask64.resize(size_t(bl.nc / nr + 1) * bl.kc);
+  }
+  w.bstats.resize(bl.nc / nr + 1);
+  w.tile.resize(size_t(mr) * nr);
+  const int shift = 23 - m;
+  const uint32_t imask = (1u << m) - 1;
+
+  for (int64_t jc = c0; jc < c1; jc += bl.nc) {
+    const int nc = static_cast<int>(std::min<int64_t>(bl.nc, c1 - jc));
+    const int npan = (nc + nr - 1) / nr;
+    for (int64_t pc = k0; pc < k1; pc += bl.kc) {
+      const int kc = static_cast<int>(std::min<int64_t>(bl.kc, k1 - pc));
+      for (int jp = 0; jp < npan; ++jp) {  // pack B: npan panels of kc x nr
+        const size_t base = size_t(jp) * bl.kc * nr;
+        float* raw = w.braw.data() + base;
+        B.pack(pc, kc, jc + int64_t(jp) * nr, std::min(nr, nc - jp * nr), raw, nr);
+        w.bstats[jp] = convert_b_panel(method, ks, t, raw, kc, nr, w, base, jp);
+      }
+      for (int64_t ic = r0; ic < r1; ic += bl.mc) {
+        const int mc = static_cast<int>(std::min<int64_t>(bl.mc, r1 - ic));
+        const int mpan = (mc + mr - 1) / mr;
+        // Pack the block's rows (row r at r * kc: panel ip holds rows ip*mr .. ip*mr + mr - 1).
+        A.pack(ic, mc, pc, kc, w.araw.data(), bl.kc);
+        for (int r = mc; r < mpan * mr; ++r) std::memset(w.araw.data() + size_t(r) * bl.kc, 0, sizeof(float) * kc);
+        for (int ip = 0; ip < mpan; ++ip) {
+          const size_t base = size_t(ip) * bl.kc * mr;
+          Stats s;
+          for (int r = 0; r < mr; ++r) {
+            const size_t row = base + size_t(r) * bl.kc;
+            if (method == Method::kLinear) {
+              float* au = w.araw.data() + row;  // the class of each operand replaces it in place
+              for (int k = 0; k < kc; ++k) {
+                const uint32_t u = bits(au[k]);
+                account(u, s);
+                w.asc[row + k] = scale_of(u);
+                au[k] = t.lin.u[(u >> shift) & imask];
+              }
+            } else {
+              convert_a(w.araw.data() + row, kc, m, ks.aoff_shift, w.aoff.data() + row, w.asc.data() + row, s);
+            }
+          }
+          w.astats[ip] = s;
+        }
+        for (int jp = 0; jp < npan; ++jp) {
+          const size_t bbase = size_t(jp) * bl.kc * nr;
+          const int cols = std::min(nr, nc - jp * nr);
+          const int64_t col0 = jc + int64_t(jp) * nr;
+          for (int ip = 0; ip < mpan; ++ip) {
+            const size_t abase = size_t(ip) * bl.kc * mr;
+            const int rows = std::min(mr, mc - ip * mr);
+            const int64_t row0 = ic + int64_t(ip) * mr;
+            float* tile = w.tile.data();
+            const Stats& as = w.astats[ip];
+            const Stats& bs = w.bstats[jp];
+            const bool fast = method == Method::kExact ? fma_safe(as, bs) : float_domain_exact(t, as, bs);
+            if (!fast) {
+              exact_tile(A, B, row0, rows, col0, cols, pc, kc, t, nr, tile);
+            } else if (method == Method::kExact) {
+              ks.exact(kc, bl.kc, w.asc.data() + abase, w.bsc.data() + bbase, tile);
+            } else if (method == Method::kLinear) {
+              linear(kc, bl.kc, w.araw.data() + abase, w.asc.data() + abase, w.braw.data() + bbase,
+                     w.bsc.data() + bbase, t.lin, tile);
+            } else {
+              const void* bidx = w.bidx32.data() + bbase;
+              const void* bext = nullptr;
+              const void* bmask = w.bmask.data() + size_t(jp) * bl.kc;
+              if (ks.bformat == kPermute16) {
+                bidx = w.bidx16.data() + bbase;
+              } else if (ks.bformat == kBytes8) {
+                bidx = w.bidx8.data() + bbase;
+                bext = w.bext.data() + bbase;
+                bmask = w.bmask64.data() + size_t(jp) * bl.kc;
+              }
+              ks.table(kc, bl.kc, w.aoff.data() + abase, w.asc.data() + abase, bidx, bext, bmask,
+                       w.bsc.data() + bbase, t, tile);
+            }
+            add_tile(C, ldc, trans_c, row0, rows, col0, cols, tile, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The same tile by the expanded method. For a chunk of rows, A is packed once for a long stretch of
+// the contraction (raw floats: the kernel reads the panel row and the scale from their bits); then
+// for each 16-column panel of B, each contraction block is expanded and swept by every row of the
+// chunk, the sums staying in a chunk-sized accumulator (in cache) until the panel is done.
+template <class ASrc, class BSrc>
+void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c, int64_t r0, int64_t r1,
+                        int64_t c0, int64_t c1, int64_t k0, int64_t k1, const Table& t, Work& w) {
+  constexpr int mr = kFreeMR, nr = kFreeNR;
+  const int m = t.m, side = 1 << m, kcx = expanded_kc(m);
+  const ExpandedKernel kernel = select_expanded_kernel();
+  const ExpandBuild build = select_expand_build();
+  zero_block(C, ldc, trans_c, r0, r1, c0, c1);
+  if (k1 <= k0) return;
+  // A stretch of the contraction (a multiple of the block) and a chunk of rows: about 8 MiB of A.
+  const int64_t stretch = std::min<int64_t>(k1 - k0, int64_t(16384) / kcx * kcx);
+  const int64_t chunk_rows = std::max<int64_t>(mr, std::min<int64_t>((int64_t(2) << 20) / stretch, 4096) / mr * mr);
+  const int rc = static_cast<int>(std::min<int64_t>(chunk_rows, (r1 - r0 + mr - 1) / mr * mr));
+  const int ks = static_cast<int>(stretch);
+  const int nblk = (ks + kcx - 1) / kcx;
+  w.araw.resize(size_t(rc) * ks);
+  w.a16.resize(size_t(nblk) * kcx * rc + 8);  // block-major: block b of row panel ip at (b * panels + ip) * kcx * mr
+  w.astats.resize(size_t(rc / mr + 1) * nblk);
+  w.braw.resize(size_t(kcx) * nr);
+  w.bx.resize(size_t(side) * kcx * nr + 16);
+  float* const bx = cache_line_aligned(w.bx.data());  // each row of the panel in one cache line
+  w.asc.resize(size_t(rc) * nr);  // the chunk's accumulators
+  w.tile.resize(size_t(mr) * nr);
+  for (int64_t pk = k0; pk < k1; pk += ks) {
+    const int klen = static_cast<int>(std::min<int64_t>(ks, k1 - pk));
+    for (int64_t ic = r0; ic < r1; ic += rc) {
+      const int mc = static_cast<int>(std::min<int64_t>(rc, r1 - ic));
+      const int mpan = (mc + mr - 1) / mr;
+      A.pack(ic, mc, pk, klen, w.araw.data(), ks);
+      for (int r = mc; r < mpan * mr; ++r) std::memset(w.araw.data() + size_t(r) * ks, 0, sizeof(float) * klen);
+      for (int ip = 0; ip < mpan; ++ip)  // two-byte operands and stats, once for every column panel
+        for (int b = 0; b * kcx < klen; ++b) {
+          Stats s;
+          const int kc = std::min(kcx, klen - b * kcx);
+          uint16_t* dst = w.a16.data() + (size_t(b) * mpan + ip) * kcx * mr;
+          for (int r = 0; r < mr; ++r) {
+            const float* row = w.araw.data() + (size_t(ip) * mr + r) * ks + size_t(b) * kcx;
+            for (int k = 0; k < kc; ++k) {
+              const uint32_t u = bits(row[k]);
+              account(u, s);
+              dst[k * mr + r] = compact_a(u);
+            }
+          }
+          w.astats[size_t(ip) * nblk + b] = s;
+        }
+      for (int64_t col0 = c0; col0 < c1; col0 += nr) {
+        const int cols = static_cast<int>(std::min<int64_t>(nr, c1 - col0));
+        float* acc = w.asc.data();
+        std::memset(acc, 0, sizeof(float) * size_t(mpan) * mr * nr);
+        for (int b = 0; b * kcx < klen; ++b) {
+          const int kc = std::min(kcx, klen - b * kcx);
+          const int64_t kb = pk + int64_t(b) * kcx;
+          B.pack(kb, kc, col0, cols, w.braw.data(), nr);
+          Stats bs;
+          build(w.braw.data(), kc, t, bx, bs);
+          const uint16_t* ablock = w.a16.data() + size_t(b) * mpan * kcx * mr;
+          for (int ip = 0; ip < mpan; ++ip) {
+            float* a = acc + size_t(ip) * mr * nr;
+            if (float_domain_exact(t, w.astats[size_t(ip) * nblk + b], bs)) {
+              kernel(kc, ablock + size_t(ip) * kcx * mr, m, bx, a);
+            } else {
+              float* tile = w.tile.data();
+              exact_tile(A, B, ic + int64_t(ip) * mr, std::min(mr, mc - ip * mr), col0, cols, kb, kc, t, nr, tile);
+              for (int q = 0; q < mr * nr; ++q) a[q] += tile[q];
+            }
+          }
+        }
+        add_tile(C, ldc, trans_c, ic, mc, col0, cols, acc, nr);
+      }
+    }
+  }
+}
+
+}  // namespace detail
+
+// One GEMM of a call: C[M, N] = A (*) B (see cpu_operands.h for the sources).
+template <class ASrc, class BSrc>
+struct Job {
+  ASrc A;
+  BSrc B;
+  float* C;
+  int64_t ldc;
+  bool trans_c;
+};
+
+// Runs every job (same M, N, K) on up to `threads` threads: all their tiles in one parallel loop.
+template <class ASrc, class BSrc>
+void run_jobs(const std::vector<Job<ASrc, BSrc>>& jobs, int64_t M, int64_t N, int64_t K, const Table& t, int threads) {
+  if (jobs.empty() || M <= 0 || N <= 0) return;
+  const int64_t njobs = static_cast<int64_t>(jobs.size());
+  const int64_t work = njobs * M * N * std::max<int64_t>(K, 1);
+  if (work < (int64_t(1) << 16)) threads = 1;
+  const int64_t want = threads > 1 ? int64_t(4) * threads : 1;  // tiles wanted, all jobs together
+  const int64_t per_job = std::max<int64_t>(1, (want + njobs - 1) / njobs);
+  // Split the contraction for long ones with a small result (filter gradients), each tile summing
+  // into its own copy of C (the order of the sums is unspecified): no two threads pack the same B.
+  const Method whole = choose_method(t, M);
+  const int64_t unit = whole == Method::kExpanded ? expanded_kc(t.m) : kLookupBlocking.kc;
+  int64_t tasks_k = 1, tasks_m = 1, tasks_n = 1;
+  if (per_job > 1 && M <= kLookupBlocking.mc && N <= 2 * kLookupBlocking.mc && K >= 8 * unit * per_job) {
+    tasks_k = std::min<int64_t>(per_job, K / (4 * unit));
+  } else if (per_job > 1) {
+    const int64_t col_panels = (N + 15) / 16;
+    const bool by_columns = whole == Method::kExpanded ? col_panels >= per_job : M < N;
+    if (by_columns) {
+      tasks_n = std::min<int64_t>(per_job, col_panels);
+    } else {
+      tasks_m = std::min<int64_t>(per_job, std::max<int64_t>(1, M / 16));
+    }
+  }
+  const int64_t tiles = tasks_m * tasks_n * tasks_k;
+  std::vector<float> partial(tasks_k > 1 ? size_t(njobs) * tasks_k * M * N : 0);
+  const int64_t k_steps = (K + unit - 1) / unit;
+  ThreadPool::instance().parallel_for(static_cast<int>(njobs * tiles), threads, [&](int task) {
+    const Job<ASrc, BSrc>& job = jobs[task / tiles];
+    const int64_t tile = task % tiles, tm = tile / (tasks_n * tasks_k), tn = (tile / tasks_k) % tasks_n,
+                  tk = tile % tasks_k;
+    const int64_t r0 = M * tm / tasks_m / 16 * 16, r1 = tm + 1 == tasks_m ? M : M * (tm + 1) / tasks_m / 16 * 16;
+    const int64_t c0 = N * tn / tasks_n / 16 * 16, c1 = tn + 1 == tasks_n ? N : N * (tn + 1) / tasks_n / 16 * 16;
+    const int64_t k0 = std::min(K, k_steps * tk / tasks_k * unit), k1 = std::min(K, k_steps * (tk + 1) / tasks_k * unit);
+    if (r0 >= r1 || c0 >= c1) return;
+    float* C = job.C;
+    int64_t ldc = job.ldc;
+    bool trans_c = job.trans_c;
+    if (tasks_k > 1) {
+      C = partial.data() + (size_t(task / tiles) * tasks_k + tk) * M * N;
+      ldc = N;
+      trans_c = false;
+    }
+    Work& w = scratch();
+    if (whole == Method::kExpanded) {  // one method for every tile: the sums do not depend on the split
+      detail::gemm_task_expanded(job.A, job.B, C, ldc, trans_c, r0, r1, c0, c1, k0, k1, t, w);
+    } else {
+      detail::gemm_task(job.A, job.B, C, ldc, trans_c, r0, r1, c0, c1, k0, k1, t, whole, w);
+    }
+  });
+  if (tasks_k > 1) {
+    for (int64_t j = 0; j < njobs; ++j) {
+      const Job<ASrc, BSrc>& job = jobs[j];
+      const int64_t rs = job.trans_c ? 1 : job.ldc, cs = job.trans_c ? job.ldc : 1;
+      for (int64_t r = 0; r < M; ++r)
+        for (int64_t c = 0; c < N; ++c) {
+          float acc = 0.0f;
+          for (int64_t q = 0; q < tasks_k; ++q) acc += partial[((size_t(j) * tasks_k + q) * M + r) * N + c];
+          job.C[r * rs + c * cs] = acc;
+        }
+    }
+  }
+}
+
+// C = A (*) B for every job. With few columns (most of each 16-wide panel would be padding) and more
+// rows, it computes C^T = B^T (*)' A^T, where (*)' looks up the transposed
+// table: the products are the same, T'[j][i] = T[i][j].
+template <class ASrc>
+void gemm(const std::vector<Job<ASrc, detail::GeneralB>>& jobs, int64_t M, int64_t N, int64_t K, const Table& t,
+          int threads) {
+  if (jobs.empty() || M <= 0 || N <= 0) return;
+  // Few columns: most of each 16-wide panel would be padding for any method (depthwise convolutions).
+  const bool transpose = 2 * N <= kFreeNR && M > N;
+  note_method(choose_method(t, transpose ? N : M), transpose);
+  if (transpose) {
+    using TJob = Job<detail::TransposedB, detail::TransposedA<ASrc>>;
+    std::vector<TJob> tjobs;
+    tjobs.reserve(jobs.size());
+    for (const auto& j : jobs) tjobs.push_back(TJob{detail::TransposedB{j.B}, detail::TransposedA<ASrc>{j.A}, j.C,
+                                                    j.ldc, !j.trans_c});
+    run_jobs(tjobs, N, M, K, t.transposed(), threads);
+  } else {
+    run_jobs(jobs, M, N, K, t, threads);
+  }
+}
+
+}  // namespace approxsim
+
+#endif  // APPROXSIM_CPU_DRIVER_H_

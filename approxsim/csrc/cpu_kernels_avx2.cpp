@@ -1,0 +1,202 @@
+// cpu_kernels_avx2.cpp: the AVX2 micro-kernels (MR = 4, NR = 16).
+#include "cpu_isa.h"
+
+#ifdef APPROXSIM_X86
+namespace approxsim {
+
+APPROXSIM_AVX2 void table_avx2(int kc, int as, const int32_t* aoff, const float* asc, const void* bidx,
+                                      const void*, const void*, const float* bsc, const Table& t, float* tile) {
+  const int32_t* bj = static_cast<const int32_t*>(bidx);
+  const float* T = t.f32.data();
+  __m256 acc[4][2];
+  for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int k = 0; k < kc; ++k) {
+    const __m256i j0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bj + k * 16));
+    const __m256i j1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bj + k * 16 + 8));
+    const __m256 s0 = _mm256_loadu_ps(bsc + k * 16);
+    const __m256 s1 = _mm256_loadu_ps(bsc + k * 16 + 8);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      const float* row = T + aoff[r * as + k];
+      const __m256 a = _mm256_broadcast_ss(asc + r * as + k);
+      __m256 g0 = _mm256_i32gather_ps(row, j0, 4);
+      __m256 g1 = _mm256_i32gather_ps(row, j1, 4);
+      acc[r][0] = _mm256_fmadd_ps(_mm256_mul_ps(g0, s0), a, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(_mm256_mul_ps(g1, s1), a, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    _mm256_storeu_ps(tile + r * 16, acc[r][0]);
+    _mm256_storeu_ps(tile + r * 16 + 8, acc[r][1]);
+  }
+}
+
+APPROXSIM_AVX2 void exact_avx2(int kc, int as, const float* a, const float* b, float* tile) {
+  __m256 acc[4][2];
+  for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(b + k * 16), b1 = _mm256_loadu_ps(b + k * 16 + 8);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      const __m256 x = _mm256_broadcast_ss(a + r * as + k);
+      acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    _mm256_storeu_ps(tile + r * 16, acc[r][0]);
+    _mm256_storeu_ps(tile + r * 16 + 8, acc[r][1]);
+  }
+}
+
+
+// ---------------------------------------------------------------------------------
+// Lookup-free kernels (MR = 4, NR = 16)
+
+// Linear-sum: the entry of s = u + v is fma(beta_p, s, alpha_p) on the last piece whose threshold
+// s reaches (a blend per piece after the first), then times scale(a) * scale(b); no table lookup.
+template <int P>
+APPROXSIM_AVX2 void linear_avx2(int kc, int as, const float* au, const float* asc, const float* bv, const float* bsc,
+                                const LinearSum& lin, float* tile) {
+  __m256 al[P], be[P], th[P];
+  for (int p = 0; p < P; ++p) {
+    al[p] = _mm256_set1_ps(lin.alpha[p]);
+    be[p] = _mm256_set1_ps(lin.beta[p]);
+    th[p] = _mm256_set1_ps(lin.theta[p]);
+  }
+  __m256 acc[4][2];
+  for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int k = 0; k < kc; ++k) {
+    const __m256 v[2] = {_mm256_loadu_ps(bv + k * 16), _mm256_loadu_ps(bv + k * 16 + 8)};
+    const __m256 sb[2] = {_mm256_loadu_ps(bsc + k * 16), _mm256_loadu_ps(bsc + k * 16 + 8)};
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      const __m256 u = _mm256_broadcast_ss(au + r * as + k);
+      const __m256 sa = _mm256_broadcast_ss(asc + r * as + k);
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const __m256 sum = _mm256_add_ps(u, v[h]);
+        __m256 t = _mm256_fmadd_ps(be[0], sum, al[0]);
+#pragma GCC unroll 4
+        for (int p = 1; p < P; ++p)
+          t = _mm256_blendv_ps(t, _mm256_fmadd_ps(be[p], sum, al[p]), _mm256_cmp_ps(sum, th[p], _CMP_GE_OQ));
+        acc[r][h] = _mm256_fmadd_ps(t, _mm256_mul_ps(sa, sb[h]), acc[r][h]);
+      }
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    _mm256_storeu_ps(tile + r * 16, acc[r][0]);
+    _mm256_storeu_ps(tile + r * 16 + 8, acc[r][1]);
+  }
+}
+
+#define APPROXSIM_LINEAR_PIECES(P)                                                                               \
+  template APPROXSIM_AVX2 void linear_avx2<P>(int, int, const float*, const float*, const float*, const float*, \
+                                              const LinearSum&, float*);
+APPROXSIM_LINEAR_PIECES(1)
+APPROXSIM_LINEAR_PIECES(2)
+APPROXSIM_LINEAR_PIECES(3)
+APPROXSIM_LINEAR_PIECES(4)
+#undef APPROXSIM_LINEAR_PIECES
+
+// Expanded operand: a row of A selects a contiguous row of the panel; broadcast-FMA, no gather.
+// The two-byte A operands are first decoded, 8 at a time, into row offsets and scales (in L1).
+APPROXSIM_AVX2 void expanded_avx2(int kc, const uint16_t* a, int m, const float* bx, float* acc) {
+  alignas(32) int32_t arow[kExpandedMaxKc * kFreeMR + 8];
+  alignas(32) float asc[kExpandedMaxKc * kFreeMR + 8];
+  {
+    const __m256i low = _mm256_set1_epi32(0x7F), high = _mm256_set1_epi32(0xFF80);
+    const __m128i rshift = _mm_cvtsi32_si128(7 - m);
+    const int n = kc * kFreeMR;
+    for (int q = 0; q < n; q += 8) {
+      const __m256i e = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + q)));
+      const __m256i row = _mm256_slli_epi32(_mm256_srl_epi32(_mm256_and_si256(e, low), rshift), 4);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(arow + q), row);
+      _mm256_store_ps(asc + q, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(e, high), 16)));
+    }
+  }
+  __m256 c00 = _mm256_loadu_ps(acc), c01 = _mm256_loadu_ps(acc + 8), c10 = _mm256_loadu_ps(acc + 16);
+  __m256 c11 = _mm256_loadu_ps(acc + 24), c20 = _mm256_loadu_ps(acc + 32), c21 = _mm256_loadu_ps(acc + 40);
+  __m256 c30 = _mm256_loadu_ps(acc + 48), c31 = _mm256_loadu_ps(acc + 56);
+  const size_t slab = size_t(16) << m;  // floats of one contraction step of the panel
+  for (int k = 0; k < kc; ++k) {
+    const float* kb = bx + k * slab;
+    const int32_t* ar = arow + 4 * k;
+    const float* sc = asc + 4 * k;
+    const float* p0 = kb + ar[0];
+    const float* p1 = kb + ar[1];
+    const float* p2 = kb + ar[2];
+    const float* p3 = kb + ar[3];
+    const __m256 s0 = _mm256_broadcast_ss(sc), s1 = _mm256_broadcast_ss(sc + 1);
+    const __m256 s2 = _mm256_broadcast_ss(sc + 2), s3 = _mm256_broadcast_ss(sc + 3);
+    c00 = _mm256_fmadd_ps(_mm256_loadu_ps(p0), s0, c00);
+    c01 = _mm256_fmadd_ps(_mm256_loadu_ps(p0 + 8), s0, c01);
+    c10 = _mm256_fmadd_ps(_mm256_loadu_ps(p1), s1, c10);
+    c11 = _mm256_fmadd_ps(_mm256_loadu_ps(p1 + 8), s1, c11);
+    c20 = _mm256_fmadd_ps(_mm256_loadu_ps(p2), s2, c20);
+    c21 = _mm256_fmadd_ps(_mm256_loadu_ps(p2 + 8), s2, c21);
+    c30 = _mm256_fmadd_ps(_mm256_loadu_ps(p3), s3, c30);
+    c31 = _mm256_fmadd_ps(_mm256_loadu_ps(p3 + 8), s3, c31);
+  }
+  _mm256_storeu_ps(acc, c00);
+  _mm256_storeu_ps(acc + 8, c01);
+  _mm256_storeu_ps(acc + 16, c10);
+  _mm256_storeu_ps(acc + 24, c11);
+  _mm256_storeu_ps(acc + 32, c20);
+  _mm256_storeu_ps(acc + 40, c21);
+  _mm256_storeu_ps(acc + 48, c30);
+  _mm256_storeu_ps(acc + 56, c31);
+}
+
+// Transposes the 8x8 block r[0..7] (r[q] = row q) in place.
+APPROXSIM_AVX2 static inline void transpose8(__m256 r[8]) {
+  __m256 t[8];
+  for (int q = 0; q < 4; ++q) {
+    t[2 * q] = _mm256_unpacklo_ps(r[2 * q], r[2 * q + 1]);
+    t[2 * q + 1] = _mm256_unpackhi_ps(r[2 * q], r[2 * q + 1]);
+  }
+  __m256 u[8];
+  for (int q = 0; q < 2; ++q) {
+    u[4 * q] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], 0x44);
+    u[4 * q + 1] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], 0xEE);
+    u[4 * q + 2] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0x44);
+    u[4 * q + 3] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0xEE);
+  }
+  for (int q = 0; q < 4; ++q) {
+    r[q] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20);
+    r[q + 4] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
+  }
+}
+
+// Builds an expanded panel from the transposed table: for 8 columns at a time, 8 table columns
+// (contiguous over i) are transposed in 8x8 blocks into rows of the panel and scaled.
+APPROXSIM_AVX2 void expand_build_avx2(const float* raw, int kc, const Table& t, float* bx, Stats& s) {
+  const int m = t.m, side = 1 << m;
+  if (side < 8) return expand_build_portable(raw, kc, t, bx, s);
+  const int shift = 23 - m;
+  const uint32_t imask = (1u << m) - 1;
+  const float* cols = t.cols.data();
+  for (int k = 0; k < kc; ++k) {
+    for (int c0 = 0; c0 < 16; c0 += 8) {
+      const float* col[8];
+      alignas(32) float sb[8];
+      for (int q = 0; q < 8; ++q) {
+        const uint32_t u = bits(raw[k * 16 + c0 + q]);
+        account(u, s);
+        col[q] = cols + (size_t((u >> shift) & imask) << m);
+        sb[q] = scale_of(u);
+      }
+      const __m256 scale = _mm256_load_ps(sb);
+      for (int i0 = 0; i0 < side; i0 += 8) {
+        __m256 r[8];
+        for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(col[q] + i0);
+        transpose8(r);
+        for (int q = 0; q < 8; ++q)
+          _mm256_storeu_ps(bx + ((size_t(k) << m) + i0 + q) * 16 + c0, _mm256_mul_ps(r[q], scale));
+      }
+    }
+  }
+}
+
+}  // namespace approxsim
+#endif  // APPROXSIM_X86

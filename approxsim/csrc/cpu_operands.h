@@ -1,0 +1,403 @@
+// cpu_operands.h: where the operands of each contraction live, and how they are packed.
+//
+// An A source gives A[r][k] and packs a block of rows; a B source gives B[k][n] and packs a block
+// of columns. get() returns false where the operation forms no product at all (input-gradient
+// positions that no output reaches), which the packed panels hold as 0 and the exact path skips.
+// Matmul reads strided matrices (transposes need no copy); the convolutions are implicit GEMMs
+// whose operand "matrices" are read straight from the NHWC/HWIO tensors while packing, so the
+// working memory is a few packed blocks per thread, whatever the batch.
+#ifndef APPROXSIM_CPU_OPERANDS_H_
+#define APPROXSIM_CPU_OPERANDS_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "geometry.h"
+
+namespace approxsim {
+
+using Geom = approxsim_geometry;
+inline int64_t cin_per_group(const Geom& g) { return g.c / g.groups; }
+inline int64_t cout_per_group(const Geom& g) { return g.cout / g.groups; }
+
+namespace detail {
+
+
+// Copies a run of channels (often short: a plain loop beats a memcpy call there).
+inline void copy_run(float* dst, const float* src, int n) {
+  if (n >= 16) {
+    std::memcpy(dst, src, sizeof(float) * n);
+  } else {
+    for (int t = 0; t < n; ++t) dst[t] = src[t];
+  }
+}
+
+// A run of consecutive pixels of one image row: pixels off .. off+len-1 of a packed block are
+// (n, y, x0 + t), t < len.
+struct RowSeg {
+  int64_t n, y, x0;
+  int off, len;
+};
+
+// Cuts pixels p0 .. p0+np-1 of a (batch, rows, cols) grid into row segments.
+inline void row_segments(int64_t p0, int np, int64_t rows, int64_t cols, std::vector<RowSeg>& out) {
+  out.clear();
+  int64_t x = p0 % cols, y = (p0 / cols) % rows, n = p0 / (cols * rows);
+  for (int off = 0; off < np;) {
+    const int len = static_cast<int>(std::min<int64_t>(cols - x, np - off));
+    out.push_back(RowSeg{n, y, x, off, len});
+    off += len;
+    x = 0;
+    if (++y == rows) {
+      y = 0;
+      ++n;
+    }
+  }
+}
+
+// The range [lo, hi) of output positions o of a segment [o0, o0+len) whose input position
+// o*stride + off lies in [0, size).
+inline void valid_range(int64_t o0, int len, int64_t stride, int64_t off, int64_t size, int64_t& lo, int64_t& hi) {
+  // o*stride + off >= 0  <=>  o >= ceil(-off / stride); o*stride + off < size <=> o <= floor((size-1-off)/stride).
+  auto floor_div = [](int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); };
+  // Clamped to the segment, so that an offset far outside the input (a huge dilation or
+  // padding) gives an empty range inside [o0, o0 + len), never one beyond it.
+  lo = std::min<int64_t>(std::max<int64_t>(o0, -floor_div(off, stride)), o0 + len);
+  hi = std::max<int64_t>(lo, std::min<int64_t>(o0 + len, floor_div(size - 1 - off, stride) + 1));
+}
+
+struct StridedA {
+  const float* p;
+  int64_t rs, ks;
+  bool get(int64_t r, int64_t k, float& v) const {
+    v = p[r * rs + k * ks];
+    return true;
+  }
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
+    if (ks == 1) {
+      for (int r = 0; r < nr; ++r) std::memcpy(raw + r * ld, p + (r0 + r) * rs + k0, sizeof(float) * kc);
+    } else {
+      for (int k = 0; k < kc; ++k) {
+        const float* src = p + r0 * rs + (k0 + k) * ks;
+        for (int r = 0; r < nr; ++r) raw[r * ld + k] = src[r * rs];
+      }
+    }
+  }
+};
+
+// Forward convolution: A[p][q], p = (n, oy, ox), q = (ky, kx, ci) of group g.
+struct PatchA {
+  const float* x;
+  Geom g;
+  int64_t c0;  // first input channel of the group
+  bool get(int64_t r, int64_t k, float& v) const {
+    const int64_t ox = r % g.ow, oy = (r / g.ow) % g.oh, n = r / (g.ow * g.oh);
+    const int64_t ci = k % cin_per_group(g), tap = k / cin_per_group(g), kx = tap % g.kw, ky = tap / g.kw;
+    const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh, ix = ox * g.sw - g.pad_left + kx * g.dw;
+    v = (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) ? 0.0f : x[((n * g.h + iy) * g.w + ix) * g.c + c0 + ci];
+    return true;
+  }
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
+    const int64_t cig = cin_per_group(g);
+    if (cig == g.c && g.dw == 1) return pack_rows(r0, nr, k0, kc, raw, ld);
+    const int64_t tap0 = k0 / cig, ci0 = k0 % cig, kx0 = tap0 % g.kw, ky0 = tap0 / g.kw;
+    int64_t ox = r0 % g.ow, oy = (r0 / g.ow) % g.oh, n = r0 / (g.ow * g.oh);
+    for (int r = 0; r < nr; ++r) {
+      const float* img = x + n * g.h * g.w * g.c + c0;
+      int64_t kx = kx0, ky = ky0, ci = ci0;
+      for (int k = 0; k < kc;) {
+        const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh, ix = ox * g.sw - g.pad_left + kx * g.dw;
+        const int run = static_cast<int>(std::min<int64_t>(cig - ci, kc - k));
+        if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
+          for (int t = 0; t < run; ++t) raw[r * ld + k + t] = 0.0f;
+        } else {
+          copy_run(raw + r * ld + k, img + (iy * g.w + ix) * g.c + ci, run);
+        }
+        k += run;
+        ci = 0;
+        if (++kx == g.kw) {
+          kx = 0;
+          ++ky;
+        }
+      }
+      if (++ox == g.ow) {
+        ox = 0;
+        if (++oy == g.oh) {
+          oy = 0;
+          ++n;
+        }
+      }
+    }
+  }
+  // One group, no dilation along x: the kw*c values (kx, ci) of one kernel row ky are
+  // contiguous in x, so each pixel's patch row is one clipped copy per ky.
+  void pack_rows(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
+    const int64_t rowlen = g.kw * g.c, k1 = k0 + kc;
+    int64_t ox = r0 % g.ow, oy = (r0 / g.ow) % g.oh, n = r0 / (g.ow * g.oh);
+    for (int r = 0; r < nr; ++r) {
+      float* dst = raw + int64_t(r) * ld - k0;  // dst[q] for q in [k0, k1)
+      const int64_t ixs = ox * g.sw - g.pad_left;  // input column of kx = 0
+      // Valid (kx, ci) span of a row: ix = ixs + kx in [0, w).
+      // Clamped to [0, kw] before scaling: a column far outside the input (huge padding) gives an empty span.
+      const int64_t qlo = std::min<int64_t>(std::max<int64_t>(0, -ixs), g.kw) * g.c;
+      const int64_t qhi = std::max<int64_t>(0, std::min<int64_t>(g.kw, g.w - ixs)) * g.c;
+      for (int64_t ky = k0 / rowlen; ky * rowlen < k1; ++ky) {
+        const int64_t a = std::max(k0, ky * rowlen), b = std::min(k1, (ky + 1) * rowlen);
+        const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh;
+        if (iy < 0 || iy >= g.h || qhi <= qlo) {
+          for (int64_t q = a; q < b; ++q) dst[q] = 0.0f;
+          continue;
+        }
+        const float* src = x + ((n * g.h + iy) * g.w + ixs) * g.c - ky * rowlen;  // src[q] for q of this ky
+        const int64_t va = std::max(a, ky * rowlen + qlo), vb = std::min(b, ky * rowlen + qhi);
+        int64_t q = a;
+        for (; q < va; ++q) dst[q] = 0.0f;
+        if (vb > q) {
+          copy_run(dst + q, src + q, static_cast<int>(vb - q));
+          q = vb;
+        }
+        for (; q < b; ++q) dst[q] = 0.0f;
+      }
+      if (++ox == g.ow) {
+        ox = 0;
+        if (++oy == g.oh) {
+          oy = 0;
+          ++n;
+        }
+      }
+    }
+  }
+};
+
+// Input gradient: A[p][q], p = (n, y, x) an input pixel, q = (ky, kx, co) of group g;
+// the output pixel that tap (ky, kx) of (y, x) reaches, if any.
+struct GatherDyA {
+  const float* dy;
+  Geom g;
+  int64_t o0;  // first output channel of the group
+  // Output index along one axis for input position i and tap offset, or -1.
+  static int64_t reach(int64_t i, int64_t pad, int64_t tap_off, int64_t stride, int64_t size) {
+    const int64_t num = i + pad - tap_off;
+    if (num < 0) return -1;
+    if (stride == 1) return num < size ? num : -1;
+    if (num % stride != 0) return -1;
+    const int64_t o = num / stride;
+    return o < size ? o : -1;
+  }
+  bool get(int64_t r, int64_t k, float& v) const {
+    const int64_t x = r % g.w, y = (r / g.w) % g.h, n = r / (g.w * g.h);
+    const int64_t co = k % cout_per_group(g), tap = k / cout_per_group(g), kx = tap % g.kw, ky = tap / g.kw;
+    const int64_t oy = reach(y, g.pad_top, ky * g.dh, g.sh, g.oh), ox = reach(x, g.pad_left, kx * g.dw, g.sw, g.ow);
+    v = 0.0f;
+    if (oy < 0 || ox < 0) return false;
+    v = dy[((n * g.oh + oy) * g.ow + ox) * g.cout + o0 + co];
+    return true;
+  }
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
+    const int64_t cog = cout_per_group(g);
+    const int64_t tap0 = k0 / cog, co0 = k0 % cog, kx0 = tap0 % g.kw, ky0 = tap0 / g.kw;
+    int64_t x = r0 % g.w, y = (r0 / g.w) % g.h, n = r0 / (g.w * g.h);
+    for (int r = 0; r < nr; ++r) {
+      const float* img = dy + n * g.oh * g.ow * g.cout + o0;
+      int64_t kx = kx0, ky = ky0, co = co0;
+      for (int k = 0; k < kc;) {
+        const int64_t oy = reach(y, g.pad_top, ky * g.dh, g.sh, g.oh), ox = reach(x, g.pad_left, kx * g.dw, g.sw, g.ow);
+        const int run = static_cast<int>(std::min<int64_t>(cog - co, kc - k));
+        if (oy < 0 || ox < 0) {
+          for (int t = 0; t < run; ++t) raw[r * ld + k + t] = 0.0f;
+        } else {
+          copy_run(raw + r * ld + k, img + (oy * g.ow + ox) * g.cout + co, run);
+        }
+        k += run;
+        co = 0;
+        if (++kx == g.kw) {
+          kx = 0;
+          ++ky;
+        }
+      }
+      if (++x == g.w) {
+        x = 0;
+        if (++y == g.h) {
+          y = 0;
+          ++n;
+        }
+      }
+    }
+  }
+};
+
+// Filter gradient: A[q][p] (the transposed patch matrix), q = (ky, kx, ci), p = (n, oy, ox).
+struct PatchTA {
+  const float* x;
+  Geom g;
+  int64_t c0;
+  bool get(int64_t r, int64_t k, float& v) const {
+    PatchA pa{x, g, c0};
+    return pa.get(k, r, v);
+  }
+  // The kc pixels are cut into runs along image rows once; each row (tap, channel) is then
+  // one clipped strided copy per run.
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
+    const int64_t cig = cin_per_group(g), step = g.sw * g.c;
+    thread_local std::vector<RowSeg> segs;
+    std::vector<RowSeg>& sg = segs;
+    row_segments(k0, kc, g.oh, g.ow, sg);
+    int64_t tap = r0 / cig, ci = r0 % cig;
+    for (int r = 0; r < nr; ++r) {
+      const int64_t kx = tap % g.kw, ky = tap / g.kw;
+      float* dst = raw + int64_t(r) * ld;
+      for (const RowSeg& s : sg) {
+        float* d = dst + s.off;
+        const int64_t iy = s.y * g.sh - g.pad_top + ky * g.dh;
+        if (iy < 0 || iy >= g.h) {
+          for (int t = 0; t < s.len; ++t) d[t] = 0.0f;
+          continue;
+        }
+        int64_t lo, hi;
+        const int64_t xoff = kx * g.dw - g.pad_left;
+        valid_range(s.x0, s.len, g.sw, xoff, g.w, lo, hi);
+        const int a = static_cast<int>(lo - s.x0), b = static_cast<int>(hi - s.x0);
+        for (int t = 0; t < a; ++t) d[t] = 0.0f;
+        if (b > a) {  // src: the input element of the first valid output position lo (inside the input)
+          const float* src = x + ((s.n * g.h + iy) * g.w + lo * g.sw + xoff) * g.c + c0 + ci;
+          for (int t = a; t < b; ++t) d[t] = src[int64_t(t - a) * step];
+        }
+        for (int t = b; t < s.len; ++t) d[t] = 0.0f;
+      }
+      if (++ci == cig) {
+        ci = 0;
+        ++tap;
+      }
+    }
+  }
+};
+
+// B[k][n] = p[base + (k / kdiv) * so + (k % kdiv) * si + n * sn].
+struct GeneralB {
+  const float* p;
+  int64_t kdiv, so, si, sn;
+  int64_t koff(int64_t k) const { return (k / kdiv) * so + (k % kdiv) * si; }
+  bool get(int64_t k, int64_t n, float& v) const {
+    v = p[koff(k) + n * sn];
+    return true;
+  }
+  void pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
+    for (int k = 0; k < kc; ++k) {
+      const float* src = p + koff(k0 + k) + n0 * sn;
+      float* dst = raw + k * nr;
+      if (sn == 1) {
+        std::memcpy(dst, src, sizeof(float) * nc);
+      } else {
+        for (int c = 0; c < nc; ++c) dst[c] = src[c * sn];
+      }
+      for (int c = nc; c < nr; ++c) dst[c] = 0.0f;
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------
+// Transposed views: a GEMM run as C^T = B^T A^T (when C has few columns).
+
+// For a GEMM run transposed (C^T = B^T A^T, when C has few columns): B^T as an A source.
+struct TransposedB {
+  const GeneralB& b;
+  bool get(int64_t r, int64_t k, float& v) const { return b.get(k, r, v); }
+  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
+    for (int k = 0; k < kc; ++k) {
+      const float* src = b.p + b.koff(k0 + k) + r0 * b.sn;
+      for (int r = 0; r < nr; ++r) raw[r * ld + k] = src[r * b.sn];
+    }
+  }
+};
+
+// Zeroes the padding columns nc..nr-1 of kc rows of a packed B panel.
+inline void zero_pad_cols(float* raw, int kc, int nc, int nr) {
+  if (nc >= nr) return;
+  for (int k = 0; k < kc; ++k) std::memset(raw + size_t(k) * nr + nc, 0, sizeof(float) * (nr - nc));
+}
+
+// ... and A^T as a B source.
+template <class ASrc>
+struct TransposedA {
+  const ASrc& a;
+  bool get(int64_t k, int64_t n, float& v) const { return a.get(n, k, v); }
+  void pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
+    thread_local std::vector<float> tmp;
+    tmp.resize(size_t(nc) * kc);
+    a.pack(n0, nc, k0, kc, tmp.data(), kc);
+    for (int k = 0; k < kc; ++k) {
+      float* dst = raw + k * nr;
+      for (int c = 0; c < nc; ++c) dst[c] = tmp[size_t(c) * kc + k];
+      for (int c = nc; c < nr; ++c) dst[c] = 0.0f;
+    }
+  }
+};
+
+// The patch matrices are each other's transposes (PatchTA[q][p] = PatchA[p][q]), so their
+// transposed sources pack straight into the B panel, without a temporary and a transpose.
+template <>
+inline void TransposedA<PatchTA>::pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
+  PatchA{a.x, a.g, a.c0}.pack(k0, kc, n0, nc, raw, nr);
+  zero_pad_cols(raw, kc, nc, nr);
+}
+
+// Input gradient, transposed: B[(tap, co)][input pixel], by runs of pixels along image rows.
+template <>
+inline void TransposedA<GatherDyA>::pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
+  const Geom& g = a.g;
+  const int64_t cog = cout_per_group(g);
+  thread_local std::vector<RowSeg> segs;
+  std::vector<RowSeg>& sg = segs;
+  row_segments(n0, nc, g.h, g.w, sg);
+  int64_t tap = k0 / cog, co = k0 % cog;
+  for (int k = 0; k < kc; ++k) {
+    const int64_t kx = tap % g.kw, ky = tap / g.kw;
+    float* dst = raw + int64_t(k) * nr;
+    for (const RowSeg& s : sg) {
+      float* d = dst + s.off;
+      const int64_t oy = GatherDyA::reach(s.y, g.pad_top, ky * g.dh, g.sh, g.oh);
+      if (oy < 0) {
+        for (int t = 0; t < s.len; ++t) d[t] = 0.0f;
+        continue;
+      }
+      const float* row = a.dy + ((s.n * g.oh + oy) * g.ow) * g.cout + a.o0 + co;
+      if (g.sw == 1) {
+        // ox = x + pl - kx*dw in [0, ow).
+        const int64_t xoff = g.pad_left - kx * g.dw;
+        int64_t lo, hi;
+        valid_range(s.x0, s.len, 1, xoff, g.ow, lo, hi);
+        const int ta = static_cast<int>(lo - s.x0), tb = static_cast<int>(hi - s.x0);
+        for (int t = 0; t < ta; ++t) d[t] = 0.0f;
+        if (tb > ta) {  // src: the dy element of the first valid input position lo
+          const float* src = row + (lo + xoff) * g.cout;
+          for (int t = ta; t < tb; ++t) d[t] = src[int64_t(t - ta) * g.cout];
+        }
+        for (int t = tb; t < s.len; ++t) d[t] = 0.0f;
+      } else {
+        for (int t = 0; t < s.len; ++t) {
+          const int64_t ox = GatherDyA::reach(s.x0 + t, g.pad_left, kx * g.dw, g.sw, g.ow);
+          d[t] = ox < 0 ? 0.0f : row[ox * g.cout];
+        }
+      }
+    }
+    if (++co == cog) {
+      co = 0;
+      ++tap;
+    }
+  }
+  zero_pad_cols(raw, kc, nc, nr);
+}
+
+template <>
+inline void TransposedA<PatchA>::pack(int64_t k0, int kc, int64_t n0, int nc, float* raw, int nr) const {
+  PatchTA{a.x, a.g, a.c0}.pack(k0, kc, n0, nc, raw, nr);
+  zero_pad_cols(raw, kc, nc, nr);
+}
+
+
+}  // namespace detail
+}  // namespace approxsim
+
+#endif  // APPROXSIM_CPU_OPERANDS_H_

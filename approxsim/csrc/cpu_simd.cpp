@@ -1,0 +1,51 @@
+// cpu_simd.cpp: which SIMD level the CPU kernels use (detected at run time, or forced lower).
+#include "cpu_simd.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define APPROXSIM_X86 1
+#define APPROXSIM_AVX2 __attribute__((target("avx2,fma")))
+#define APPROXSIM_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define APPROXSIM_VBMI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,avx2,fma")))
+#define APPROXSIM_AVX512_BMI2 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi2")))
+#endif
+
+namespace approxsim {
+
+
+int detected_simd_level() {
+#ifdef APPROXSIM_X86
+  static const int level = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+      return static_cast<int>(__builtin_cpu_supports("avx512vbmi") ? kAvx512Vbmi : kAvx512);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return static_cast<int>(kAvx2);
+    return static_cast<int>(kPortable);
+  }();
+  return level;
+#else
+  return kPortable;
+#endif
+}
+
+static int forced_level = -1;
+
+int simd_level() {
+  int d = detected_simd_level();
+  return (forced_level >= 0 && forced_level < d) ? forced_level : d;
+}
+
+void set_simd_level(int level) { forced_level = level; }
+
+const char* simd_name(int level) {
+  switch (level) {
+    case kAvx512Vbmi: return "avx512_vbmi";
+    case kAvx512: return "avx512";
+    case kAvx2: return "avx2";
+    default: return "portable";
+  }
+}
+
+
+}  // namespace approxsim
