@@ -42,7 +42,7 @@ from approxsim.lut import grid_operands
 from approxsim.multiplier import MAX_TABLE_BITS
 from approxsim.product import products
 
-__all__ = ["analyze", "relative_errors", "summarize", "summary_line", "STAT_KEYS"]
+__all__ = ["analyze", "analyze_integer", "relative_errors", "summarize", "summary_line", "STAT_KEYS"]
 
 STAT_KEYS = ("mean_rel_error", "mean_abs_rel_error", "max_abs_rel_error", "std_rel_error", "error_probability")
 _FRACTION_BITS = 23
@@ -135,7 +135,7 @@ def analyze(multiplier, *, samples: int = 1_000_000, seed: int = 0) -> dict:
       seed: seed of the random operands; the same seed gives the same statistics.
 
     Returns:
-      A JSON-ready dict::
+      For an integer multiplier, :func:`analyze_integer`'s dict. Otherwise a JSON-ready dict::
 
         {"multiplier": name, "kind": "table" | "exact" | "direct", "mantissa_bits": M or None,
          "table": {mean_rel_error, mean_abs_rel_error, max_abs_rel_error, std_rel_error,
@@ -164,7 +164,30 @@ def analyze(multiplier, *, samples: int = 1_000_000, seed: int = 0) -> dict:
     from approxsim import multipliers
 
     mult = multipliers.get(multiplier)
+    if mult.is_integer:
+        return analyze_integer(mult, samples=samples, seed=seed)
     return summarize(mult, relative_errors(mult, samples=samples, seed=seed), samples=samples, seed=seed)
+
+
+def analyze_integer(mult, *, samples: int = 1_000_000, seed: int = 0) -> dict:
+    """EvoApproxLib's error figures of an integer multiplier (:mod:`approxsim.int_metrics`):
+    exhaustive over its table, sampled (``samples`` random pairs and the extreme ones, ``seed``)
+    for a direct model without one.
+
+    Returns:
+      ``{"multiplier", "kind", "bits", "signed", "metrics": {MAE, MAE%, WCE, WCE%, EP%, MSE, MRE%,
+      WCRE%, mean_error, pairs, exhaustive}}``.
+    """
+    from approxsim import int_metrics
+
+    samples = _check_int("samples", samples, 1)
+    seed = _check_int("seed", seed, 0)
+    if mult.kind == "int-table":
+        metrics = int_metrics.error_metrics(mult.table, mult.bits, mult.signed)
+    else:
+        metrics = int_metrics.sampled_error_metrics(mult.products, mult.bits, mult.signed, samples=samples, seed=seed)
+    return {"multiplier": mult.name, "kind": mult.kind, "bits": mult.bits, "signed": mult.signed,
+            "metrics": metrics}
 
 
 def summarize(mult, err: dict, *, samples: int, seed: int) -> dict:

@@ -18,8 +18,35 @@ def _pct(x: float, signed: bool = True) -> str:
 
 def _run(name: str, args):
     mult = multipliers.get(name)
+    if mult.is_integer:
+        from approxsim.analysis import analyze_integer
+
+        return analyze_integer(mult, samples=args.samples, seed=args.seed), None
     errors = relative_errors(mult, samples=args.samples, seed=args.seed)
     return summarize(mult, errors, samples=args.samples, seed=args.seed), errors
+
+
+def _print_int_stats(s: dict) -> None:
+    from approxsim.int_metrics import format_metrics
+
+    mult = multipliers.get(s["multiplier"])
+    print(f"{s['multiplier']} ({s['kind']}, {mult.format.describe()}): {mult.description}")
+    print("\n".join("  " + line for line in format_metrics(s["metrics"]).split("\n")))
+
+
+def _int_plots(mult, path: str) -> list:
+    """The error map at ``path`` and the histogram beside it (``NAME-histogram.png``); tables only."""
+    from pathlib import Path
+
+    from approxsim.plots import error_histogram_plot, error_map_plot
+
+    if mult.kind != "int-table":
+        raise ValueError(f"{mult.name!r} is a direct model without a table: its plots would need all "
+                         f"2^{2 * mult.bits} products. Plot a table multiplier, or drop --plot.")
+    path = Path(path)
+    hist = path.with_name(f"{path.stem}-histogram{path.suffix}")
+    return [error_map_plot(mult.table, mult.bits, mult.signed, path, title=f"{mult.name}: error map"),
+            error_histogram_plot(mult.table, mult.bits, mult.signed, hist, title=f"{mult.name}: error histogram")]
 
 
 def _print_stats(s: dict) -> None:
@@ -46,6 +73,16 @@ def _print_stats(s: dict) -> None:
 
 def _cmd_stats(args) -> int:
     stats, errors = _run(args.name, args)
+    if errors is None:  # an integer multiplier
+        if args.json:
+            print(json.dumps(stats, indent=2))
+        else:
+            _print_int_stats(stats)
+        if args.plot:
+            paths = _int_plots(multipliers.get(args.name), args.plot)
+            if not args.json:
+                print("plots written to " + ", ".join(map(str, paths)))
+        return 0
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
@@ -59,7 +96,37 @@ def _cmd_stats(args) -> int:
     return 0
 
 
+def _compare_integers(results, args) -> int:
+    from approxsim.int_metrics import METRIC_KEYS
+
+    if args.json:
+        print(json.dumps([s for s, _ in results], indent=2))
+        return 0
+    w0 = max(len("multiplier"), *(len(s["multiplier"]) for s, _ in results))
+    print(f"{'multiplier':<{w0}}  " + "  ".join(f"{k:>11}" for k in METRIC_KEYS))
+    for s, _ in results:
+        print(f"{s['multiplier']:<{w0}}  " + "  ".join(f"{s['metrics'][k]:>11.5g}" for k in METRIC_KEYS))
+    fmt = multipliers.get(results[0][0]["multiplier"]).format
+    print(f"({fmt.describe()}; EvoApproxLib's metrics, exhaustive over each table, sampled for direct models)")
+    return 0
+
+
 def _cmd_compare(args) -> int:
+    mults = [multipliers.get(name) for name in args.names]
+    kinds = {m.is_integer for m in mults}
+    if len(kinds) > 1:
+        raise ValueError("compare takes float multipliers or integer ones, not both: their errors are measured "
+                         "differently (relative errors on floats, EvoApproxLib's metrics on codes). Received: "
+                         + ", ".join(f"{m.name} ({m.kind})" for m in mults))
+    if True in kinds:
+        formats = {m.format for m in mults}
+        if len(formats) > 1:
+            raise ValueError("compare takes integer multipliers of one width and signedness. Received: "
+                             + ", ".join(f"{m.name} ({m.format.name})" for m in mults))
+        if args.plot:
+            raise ValueError("compare --plot draws float multipliers; for an integer one, use "
+                             "`approxsim stats NAME --plot FILE.png`.")
+        return _compare_integers([_run(name, args) for name in args.names], args)
     results = [_run(name, args) for name in args.names]
     if args.json:
         print(json.dumps([s for s, _ in results], indent=2))
@@ -94,7 +161,9 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("stats", help="error statistics of a multiplier (bias, MRED, worst case, ...)",
                        description="Relative error of a multiplier's products: exhaustively over its table grid "
-                                   "and on random full-precision operands.")
+                                   "and on random full-precision operands. Integer multipliers: EvoApproxLib's "
+                                   "MAE, MAE%%, WCE, WCE%%, EP%%, MSE, MRE%%, WCRE%% over all pairs of codes, and "
+                                   "with --plot an error map (FILE) and a histogram (FILE-histogram).")
     p.add_argument("name", help="multiplier name (see `approxsim multipliers`)")
     common(p)
     p.set_defaults(func=_cmd_stats)

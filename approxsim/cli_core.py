@@ -14,8 +14,11 @@ def _cmd_multipliers(args) -> int:
     rows = []
     for name in multipliers.available():
         mult = multipliers.get(name)
-        width = ("full" if mult.kind == "direct" else "exact") if mult.mantissa_bits is None \
-            else f"M={mult.mantissa_bits}"
+        if mult.is_integer:
+            width = mult.format.name
+        else:
+            width = ("full" if mult.kind == "direct" else "exact") if mult.mantissa_bits is None \
+                else f"M={mult.mantissa_bits}"
         rows.append((name, width, mult.kind, mult.description))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
@@ -29,8 +32,15 @@ def _cmd_register(args) -> int:
     start = time.perf_counter()
     mult = multipliers.register_c(args.file, function=args.function, mantissa_bits=args.mantissa_bits,
                                   name=args.name, description=args.description or "", timeout=args.timeout,
-                                  mode=args.mode, replace=args.replace)
+                                  mode=args.mode, replace=args.replace, bits=args.bits, signed=args.signed)
     elapsed = time.perf_counter() - start
+    if mult.is_integer:
+        how = "table" if mult.kind == "int-table" else "direct (model compiled into the kernels, no table)"
+        print(f"registered {mult.name!r}: {mult.format.describe()}, {how}, built in {elapsed:.2f} s")
+        summary = _int_summary(mult)
+        if summary:
+            print(summary)
+        return 0
     if mult.kind == "direct":  # no table to describe
         width = "full width" if mult.mantissa_bits is None else f"M={mult.mantissa_bits}"
         print(f"registered {mult.name!r}: {width}, direct (model compiled into the kernels, no table), "
@@ -43,6 +53,17 @@ def _cmd_register(args) -> int:
     if summary:
         print(summary)
     return 0
+
+
+def _int_summary(mult) -> str:
+    """EvoApproxLib's error metrics of an integer table, on one line."""
+    if mult.kind != "int-table":
+        return ""
+    from approxsim.int_metrics import error_metrics
+
+    m = error_metrics(mult.table, mult.bits, mult.signed)
+    return (f"MAE {m['MAE']:.4g} ({m['MAE%']:.3g} %), WCE {m['WCE']:.6g} ({m['WCE%']:.3g} %), EP {m['EP%']:.4g} %, "
+            f"MRE {m['MRE%']:.3g} %")
 
 
 def _error_summary(mult) -> str:
@@ -61,9 +82,19 @@ def _cmd_info(args) -> int:
         print(f"aliases:       {', '.join(mult.aliases)}")
     print(f"kind:          {mult.kind}")
     full = "full (direct model)" if mult.kind == "direct" else "full (exact)"
-    print(f"mantissa bits: {mult.mantissa_bits if mult.mantissa_bits is not None else full}")
+    if not mult.is_integer:
+        print(f"mantissa bits: {mult.mantissa_bits if mult.mantissa_bits is not None else full}")
     print(f"description:   {mult.description}")
     print(f"source:        {mult.source or 'built in'}")
+    if mult.is_integer:
+        print(f"codes:         {mult.format.describe()}")
+        if mult.kind == "int-table":
+            from approxsim.int_metrics import error_metrics, format_metrics
+
+            table = mult.table
+            print(f"table:         {table.shape[0]}x{table.shape[1]} int32 ({table.nbytes} bytes), "
+                  f"values in [{int(table.min())}, {int(table.max())}]")
+            print(format_metrics(error_metrics(table, mult.bits, mult.signed)))
     if mult.kind == "table":
         table = mult.table
         finite = table[np.isfinite(table)]
@@ -107,13 +138,23 @@ def add_parser(sub) -> None:
     p.set_defaults(func=_cmd_multipliers)
 
     p = sub.add_parser("register", help="compile a C/C++ multiplier model into a table and register it")
-    p.add_argument("file", help="C (.c) or C++ (.cc/.cpp/.inl/.h) file defining float F(float, float)")
+    p.add_argument("file", help="C (.c) or C++ (.cc/.cpp/.inl/.h) file defining float F(float, float), or an "
+                                "integer model (uint16_t F(uint8_t, uint8_t), ..., uint64_t F(uint64_t, uint64_t))")
     p.add_argument("--function", "-f", required=True, help="name of the multiplier function in FILE")
     p.add_argument("--mantissa-bits", "-m", type=int, default=None,
                    help="mantissa width M: 1..11 for a table (required); direct: 12..23, or omit for full width")
-    p.add_argument("--mode", choices=("table", "direct"), default="table",
-                   help="table: evaluate the model on a 2^M x 2^M grid; direct: compile the model into the "
-                        "kernels and call it on the real operands (full-width models, no table)")
+    p.add_argument("--mode", choices=("table", "direct"), default=None,
+                   help="table: evaluate the model on a 2^M x 2^M grid (integer: all pairs of codes); direct: "
+                        "compile the model into the kernels and call it on the real operands (no table). "
+                        "Default: table, but direct for integer models wider than 12 bits")
+    p.add_argument("--bits", type=int, default=None,
+                   help="integer models: the code width (2..16) where the prototype does not say it "
+                        "(uint64_t form), or narrower than its types (a 12-bit circuit in uint16_t)")
+    sign = p.add_mutually_exclusive_group()
+    sign.add_argument("--signed", dest="signed", action="store_true", default=None,
+                      help="integer models: two's complement codes (with unsigned types: the circuit takes and "
+                           "returns bit patterns)")
+    sign.add_argument("--unsigned", dest="signed", action="store_false", help="integer models: unsigned codes")
     p.add_argument("--name", "-n", help="registry name (default: the function's name)")
     p.add_argument("--description", help="one line describing the multiplier")
     p.add_argument("--timeout", type=_seconds, default=60.0,

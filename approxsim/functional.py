@@ -113,6 +113,6 @@ def _conv(method, first, second, shapes, options, multiplier, backend):
     """Binds the multiplier, converts both operands, builds the geometry from ``shapes(p0, p1)``
     (input and filter shapes) and runs the bound kernels' ``method``."""
     kernels = bind(multiplier, backend)
-    p0, p1 = (kernels.backend.asarray(v, name) for v, name in (first, second))
+    p0, p1 = (kernels.operand(v, name) for v, name in (first, second))
     geom = conv_geometry(*shapes(p0, p1), **options)
     return getattr(kernels, method)(p0, p1, geom)

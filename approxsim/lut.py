@@ -3,13 +3,16 @@
 approxsim's table file is a NumPy ``.npz`` archive with a header:
 
 * ``magic``: the string ``"approxsim-table"``;
-* ``format_version``: 2 (version 1 files, without ``key`` and ``provenance``, still load);
+* ``format_version``: 3 (version 1 files, without ``key`` and ``provenance``, and version 2
+  files, without integer tables, still load);
 * ``mantissa_bits``: ``M``;
 * ``sha256``: hex digest of the little-endian float32 table bytes;
 * ``name``, ``source``: free text;
 * ``key``: the cache key of the model and options that made the table (``""`` if none);
 * ``provenance``: JSON of what made it (function, ``M``, source file);
-* ``table``: float32 ``(2**M, 2**M)``.
+* ``table``: float32 ``(2**M, 2**M)``;
+* integer tables (version 3): ``mantissa_bits`` 0, ``int_bits`` ``n``, ``int_signed``, and an
+  int32 ``(2**n, 2**n)`` table indexed by the codes' bit patterns (DESIGN.md section 1b).
 
 Files are written to a temporary name and renamed, so a crash never leaves a
 half-written table behind.
@@ -31,12 +34,12 @@ import numpy as np
 from approxsim.errors import TableFileError
 from approxsim.multiplier import MAX_TABLE_BITS, check_mantissa_bits, check_table
 
-__all__ = ["grid_operands", "save_table", "load_table", "decode_approxtrain", "read_approxtrain",
+__all__ = ["grid_operands", "save_table", "load_table", "save_int_table", "load_int_table", "decode_approxtrain", "read_approxtrain",
            "encode_approxtrain", "atomic_write_bytes"]
 
 MAGIC = "approxsim-table"
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 
 
 def grid_operands(mantissa_bits: int) -> np.ndarray:
@@ -99,19 +102,8 @@ def save_table(path, table, mantissa_bits: int, *, name: str = "", source: str =
     return path
 
 
-def load_table(path):
-    """Loads a table saved by :func:`save_table`.
-
-    Returns:
-      ``(table, mantissa_bits, meta)`` where ``meta`` holds ``name``, ``source``, ``key`` and
-      ``provenance`` (a dict).
-
-    Raises:
-      TableFileError: the file is missing, truncated, corrupt, of another format
-        or version, or its table has the wrong size or checksum.
-    """
-    path = Path(path)
-    fix = "Rebuild it (approxsim register ...) or save it again with approxsim.lut.save_table()."
+def _read_fields(path: Path, fix: str) -> dict:
+    """The arrays of an approxsim table archive, its magic and version checked."""
     if not path.is_file():
         raise TableFileError(f"Table file {str(path)!r} does not exist.")
     try:
@@ -131,6 +123,34 @@ def load_table(path):
         raise TableFileError(
             f"{str(path)!r} has table format version {version}; this approxsim reads versions "
             f"{', '.join(map(str, _READABLE_VERSIONS))}. Upgrade approxsim or rebuild the table.")
+    return fields
+
+
+def _meta(fields: dict) -> dict:
+    try:
+        provenance = json.loads(str(fields.get("provenance", "{}")))
+    except ValueError:
+        provenance = {}
+    return {"name": str(fields.get("name", "")), "source": str(fields.get("source", "")),
+            "key": str(fields.get("key", "")), "provenance": provenance}
+
+
+def load_table(path):
+    """Loads a table saved by :func:`save_table`.
+
+    Returns:
+      ``(table, mantissa_bits, meta)`` where ``meta`` holds ``name``, ``source``, ``key`` and
+      ``provenance`` (a dict).
+
+    Raises:
+      TableFileError: the file is missing, truncated, corrupt, of another format
+        or version, or its table has the wrong size or checksum.
+    """
+    path = Path(path)
+    fix = "Rebuild it (approxsim register ...) or save it again with approxsim.lut.save_table()."
+    fields = _read_fields(path, fix)
+    if "int_bits" in fields:
+        raise TableFileError(f"{str(path)!r} holds an integer table; load it with approxsim.lut.load_int_table().")
     m = int(fields["mantissa_bits"])
     table = fields["table"]
     if not 1 <= m <= MAX_TABLE_BITS:
@@ -143,13 +163,65 @@ def load_table(path):
             f"{table.shape}; expected float32 ({side}, {side}). {fix}")
     if _digest(table) != str(fields["sha256"]):
         raise TableFileError(f"{str(path)!r} fails its checksum: the table is corrupt. {fix}")
+    return check_table(table, m), m, _meta(fields)
+
+
+def _int_digest(table: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(table, dtype="<i4").tobytes()).hexdigest()
+
+
+def save_int_table(path, table, fmt, *, name: str = "", source: str = "", key: str = "", provenance=None) -> Path:
+    """Saves an integer table (int32 ``(2^n, 2^n)``, DESIGN.md section 1b) atomically, in the format
+    of :func:`save_table` with ``mantissa_bits = 0`` and the fields ``int_bits`` and ``int_signed``.
+
+    Raises:
+      ValueError: a table that does not fit ``fmt`` (an :class:`approxsim.integer.IntFormat`).
+    """
+    from approxsim.multiplier import check_int_table
+
+    table = check_int_table(table, fmt)
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    buf = io.BytesIO()
+    np.savez(buf, magic=np.array(MAGIC), format_version=np.array(FORMAT_VERSION), mantissa_bits=np.array(0),
+             int_bits=np.array(fmt.bits), int_signed=np.array(bool(fmt.signed)), sha256=np.array(_int_digest(table)),
+             name=np.array(name), source=np.array(source), key=np.array(key),
+             provenance=np.array(json.dumps(provenance or {})), table=table)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def load_int_table(path):
+    """Loads a table saved by :func:`save_int_table`.
+
+    Returns:
+      ``(table, fmt, meta)``: the int32 table, its :class:`approxsim.integer.IntFormat`, and ``meta``
+      as :func:`load_table`.
+
+    Raises:
+      TableFileError: the file is missing, truncated, corrupt, a float table, or fails its checksum.
+    """
+    from approxsim.integer import IntFormat
+    from approxsim.multiplier import check_int_table
+
+    path = Path(path)
+    fix = "Rebuild it (approxsim register ...)."
+    fields = _read_fields(path, fix)
+    if "int_bits" not in fields:
+        raise TableFileError(f"{str(path)!r} holds a float table, not an integer one. {fix}")
     try:
-        provenance = json.loads(str(fields.get("provenance", "{}")))
-    except ValueError:
-        provenance = {}
-    meta = {"name": str(fields.get("name", "")), "source": str(fields.get("source", "")),
-            "key": str(fields.get("key", "")), "provenance": provenance}
-    return check_table(table, m), m, meta
+        fmt = IntFormat(int(fields["int_bits"]), bool(fields["int_signed"]))
+    except (KeyError, ValueError) as e:
+        raise TableFileError(f"{str(path)!r} has a damaged integer header ({e}). {fix}") from None
+    table = fields["table"]
+    side = 1 << fmt.bits
+    if table.dtype != np.int32 or table.shape != (side, side):
+        raise TableFileError(f"{str(path)!r} declares {fmt.describe()} but holds a {table.dtype} table of shape "
+                             f"{table.shape}; expected int32 ({side}, {side}). {fix}")
+    if _int_digest(table) != str(fields["sha256"]):
+        raise TableFileError(f"{str(path)!r} fails its checksum: the table is corrupt. {fix}")
+    return check_int_table(table, fmt), fmt, _meta(fields)
 
 
 _BIN_M = re.compile(r"_(\d+)\.bin$", re.IGNORECASE)

@@ -1,4 +1,5 @@
-"""Error plots of multipliers: a relative-error map over the table and histograms.
+"""Error plots of multipliers: a relative-error map over the table and histograms (float
+multipliers), an error map over the operand codes and an error histogram (integer ones).
 
 matplotlib is imported on first use, with the non-interactive Agg backend, so
 that ``import approxsim`` does not need it and plots work without a display.
@@ -6,11 +7,14 @@ that ``import approxsim`` does not need it and plots work without a display.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_errors", "plot_comparison"]
+__all__ = ["plot_errors", "plot_comparison", "error_map_plot", "error_histogram_plot"]
 
 _MAX_MAP_SIDE = 512  # larger error maps are shown block-averaged (an 11-bit map has 2048x2048 cells)
 
@@ -27,14 +31,36 @@ def _pyplot():
     return plt
 
 
-def _check_path(path) -> Path:
-    path = Path(path).expanduser()
-    if not path.suffix:
+def _check_plot_path(path) -> tuple[Path, str]:
+    path = Path(os.fspath(path)).expanduser()
+    fmt = path.suffix[1:].lower()
+    if not fmt:
         raise ValueError(f"The plot file needs a suffix that names its format, such as .png. "
+                         f"Received: path={str(path)!r}")
+    _pyplot()  # matplotlib with the Agg backend, or a clear ImportError
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if fmt not in FigureCanvasBase.get_supported_filetypes():
+        raise ValueError(f"matplotlib cannot write .{fmt} files; use .png, .pdf or .svg. "
                          f"Received: path={str(path)!r}")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"The folder of the plot file does not exist; create it first. "
                                 f"Received: path={str(path)!r}")
+    return path, fmt
+
+
+def _save_atomic(fig, path: Path, fmt: str, dpi=None) -> Path:
+    """Renders ``fig`` to a temporary file beside ``path``, then renames it over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format=fmt, **({"dpi": dpi} if dpi else {}))
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     return path
 
 
@@ -73,7 +99,7 @@ def plot_errors(errors: dict, stats: dict, path, *, dpi: int = 110) -> Path:
     Returns:
       The path written.
     """
-    path = _check_path(path)
+    path, fmt = _check_plot_path(path)
     plt = _pyplot()
     name, bits = stats["multiplier"], errors["grid_bits"]
     fig, (ax_map, ax_hist) = plt.subplots(1, 2, figsize=(12, 5))
@@ -101,9 +127,10 @@ def plot_errors(errors: dict, stats: dict, path, *, dpi: int = 110) -> Path:
                       f"random: mean {100 * r['mean_rel_error']:+.3g}%, MRED {100 * r['mean_abs_rel_error']:.3g}%")
     ax_hist.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    try:
+        return _save_atomic(fig, path, fmt, dpi=dpi)
+    finally:
+        plt.close(fig)
 
 
 def plot_comparison(results: list, path, *, dpi: int = 110) -> Path:
@@ -118,7 +145,7 @@ def plot_comparison(results: list, path, *, dpi: int = 110) -> Path:
     Returns:
       The path written.
     """
-    path = _check_path(path)
+    path, fmt = _check_plot_path(path)
     plt = _pyplot()
     names = [s["multiplier"] for s, _ in results]
     fig, (ax_bar, ax_hist) = plt.subplots(1, 2, figsize=(13, 5))
@@ -145,6 +172,102 @@ def plot_comparison(results: list, path, *, dpi: int = 110) -> Path:
     ax_hist.set_title("histograms of relative errors (random operands)")
     ax_hist.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    try:
+        return _save_atomic(fig, path, fmt, dpi=dpi)
+    finally:
+        plt.close(fig)
+
+
+# ------------------------------------------------------------- integer multipliers (int_metrics)
+
+def _kind(bits: int, signed: bool) -> str:
+    return f"{bits}-bit {'signed' if signed else 'unsigned'}"
+
+
+def error_map_plot(table: np.ndarray, bits: int, signed: bool, path, title: str = "") -> Path:
+    """Writes a heatmap of the error ``f(a, b) - a*b`` over the operand codes.
+
+    The first operand ``a`` is on the y axis, ``b`` on the x axis, both ordered by code value (signed
+    codes run from the minimum through 0 to the maximum) and labelled in codes. Tables of more than
+    256 codes per side (``n > 8``) are shown over blocks of codes, each cell holding the error of
+    largest magnitude in its block (with its sign). The file is written atomically.
+
+    Args:
+      table: the ``(2^n, 2^n)`` integer table of products, as for :func:`error_metrics`.
+      bits: the operand width ``n``, 2 to 12.
+      signed: whether the codes are two's complement.
+      path: the image file; its suffix names the format (``.png``, ``.pdf``, ``.svg``, ...).
+      title: the plot's title; a description of the circuit when empty.
+
+    Returns:
+      The path written, as a :class:`pathlib.Path`.
+
+    Raises:
+      ValueError: a bad table, ``bits`` or ``signed`` (see :func:`error_metrics`), or a path without
+        a suffix or with one matplotlib cannot write.
+      FileNotFoundError: the path's folder does not exist.
+      ImportError: matplotlib is not installed.
+    """
+    from approxsim.int_metrics import error_map
+
+    emap, c, f = error_map(table, bits, signed)
+    path, fmt = _check_plot_path(path)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    try:
+        lim = max(1, int(np.abs(emap).max()))
+        lo, hi = int(c.min()), int(c.max())
+        im = ax.imshow(emap, cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower", interpolation="nearest",
+                       extent=(lo - 0.5, hi + 0.5, lo - 0.5, hi + 0.5), aspect="equal")
+        ax.set_xlabel("b (code)")
+        ax.set_ylabel("a (code)")
+        label = "error f(a, b) - a*b"
+        if f > 1:
+            label += f" (largest |e| per {f}x{f} block)"
+        fig.colorbar(im, ax=ax, label=label)
+        ax.set_title(title or f"{_kind(bits, signed)} multiplier: error map")
+        fig.tight_layout()
+        return _save_atomic(fig, path, fmt)
+    finally:
+        plt.close(fig)
+
+
+def error_histogram_plot(table: np.ndarray, bits: int, signed: bool, path, title: str = "") -> Path:
+    """Writes a histogram of the error ``f(a, b) - a*b`` over all ``2^(2n)`` pairs.
+
+    The y axis is the share of pairs (log scale). Bins are one integer wide when the errors span
+    at most 200 values, else 200 equal bins of integer width. The file is written atomically.
+
+    Args:
+      table: the ``(2^n, 2^n)`` integer table of products, as for :func:`error_metrics`.
+      bits: the operand width ``n``, 2 to 12.
+      signed: whether the codes are two's complement.
+      path: the image file; its suffix names the format (``.png``, ``.pdf``, ``.svg``, ...).
+      title: the plot's title; a description of the circuit when empty.
+
+    Returns:
+      The path written, as a :class:`pathlib.Path`.
+
+    Raises:
+      ValueError: a bad table, ``bits`` or ``signed`` (see :func:`error_metrics`), or a path without
+        a suffix or with one matplotlib cannot write.
+      FileNotFoundError: the path's folder does not exist.
+      ImportError: matplotlib is not installed.
+    """
+    from approxsim.int_metrics import error_histogram
+
+    edges, counts = error_histogram(table, bits, signed)
+    path, fmt = _check_plot_path(path)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    try:
+        centres = (edges[:-1] + edges[1:]) / 2
+        ax.hist(centres, bins=edges, weights=counts / float(1 << (2 * bits)), color="tab:blue")
+        ax.set_yscale("log")
+        ax.set_xlabel("error f(a, b) - a*b")
+        ax.set_ylabel("share of pairs")
+        ax.set_title(title or f"{_kind(bits, signed)} multiplier: errors over {1 << (2 * bits)} pairs")
+        fig.tight_layout()
+        return _save_atomic(fig, path, fmt)
+    finally:
+        plt.close(fig)

@@ -134,8 +134,12 @@ def test_missing_function(tmp_path):
 
 def test_wrong_signature(tmp_path):
     path = _write(tmp_path, "sig.c", "int sig(int a) { return a; }\n")
-    with pytest.raises(approxsim.CompileError, match=r"signature float sig\(float, float\)"):
+    with pytest.raises(approxsim.CompileError, match=r"declared int sig\(int a\): not a multiplier signature.*"
+                                                     r"float f\(float, float\) for a float model"):
         multipliers.register_c(path, function="sig", mantissa_bits=3)
+    path = _write(tmp_path, "half.c", "float half(float a, int b) { return a * b; }\n")
+    with pytest.raises(approxsim.CompileError, match=r"signature float half\(float, float\)"):
+        multipliers.register_c(path, function="half", mantissa_bits=3)
 
 
 def test_crashing_model(tmp_path):

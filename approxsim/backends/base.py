@@ -61,7 +61,7 @@ class Kernels:
             a, b = xp.broadcast_arrays(a, b)
             shape = a.shape
             if not a.size:
-                return self._empty(shape)
+                return self._empty(shape, self.result_dtype(1))
             return self._multiply(xp.ascontiguousarray(a).reshape(-1), xp.ascontiguousarray(b).reshape(-1)).reshape(shape)
 
         return self._call(run, (a, "a"), (b, "b"), out=out)
@@ -80,10 +80,11 @@ class Kernels:
         def run(a, b):
             shape = matmul_shapes(a.shape, b.shape, transpose_a, transpose_b)
             _check_result_size(shape.output_shape)
+            dtype = self.result_dtype(shape.k)
             if shape.m * shape.n * shape.batch_size == 0:
-                return self._empty(shape.output_shape)
+                return self._empty(shape.output_shape, dtype)
             if shape.k == 0:
-                return self._zeros(shape.output_shape)
+                return self._zeros(shape.output_shape, dtype)
             return self._matmul(a, b, shape, out)
 
         return self._call(run, (a, "a"), (b, "b"), out=out)
@@ -91,17 +92,17 @@ class Kernels:
     def conv2d(self, x, w, geom: ConvGeometry, *, out=None):
         """Forward convolution (products ``T[x][w]``): ``x`` NHWC, ``w`` HWIO -> NHWC."""
         return self._conv("_conv2d", (x, "x", geom.input_shape), (w, "w", geom.filter_shape), geom,
-                          geom.output_shape, out)
+                          geom.output_shape, out, geom.kh * geom.kw * geom.cin_per_group)
 
     def conv2d_input_grad(self, dy, w, geom: ConvGeometry, *, out=None):
         """Input gradient (products ``T[dy][w]``): ``dy`` NHWC, ``w`` HWIO -> ``dx`` NHWC."""
         return self._conv("_conv2d_input_grad", (dy, "dy", geom.output_shape), (w, "w", geom.filter_shape), geom,
-                          geom.input_shape, out)
+                          geom.input_shape, out, geom.kh * geom.kw * geom.cout_per_group)
 
     def conv2d_filter_grad(self, x, dy, geom: ConvGeometry, *, out=None):
         """Filter gradient (products ``T[x][dy]``): ``x``, ``dy`` NHWC -> ``dw`` HWIO."""
         return self._conv("_conv2d_filter_grad", (x, "x", geom.input_shape), (dy, "dy", geom.output_shape), geom,
-                          geom.filter_shape, out)
+                          geom.filter_shape, out, geom.n * geom.oh * geom.ow)
 
     # --- shared plumbing ---------------------------------------------------------------
 
@@ -109,31 +110,40 @@ class Kernels:
         """Converts the operands, runs ``run(*arrays)``, and delivers the result where the caller expects it."""
         be = self.backend
         where = be.result_place([v for v, _ in operands] + ([out] if out is not None else []))
-        arrays = [be.asarray(v, name) for v, name in operands]
+        arrays = [self.operand(v, name) for v, name in operands]
         result = run(*arrays)
         if out is not None and result is not out:
             out[...] = result
             result = out
         return be.deliver(result, where)
 
-    def _conv(self, method, first, second, geom, shape, out):
+    def _conv(self, method, first, second, geom, shape, out, terms):
         def run(p0, p1):
             geom.check_array(p0, first[1], first[2])
             geom.check_array(p1, second[1], second[2])
             _check_result_size(shape)
+            dtype = self.result_dtype(terms)
             if int(np.prod(shape, dtype=np.int64)) == 0:
-                return self._empty(shape)
+                return self._empty(shape, dtype)
             if p0.size == 0 or p1.size == 0:  # e.g. an empty batch: every output sums no product
-                return self._zeros(shape)
+                return self._zeros(shape, dtype)
             return getattr(self, method)(p0, p1, geom, out)
 
         return self._call(run, first[:2], second[:2], out=out)
 
-    def _empty(self, shape):
-        return self.backend.array_module.empty(shape, dtype=np.float32)
+    def operand(self, x, arg: str):
+        """An operand as these kernels take it (float kinds: float32 on the backend's device)."""
+        return self.backend.asarray(x, arg)
 
-    def _zeros(self, shape):
-        return self.backend.array_module.zeros(shape, dtype=np.float32)
+    def result_dtype(self, terms: int):
+        """The dtype of sums of ``terms`` products (float kinds: float32)."""
+        return np.dtype(np.float32)
+
+    def _empty(self, shape, dtype=np.float32):
+        return self.backend.array_module.empty(shape, dtype=dtype)
+
+    def _zeros(self, shape, dtype=np.float32):
+        return self.backend.array_module.zeros(shape, dtype=dtype)
 
     # --- what each kind implements (operands validated, result allocated or written to out) ---
 
@@ -151,6 +161,20 @@ class Kernels:
 
     def _conv2d_filter_grad(self, x, dy, geom, out):  # pragma: no cover - interface
         raise NotImplementedError
+
+
+class IntegerKernels(Kernels):
+    """The base of integer multipliers' kernels (DESIGN.md section 1b): operands are integer codes
+    of the multiplier's format (checked: a float array, or a code out of range, is an error that
+    points to quantization), results exact sums, int32 where they cannot overflow it, else int64."""
+
+    def operand(self, x, arg: str):
+        return self.multiplier.format.check_codes(x, arg)
+
+    def result_dtype(self, terms: int):
+        from approxsim.integer import sum_dtype
+
+        return sum_dtype(max(int(terms), 1), self.multiplier.max_abs)
 
 
 class Backend:

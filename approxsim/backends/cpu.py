@@ -9,7 +9,8 @@ whose working memory is a few packed blocks per thread, whatever the batch size.
 
 Kernels by kind: tables and the exact product run in the extension's GEMM driver
 (:class:`CpuTableKernels`); direct models run their own compiled kernels
-(:class:`CpuDirectKernels`).
+(:class:`CpuDirectKernels`); integer tables run the extension's integer driver
+(:class:`CpuIntKernels`, exact integer sums), integer direct models their compiled kernels.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import os
 
 import numpy as np
 
-from approxsim.backends.base import Backend, Kernels
+from approxsim.backends.base import Backend, IntegerKernels, Kernels
 from approxsim.geometry import ConvGeometry
-from approxsim.multiplier import DirectMultiplier, ExactMultiplier, TableMultiplier
+from approxsim.multiplier import (DirectMultiplier, ExactMultiplier, IntDirectMultiplier, IntTableMultiplier,
+                                  TableMultiplier)
 
 _IMPORT_ERROR = None
 try:
@@ -138,13 +140,7 @@ class CpuTableKernels(Kernels):
         return _cpu.multiply(a, b, self.multiplier.table, self.multiplier.mantissa_bits)
 
     def _matmul(self, a, b, shape, out):
-        # Which stored matrix each output batch entry uses (broadcast without copies).
-        def index(x):
-            count = int(np.prod(x.shape[:-2], dtype=np.int64))
-            idx = np.broadcast_to(np.arange(count, dtype=np.int64).reshape(x.shape[:-2]), shape.batch).ravel()
-            return x.reshape((count,) + x.shape[-2:]), np.ascontiguousarray(idx)
-
-        (a3, ai), (b3, bi) = index(a), index(b)
+        (a3, ai), (b3, bi) = _batch_index(a, shape), _batch_index(b, shape)
         res = _cpu.matmul(a3, b3, self._table(), shape.transpose_a, shape.transpose_b, ai, bi)
         return res.reshape(shape.output_shape)
 
@@ -156,6 +152,103 @@ class CpuTableKernels(Kernels):
 
     def _conv2d_filter_grad(self, x, dy, geom, out):
         return _cpu.conv2d_filter_grad(x, dy, native_geometry(geom), self._table())
+
+
+def _batch_index(x, shape):
+    """``x`` as a stack of matrices and, for each output batch entry, which one it uses (no copies)."""
+    count = int(np.prod(x.shape[:-2], dtype=np.int64))
+    idx = np.broadcast_to(np.arange(count, dtype=np.int64).reshape(x.shape[:-2]), shape.batch).ravel()
+    return x.reshape((count,) + x.shape[-2:]), np.ascontiguousarray(idx)
+
+
+def _padded_taps(geom):
+    """``(KH, KW, OH, OW)`` bool: whether filter tap (i, j) of output pixel (oh, ow) falls in the padding."""
+    rows = np.arange(geom.oh)[None, :] * geom.sh - geom.pad_top + np.arange(geom.kh)[:, None] * geom.dh
+    cols = np.arange(geom.ow)[None, :] * geom.sw - geom.pad_left + np.arange(geom.kw)[:, None] * geom.dw
+    row_out = (rows < 0) | (rows >= geom.h)
+    col_out = (cols < 0) | (cols >= geom.w)
+    return row_out[:, None, :, None] | col_out[None, :, None, :]
+
+
+class CpuIntKernels(IntegerKernels):
+    """Integer tables: the extension's integer driver (cpu_int.h) on encoded codes (pattern + 1).
+
+    The driver skips padding (an encoded 0 is no product); the forward and filter-gradient
+    padding, which DESIGN.md counts as products with code 0, is added here from the table's row of
+    code 0, when that row is not all zero (an approximate circuit may give f(0, b) != 0).
+    """
+
+    def _table(self):
+        mult = self.multiplier
+        return mult.derived("cpu_int_table", lambda: _cpu.prepare_int_table(mult.table, mult.bits))
+
+    def _encode(self, codes):
+        return ((codes.astype(np.int64) & self.multiplier.format.mask) + 1).astype(np.float32)
+
+    def _wide(self, terms):
+        return self.result_dtype(terms) == np.int64
+
+    def _zero_row(self):
+        """``f(0, b)`` for every pattern of b (int64), or None when it is all zero."""
+        row = self.multiplier.table[0].astype(np.int64)  # pattern 0 is code 0, signed or not
+        return row if row.any() else None
+
+    def _multiply(self, a, b):
+        return self.multiplier.products(a, b).astype(self.result_dtype(1))
+
+    def _matmul(self, a, b, shape, out):
+        (a3, ai), (b3, bi) = _batch_index(a, shape), _batch_index(b, shape)
+        res = _cpu.int_matmul(self._encode(a3), self._encode(b3), self._table(), shape.transpose_a,
+                              shape.transpose_b, ai, bi, self._wide(shape.k))
+        return res.reshape(shape.output_shape)
+
+    def _conv2d(self, x, w, geom, out):
+        terms = geom.kh * geom.kw * geom.cin_per_group
+        y = _cpu.int_conv2d(self._encode(x), self._encode(w), native_geometry(geom), self._table(), self._wide(terms))
+        row = self._zero_row()
+        if row is not None:  # sum over the padded taps of sum_ci f(0, w[i, j, ci, co])
+            per_tap = row[self.multiplier.format.patterns(w)].sum(axis=2)  # (KH, KW, COUT)
+            y += np.einsum("ijpq,ijc->pqc", _padded_taps(geom).astype(np.int64), per_tap).astype(y.dtype)[None]
+        return y
+
+    def _conv2d_input_grad(self, dy, w, geom, out):
+        terms = geom.kh * geom.kw * geom.cout_per_group
+        return _cpu.int_conv2d_input_grad(self._encode(dy), self._encode(w), native_geometry(geom), self._table(),
+                                          self._wide(terms))
+
+    def _conv2d_filter_grad(self, x, dy, geom, out):
+        terms = geom.n * geom.oh * geom.ow
+        dw = _cpu.int_conv2d_filter_grad(self._encode(x), self._encode(dy), native_geometry(geom), self._table(),
+                                         self._wide(terms))
+        row = self._zero_row()
+        if row is not None:  # every channel of a padded pixel: sum over such pixels of f(0, dy[., co])
+            per_pixel = row[self.multiplier.format.patterns(dy)].sum(axis=0)  # (OH, OW, COUT)
+            per_tap = np.einsum("ijpq,pqc->ijc", _padded_taps(geom).astype(np.int64), per_pixel)
+            dw += per_tap[:, :, None, :].astype(dw.dtype)
+        return dw
+
+
+class CpuIntDirectKernels(IntegerKernels):
+    """Integer direct models: the model's own compiled CPU kernels (exact int64 sums)."""
+
+    def _multiply(self, a, b):
+        return self.multiplier.products(a, b).astype(self.result_dtype(1))
+
+    def _matmul(self, a, b, shape, out):
+        res = self.multiplier.direct.matmul(a, b, transpose_a=shape.transpose_a, transpose_b=shape.transpose_b)
+        return res.astype(self.result_dtype(shape.k), copy=False)
+
+    def _conv2d(self, x, w, geom, out):
+        res = self.multiplier.direct.conv2d(x, w, geom)
+        return res.astype(self.result_dtype(geom.kh * geom.kw * geom.cin_per_group), copy=False)
+
+    def _conv2d_input_grad(self, dy, w, geom, out):
+        res = self.multiplier.direct.conv2d_input_grad(dy, w, geom)
+        return res.astype(self.result_dtype(geom.kh * geom.kw * geom.cout_per_group), copy=False)
+
+    def _conv2d_filter_grad(self, x, dy, geom, out):
+        res = self.multiplier.direct.conv2d_filter_grad(x, dy, geom)
+        return res.astype(self.result_dtype(geom.n * geom.oh * geom.ow), copy=False)
 
 
 class CpuDirectKernels(Kernels):
@@ -181,4 +274,5 @@ class CpuBackend(Backend):
     """C++ kernels; see the module docstring."""
 
     name = "cpu"
-    KERNELS = {ExactMultiplier: CpuTableKernels, TableMultiplier: CpuTableKernels, DirectMultiplier: CpuDirectKernels}
+    KERNELS = {ExactMultiplier: CpuTableKernels, TableMultiplier: CpuTableKernels, DirectMultiplier: CpuDirectKernels,
+               IntTableMultiplier: CpuIntKernels, IntDirectMultiplier: CpuIntDirectKernels}

@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from approxsim.backends import cuda_build
-from approxsim.backends.base import Backend, Kernels
+from approxsim.backends.base import Backend, IntegerKernels, Kernels
 from approxsim.backends.cuda_build import geometry_struct, table_plan
 from approxsim.errors import BackendUnavailableError
-from approxsim.multiplier import DirectMultiplier, ExactMultiplier, TableMultiplier
+from approxsim.multiplier import DirectMultiplier, ExactMultiplier, IntegerMultiplier, TableMultiplier
 
 _INSTALL = "pip install 'approxsim[cuda12]' (CUDA 12 driver) or 'approxsim[cuda13]' (CUDA 13 driver)"
 _BK = 8
@@ -230,12 +230,50 @@ class CudaDirectKernels(Kernels):
         return self._model("conv2d_filter_grad", x, dy, geom)
 
 
+class CudaIntKernels(IntegerKernels):
+    """Integer multipliers: the direct kernels (``csrc/direct_cuda.h``, integer types, exact int64 sums)
+    with the model compiled in (integer direct models) or a lookup in the table in device memory
+    (integer tables, :class:`approxsim.direct.cuda.IntTableCudaKernels`). Operands are checked as
+    codes where they are (a CuPy array on the GPU)."""
+
+    def operand(self, x, arg: str):
+        return self.multiplier.format.check_codes(x, arg, xp=self.backend._cp)
+
+    def _kernels(self):
+        mult = self.multiplier
+        if mult.kind == "int-direct":
+            return mult.direct._gpu()
+        from approxsim.direct.cuda import IntTableCudaKernels
+
+        dev = self.backend._cp.cuda.runtime.getDevice()
+        return mult.derived(f"cuda_int_kernels_{dev}", lambda: IntTableCudaKernels(mult))
+
+    def _multiply(self, a, b):
+        return self._kernels().multiply(a, b).astype(self.result_dtype(1), copy=False)
+
+    def _matmul(self, a, b, shape, out):
+        res = self._kernels().matmul(a, b, transpose_a=shape.transpose_a, transpose_b=shape.transpose_b)
+        return res.astype(self.result_dtype(shape.k), copy=False)
+
+    def _conv2d(self, x, w, geom, out):
+        res = self._kernels().conv2d(x, w, geom)
+        return res.astype(self.result_dtype(geom.kh * geom.kw * geom.cin_per_group), copy=False)
+
+    def _conv2d_input_grad(self, dy, w, geom, out):
+        res = self._kernels().conv2d_input_grad(dy, w, geom)
+        return res.astype(self.result_dtype(geom.kh * geom.kw * geom.cout_per_group), copy=False)
+
+    def _conv2d_filter_grad(self, x, dy, geom, out):
+        res = self._kernels().conv2d_filter_grad(x, dy, geom)
+        return res.astype(self.result_dtype(geom.n * geom.oh * geom.ow), copy=False)
+
+
 class CudaBackend(Backend):
     """Arrays on the GPU; see the module docstring."""
 
     name = "cuda"
     KERNELS = {ExactMultiplier: CudaTableKernels, TableMultiplier: CudaTableKernels,
-               DirectMultiplier: CudaDirectKernels}
+               DirectMultiplier: CudaDirectKernels, IntegerMultiplier: CudaIntKernels}
 
     def __init__(self):
         import cupy

@@ -2,8 +2,9 @@
 
 Every contraction forms its single products with the multiplier's own NumPy oracle
 (``Multiplier.products``: DESIGN.md section 1 for tables, the IEEE product for
-``fp32``, the compiled model for direct multipliers), whatever its kind, and sums them
-in float64, in bounded chunks. Convolutions are sums of matrix products, one per
+``fp32``, the compiled model for direct multipliers, the integer table or model on the
+codes for integer multipliers), whatever its kind, and sums them in float64 (integers:
+int64, exact), in bounded chunks. Convolutions are sums of matrix products, one per
 filter tap and group:
 
 * forward: ``y[p, co] += patch[p, ci] (*) w[kh, kw, ci, co]``  (``T[x][w]``)
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from approxsim.backends.base import Backend, Kernels
-from approxsim.multiplier import Multiplier
+from approxsim.backends.base import Backend, IntegerKernels, Kernels
+from approxsim.multiplier import IntegerMultiplier, Multiplier
 
 _CHUNK = 1 << 22  # products formed at once
 
@@ -29,11 +30,12 @@ def create():
     return ReferenceBackend()
 
 
-def contract(a, b, mult):
-    """``sum_k a[m, k] (*) b[k, n]`` as float64, in chunks of at most ``_CHUNK`` products."""
+def contract(a, b, mult, acc=np.float64):
+    """``sum_k a[m, k] (*) b[k, n]`` as ``acc`` (float64; int64 for integer codes, exact), in chunks of
+    at most ``_CHUNK`` products."""
     m, k = a.shape
     n = b.shape[1]
-    out = np.zeros((m, n), dtype=np.float64)
+    out = np.zeros((m, n), dtype=acc)
     if m == 0 or n == 0 or k == 0:
         return out
     kc = max(1, min(k, _CHUNK // max(n, 1)))
@@ -43,7 +45,7 @@ def contract(a, b, mult):
             for k0 in range(0, k, kc):
                 x, y = np.broadcast_arrays(a[r0:r0 + rc, k0:k0 + kc, None], b[None, k0:k0 + kc, :])
                 p = mult.products(np.ascontiguousarray(x), np.ascontiguousarray(y))
-                out[r0:r0 + rc] += p.sum(axis=1, dtype=np.float64)
+                out[r0:r0 + rc] += p.sum(axis=1, dtype=acc)
     return out
 
 
@@ -57,10 +59,11 @@ def _tap(geom, i, j):
 def _patch(x, geom, i, j):
     """``(N * OH * OW, C)``: the input each output pixel meets at tap (i, j), zeros in the padding.
 
-    The padding zeros take part in the products (``0 (*) Inf`` is NaN), as a padded input would.
+    The padding zeros take part in the products (``0 (*) Inf`` is NaN; code 0 for integer
+    multipliers), as a padded input would.
     """
     rows, cols, rin, cin = _tap(geom, i, j)
-    patch = np.zeros((geom.n, geom.oh, geom.ow, geom.c), dtype=np.float32)
+    patch = np.zeros((geom.n, geom.oh, geom.ow, geom.c), dtype=x.dtype)
     patch[:, rin[:, None] & cin[None, :]] = x[:, rows[rin]][:, :, cols[cin]].reshape(geom.n, -1, geom.c)
     return patch.reshape(-1, geom.c)
 
@@ -71,7 +74,12 @@ def _groups(geom):
 
 
 class ReferenceKernels(Kernels):
-    """Any kind of multiplier, through its ``products`` oracle (Inf and NaN propagate silently)."""
+    """Any kind of float multiplier, through its ``products`` oracle (Inf and NaN propagate silently)."""
+
+    ACC = np.float64  # what the sums accumulate in
+
+    def _finish(self, res, terms):
+        return np.ascontiguousarray(res, dtype=self.result_dtype(terms))
 
     def _conv(self, *args):
         with np.errstate(invalid="ignore", over="ignore"):
@@ -87,22 +95,22 @@ class ReferenceKernels(Kernels):
             b = np.swapaxes(b, -1, -2)
         a = np.broadcast_to(a, shape.batch + a.shape[-2:])
         b = np.broadcast_to(b, shape.batch + b.shape[-2:])
-        res = np.empty(shape.output_shape, dtype=np.float32)
+        res = np.empty(shape.output_shape, dtype=self.result_dtype(shape.k))
         for idx in np.ndindex(*shape.batch):
-            res[idx] = contract(a[idx], b[idx], self.multiplier)
+            res[idx] = contract(a[idx], b[idx], self.multiplier, self.ACC)
         return res
 
     def _conv2d(self, x, w, geom, out):
-        res = np.zeros((geom.n * geom.oh * geom.ow, geom.cout), dtype=np.float64)
+        res = np.zeros((geom.n * geom.oh * geom.ow, geom.cout), dtype=self.ACC)
         for i in range(geom.kh):
             for j in range(geom.kw):
                 patch = _patch(x, geom, i, j)
                 for ci, co in _groups(geom):
-                    res[:, co] += contract(patch[:, ci], w[i, j, :, co], self.multiplier)
-        return res.astype(np.float32).reshape(geom.output_shape)
+                    res[:, co] += contract(patch[:, ci], w[i, j, :, co], self.multiplier, self.ACC)
+        return self._finish(res, geom.kh * geom.kw * geom.cin_per_group).reshape(geom.output_shape)
 
     def _conv2d_input_grad(self, dy, w, geom, out):
-        dx = np.zeros(geom.input_shape, dtype=np.float64)
+        dx = np.zeros(geom.input_shape, dtype=self.ACC)
         for i in range(geom.kh):
             for j in range(geom.kw):
                 rows, cols, rin, cin = _tap(geom, i, j)
@@ -110,22 +118,28 @@ class ReferenceKernels(Kernels):
                     continue  # this tap reaches padding only: no input position receives a product
                 reached = dy[:, rin][:, :, cin].reshape(-1, geom.cout)  # the outputs whose tap lands inside
                 for ci, co in _groups(geom):
-                    part = contract(reached[:, co], w[i, j, :, co].T, self.multiplier)
+                    part = contract(reached[:, co], w[i, j, :, co].T, self.multiplier, self.ACC)
                     dx[:, rows[rin][:, None], cols[cin][None, :], ci] += part.reshape(
                         geom.n, int(rin.sum()), int(cin.sum()), -1)
-        return np.ascontiguousarray(dx, dtype=np.float32)
+        return self._finish(dx, geom.kh * geom.kw * geom.cout_per_group)
 
     def _conv2d_filter_grad(self, x, dy, geom, out):
-        dw = np.zeros(geom.filter_shape, dtype=np.float32)
+        dw = np.zeros(geom.filter_shape, dtype=self.result_dtype(geom.n * geom.oh * geom.ow))
         dy2 = dy.reshape(-1, geom.cout)
         for i in range(geom.kh):
             for j in range(geom.kw):
                 patch = _patch(x, geom, i, j)
                 for ci, co in _groups(geom):
-                    dw[i, j, :, co] = contract(patch[:, ci].T, dy2[:, co], self.multiplier)
+                    dw[i, j, :, co] = contract(patch[:, ci].T, dy2[:, co], self.multiplier, self.ACC)
         return dw
+
+
+class IntReferenceKernels(IntegerKernels, ReferenceKernels):
+    """Integer multipliers: products from the table (or the compiled model) on the codes, exact int64 sums."""
+
+    ACC = np.int64
 
 
 class ReferenceBackend(Backend):
     name = "reference"
-    KERNELS = {Multiplier: ReferenceKernels}
+    KERNELS = {Multiplier: ReferenceKernels, IntegerMultiplier: IntReferenceKernels}

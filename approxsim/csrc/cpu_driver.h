@@ -384,11 +384,17 @@ void run_jobs(const std::vector<Job<ASrc, BSrc>>& jobs, int64_t M, int64_t N, in
   // into its own copy of C (the order of the sums is unspecified): no two threads pack the same B.
   const Method whole = choose_method(t, M);
   const int64_t unit = whole == Method::kExpanded ? expanded_kc(t.m) : kLookupBlocking.kc;
+  // An expanded panel serves every row of its tile, so expanded tiles are split by columns, or else by the
+  // contraction: split by rows, every tile would build the same panels again.
+  const int64_t col_panels = (N + 15) / 16;
+  const bool long_k = K >= 8 * unit * per_job && njobs * per_job * M * N <= (int64_t(1) << 24);
+  const bool split_k = whole == Method::kExpanded
+                           ? col_panels < per_job && long_k
+                           : M <= kLookupBlocking.mc && N <= 2 * kLookupBlocking.mc && long_k;
   int64_t tasks_k = 1, tasks_m = 1, tasks_n = 1;
-  if (per_job > 1 && M <= kLookupBlocking.mc && N <= 2 * kLookupBlocking.mc && K >= 8 * unit * per_job) {
+  if (per_job > 1 && split_k) {
     tasks_k = std::min<int64_t>(per_job, K / (4 * unit));
   } else if (per_job > 1) {
-    const int64_t col_panels = (N + 15) / 16;
     const bool by_columns = whole == Method::kExpanded ? col_panels >= per_job : M < N;
     if (by_columns) {
       tasks_n = std::min<int64_t>(per_job, col_panels);

@@ -1,5 +1,6 @@
 // cpu_kernels_avx2.cpp: the AVX2 micro-kernels (MR = 4, NR = 16).
 #include "cpu_isa.h"
+#include "cpu_transpose.h"
 
 #ifdef APPROXSIM_X86
 namespace approxsim {
@@ -146,26 +147,6 @@ APPROXSIM_AVX2 void expanded_avx2(int kc, const uint16_t* a, int m, const float*
   _mm256_storeu_ps(acc + 40, c21);
   _mm256_storeu_ps(acc + 48, c30);
   _mm256_storeu_ps(acc + 56, c31);
-}
-
-// Transposes the 8x8 block r[0..7] (r[q] = row q) in place.
-APPROXSIM_AVX2 static inline void transpose8(__m256 r[8]) {
-  __m256 t[8];
-  for (int q = 0; q < 4; ++q) {
-    t[2 * q] = _mm256_unpacklo_ps(r[2 * q], r[2 * q + 1]);
-    t[2 * q + 1] = _mm256_unpackhi_ps(r[2 * q], r[2 * q + 1]);
-  }
-  __m256 u[8];
-  for (int q = 0; q < 2; ++q) {
-    u[4 * q] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], 0x44);
-    u[4 * q + 1] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], 0xEE);
-    u[4 * q + 2] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0x44);
-    u[4 * q + 3] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0xEE);
-  }
-  for (int q = 0; q < 4; ++q) {
-    r[q] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20);
-    r[q + 4] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
-  }
 }
 
 // Builds an expanded panel from the transposed table: for 8 columns at a time, 8 table columns

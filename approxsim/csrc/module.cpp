@@ -19,11 +19,13 @@
 #include "approx_product.h"
 #include "cpu_driver.h"
 #include "cpu_gemm.h"
+#include "cpu_int.h"
 #include "cpu_kernels.h"
 #include "cpu_pool.h"
 
 namespace py = pybind11;
 using approxsim::Geom;
+using approxsim::IntTable;
 using approxsim::Table;
 
 namespace {
@@ -178,6 +180,86 @@ py::array_t<float> conv(const FArray& p0, const FArray& p1, const Geom& g, const
   return out;
 }
 
+// --- integer multipliers (cpu_int.h): encoded operands (pattern + 1 as float), int32 or int64 results ---
+
+using I32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+std::shared_ptr<IntTable> prepare_int_table(const I32Array& table, int bits) {
+  if (bits < 2 || bits > 12 || table.size() != (py::ssize_t(1) << (2 * bits)))
+    throw std::invalid_argument("prepare_int_table: the table must hold 2^(2n) int32 entries with n in 2..12. "
+                                "Received: bits=" + std::to_string(bits));
+  return std::make_shared<IntTable>(approxsim::make_int_table(table.data(), bits));
+}
+
+void check_codes(const FArray& a, const IntTable& t, const char* what) {
+  const float* p = a.data();
+  const float hi = static_cast<float>(t.s1 - 1);
+  for (py::ssize_t q = 0; q < a.size(); ++q)
+    if (!(p[q] >= 0.0f && p[q] <= hi) || p[q] != static_cast<float>(static_cast<int64_t>(p[q])))
+      throw std::invalid_argument(std::string(what) + ": encoded codes must be integers in 0..2^n");
+}
+
+template <class Out>
+py::array int_matmul_typed(const FArray& a, const FArray& b, const IntTable& t, bool ta, bool tb, const IArray& ai,
+                           const IArray& bi, int64_t m, int64_t n, int64_t k) {
+  const int64_t batch = ai.size();
+  py::array_t<Out> out({batch, m, n});
+  Out* po = out.mutable_data();
+  const int64_t asz = a.shape(1) * a.shape(2), bsz = b.shape(1) * b.shape(2);
+  py::gil_scoped_release release;
+  approxsim::int_matmul_batched<Out>(a.data(), b.data(), po, ai.data(), bi.data(), batch, asz, bsz, m, n, k, ta, tb, t,
+                                     approxsim::num_threads());
+  return out;
+}
+
+py::array int_matmul(const FArray& a, const FArray& b, const IntTable& t, bool ta, bool tb, const IArray& a_index,
+                     const IArray& b_index, bool wide) {
+  if (a.ndim() != 3 || b.ndim() != 3)
+    throw std::invalid_argument("int_matmul: a and b must be 3-D (batch, rows, cols). Received: a shape=" +
+                                shape_str(a) + ", b shape=" + shape_str(b));
+  const int64_t m = ta ? a.shape(2) : a.shape(1), ka = ta ? a.shape(1) : a.shape(2);
+  const int64_t kb = tb ? b.shape(2) : b.shape(1), n = tb ? b.shape(1) : b.shape(2);
+  if (ka != kb)
+    throw std::invalid_argument("int_matmul: inner dimensions differ. Received: a shape=" + shape_str(a) +
+                                ", b shape=" + shape_str(b));
+  if (b_index.size() != a_index.size()) throw std::invalid_argument("int_matmul: a_index and b_index differ in length");
+  for (int64_t q = 0; q < a_index.size(); ++q)
+    if (a_index.data()[q] < 0 || a_index.data()[q] >= a.shape(0) || b_index.data()[q] < 0 ||
+        b_index.data()[q] >= b.shape(0))
+      throw std::invalid_argument("int_matmul: batch index out of range");
+  check_codes(a, t, "int_matmul a");
+  check_codes(b, t, "int_matmul b");
+  return wide ? int_matmul_typed<int64_t>(a, b, t, ta, tb, a_index, b_index, m, n, ka)
+              : int_matmul_typed<int32_t>(a, b, t, ta, tb, a_index, b_index, m, n, ka);
+}
+
+template <class Out>
+using IntConvKernel = void (*)(const float*, const float*, Out*, const Geom&, const IntTable&, int);
+
+template <IntConvKernel<int32_t> k32, IntConvKernel<int64_t> k64, ConvPart first, ConvPart second, ConvPart result>
+py::array int_conv(const FArray& p0, const FArray& p1, const Geom& g, const IntTable& t, bool wide, const char* n0,
+                   const char* n1) {
+  const std::vector<int64_t> s0 = conv_shape(g, first), s1 = conv_shape(g, second);
+  check_shape(p0, n0, {s0[0], s0[1], s0[2], s0[3]}, g);
+  check_shape(p1, n1, {s1[0], s1[1], s1[2], s1[3]}, g);
+  check_codes(p0, t, n0);
+  check_codes(p1, t, n1);
+  const float* a = p0.data();
+  const float* b = p1.data();
+  if (wide) {
+    py::array_t<int64_t> out(conv_shape(g, result));
+    int64_t* o = out.mutable_data();
+    py::gil_scoped_release release;
+    k64(a, b, o, g, t, approxsim::num_threads());
+    return out;
+  }
+  py::array_t<int32_t> out(conv_shape(g, result));
+  int32_t* o = out.mutable_data();
+  py::gil_scoped_release release;
+  k32(a, b, o, g, t, approxsim::num_threads());
+  return out;
+}
+
 // Runs items [0, items) of a direct multiplier's operation on the thread pool, in chunks of `grain`
 // items, through the library's approxsim_direct_chunk (direct_cpu.h) at address `chunk`. Returns 0,
 // or the first nonzero status a chunk returned (1: the model threw a C++ exception).
@@ -269,6 +351,28 @@ PYBIND11_MODULE(_cpu, mod) {
   mod.def("method_for", [](const Table& t, int64_t rows) {
     return std::string(approxsim::method_name(approxsim::choose_method(t, rows)));
   }, py::arg("table"), py::arg("rows"), "The GEMM method the driver chooses for a table and a number of rows.");
+  py::class_<IntTable, std::shared_ptr<IntTable>>(mod, "IntTable", "An integer table prepared for the CPU kernels.")
+      .def_property_readonly("bits", [](const IntTable& t) { return t.bits; })
+      .def_property_readonly("max_abs", [](const IntTable& t) { return t.max_abs; });
+  mod.def("prepare_int_table", &prepare_int_table, py::arg("table"), py::arg("bits"),
+          "Prepares a (2^n, 2^n) int32 table, indexed by the codes' patterns, for the integer kernels.");
+  mod.def("int_matmul", &int_matmul, py::arg("a"), py::arg("b"), py::arg("table"), py::arg("transpose_a"),
+          py::arg("transpose_b"), py::arg("a_index"), py::arg("b_index"), py::arg("wide"),
+          "Batched integer matmul on encoded codes (pattern + 1); int64 results with wide, else int32.");
+  mod.def("int_conv2d", [](const FArray& x, const FArray& w, const Geom& g, const IntTable& t, bool wide) {
+    return int_conv<approxsim::int_conv2d_forward<int32_t>, approxsim::int_conv2d_forward<int64_t>, P::kInput,
+                    P::kFilter, P::kOutput>(x, w, g, t, wide, "x", "w");
+  }, py::arg("x"), py::arg("w"), py::arg("geometry"), py::arg("table"), py::arg("wide"));
+  mod.def("int_conv2d_input_grad", [](const FArray& dy, const FArray& w, const Geom& g, const IntTable& t, bool wide) {
+    return int_conv<approxsim::int_conv2d_input_grad<int32_t>, approxsim::int_conv2d_input_grad<int64_t>, P::kOutput,
+                    P::kFilter, P::kInput>(dy, w, g, t, wide, "dy", "w");
+  }, py::arg("dy"), py::arg("w"), py::arg("geometry"), py::arg("table"), py::arg("wide"));
+  mod.def("int_conv2d_filter_grad", [](const FArray& x, const FArray& dy, const Geom& g, const IntTable& t, bool wide) {
+    return int_conv<approxsim::int_conv2d_filter_grad<int32_t>, approxsim::int_conv2d_filter_grad<int64_t>, P::kInput,
+                    P::kOutput, P::kFilter>(x, dy, g, t, wide, "x", "dy");
+  }, py::arg("x"), py::arg("dy"), py::arg("geometry"), py::arg("table"), py::arg("wide"));
+  mod.def("int_method_for", [](const IntTable& t, int64_t rows) { return std::string(approxsim::int_method_for(t, rows)); },
+          py::arg("table"), py::arg("rows"), "The integer GEMM method for a table and a number of rows.");
   mod.def("last_method", [] { return std::string(approxsim::last_method()); },
           "The GEMM method of this thread's last call (benchmarks print it).");
   mod.def("num_threads", &approxsim::num_threads, "Threads the kernels use ($APPROXSIM_NUM_THREADS or all cores).");

@@ -86,7 +86,7 @@ def _kernel_digest() -> str:
     return digest.hexdigest()
 
 
-def library_key(path: Path, function: str, m: int, language: str, defines=()) -> str:
+def library_key(path: Path, function: str, m: int, language: str, defines=(), extra_source: str = "") -> str:
     """Cache key: every file the model reads, function, M, language, compilers, kernel headers, flags, version."""
     compiler = toolchain.compiler(language)
     idents = [toolchain.compiler_identity(tuple(toolchain.compiler(lang))) for lang in (language, "c++")]
@@ -94,7 +94,7 @@ def library_key(path: Path, function: str, m: int, language: str, defines=()) ->
     native = "-march=native" in vector
     payload = json.dumps([toolchain.source_digest(path, language), function, m, language, idents, _kernel_digest(),
                           _FLAGS, _MODEL_FLAGS, list(vector), list(defines), _cpu_identity() if native else "",
-                          __version__])
+                          __version__, extra_source])
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -119,17 +119,19 @@ def library_is_intact(lib: Path) -> bool:
         return False
 
 
-def _explain_failure(path: Path, function: str, language: str, m: int, defines, log: str) -> CompileError:
+def _explain_failure(path: Path, function: str, language: str, m: int, defines, log: str,
+                     signature: str) -> CompileError:
     if not toolchain.compiles(path, language, m, defines=defines):
         return CompileError(f"{path.name} does not compile. Fix the errors below and register it again.\n{log}")
     if not toolchain.defines_function(path, function, language, m, defines=defines):
         return toolchain.missing_function_error(path, function)
     return CompileError(
         f"{function!r} in {path.name} does not have the signature this multiplier needs "
-        f"(float {function}(float, float) for a float model). Change it accordingly.\nCompiler output:\n{log}")
+        f"({signature.replace('(*)', ' ' + function)}). Change it accordingly.\nCompiler output:\n{log}")
 
 
-def build_library(path: Path, function: str, m: int, *, defines=(), signature="float (*)(float, float)") -> Path:
+def build_library(path: Path, function: str, m: int, *, defines=(), signature="float (*)(float, float)",
+                  extra_source: str = "", kernel_function: str = "") -> Path:
     """Compiles (or finds in the cache) the shared library of a direct model.
 
     Args:
@@ -138,6 +140,8 @@ def build_library(path: Path, function: str, m: int, *, defines=(), signature="f
       m: the value of ``APPROXSIM_MANTISSA_BITS`` the model is compiled with.
       defines: further ``-D`` definitions of the generated unit (integer models: the code types).
       signature: the function pointer type the model must convert to, checked at compile time.
+      extra_source: C placed after the model (integer models: the wrapper of approxsim.compile_int).
+      kernel_function: the function the kernels call (default: the model function itself).
 
     Returns:
       Path of the cached shared library (intact: its record matches).
@@ -147,7 +151,8 @@ def build_library(path: Path, function: str, m: int, *, defines=(), signature="f
     """
     path = Path(path).resolve()
     language = toolchain.language_of(path)
-    key = library_key(path, function, m, language, defines)
+    key = library_key(path, function, m, language, defines, extra_source)
+    kernel_function = kernel_function or function
     lib = toolchain.cache_dir() / "direct" / f"{key}.so"
     if library_is_intact(lib):
         return lib
@@ -155,17 +160,17 @@ def build_library(path: Path, function: str, m: int, *, defines=(), signature="f
         workdir = Path(tmp)
         tu = workdir / ("model_kernels.c" if language == "c" else "model_kernels.cc")
         ptr = signature.replace("(*)", "(*const approxsim_dl_signature_check_)")
-        tu.write_text(toolchain.prelude(path, language) + f"static {ptr} = {function};\n"
+        tu.write_text(toolchain.prelude(path, language) + f"static {ptr} = {function};\n" + extra_source +
                       '#include "direct_cpu.h"\n')
         obj = workdir / "model_kernels.o"
         compiler = toolchain.compiler(language)
         extra = ["-Werror=incompatible-pointer-types"] if language == "c" else []
         cmd = [*compiler, "-x", language, *_FLAGS, *_MODEL_FLAGS, *simd_flags(compiler), *extra,
-               f"-DAPPROXSIM_MANTISSA_BITS={m}", f"-DAPPROXSIM_DIRECT_FN={function}", *[f"-D{d}" for d in defines],
+               f"-DAPPROXSIM_MANTISSA_BITS={m}", f"-DAPPROXSIM_DIRECT_FN={kernel_function}", *[f"-D{d}" for d in defines],
                f"-I{header_dir()}", "-c", str(tu), "-o", str(obj)]
         out = toolchain.run(cmd, workdir)
         if out.returncode != 0:
-            raise _explain_failure(path, function, language, m, defines, out.stderr.strip())
+            raise _explain_failure(path, function, language, m, defines, out.stderr.strip(), signature)
         tmp_lib = workdir / "lib.so"
         cmd = [*toolchain.compiler("c++"), *_FLAGS, "-shared", str(obj), "-o", str(tmp_lib), "-lm"]
         out = toolchain.run(cmd, workdir)

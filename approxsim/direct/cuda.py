@@ -27,7 +27,8 @@ from pathlib import Path
 
 from approxsim.errors import CompileError
 
-__all__ = ["NVRTC_OPTIONS", "generate_source", "prescan", "explain_nvrtc_log", "CudaKernels"]
+__all__ = ["NVRTC_OPTIONS", "generate_source", "generate_int_table_source", "prescan", "explain_nvrtc_log",
+           "CudaKernels", "IntTableCudaKernels", "INT_TABLE_SYMBOL"]
 
 NVRTC_OPTIONS = ("-default-device", "--fmad=false")
 
@@ -45,9 +46,13 @@ typedef unsigned long long uint64_t;
 #include <stdint.h>
 #endif
 #define APPROXSIM_MANTISSA_BITS {m}
-#define APPROXSIM_DIRECT_FN {function}
-#define main approxsim_user_main_
+#define APPROXSIM_DIRECT_FN {kernel_function}
+{integer}#define main approxsim_user_main_
 {c_compat}"""
+
+# Standard headers a model may include for the types and functions the prelude and CUDA already give
+# (EvoApproxLib's models include <stdint.h> and <stdlib.h>): left out of the GPU source.
+_PROVIDED_HEADERS = ("stdint.h", "inttypes.h", "stdlib.h", "stddef.h", "stdbool.h")
 
 _HOST_ONLY = {
     "I/O": ("printf", "fprintf", "sprintf", "snprintf", "vprintf", "puts", "fputs", "putchar", "scanf", "fscanf",
@@ -136,6 +141,8 @@ def prescan(text: str, filename: str) -> list[tuple[str, str, int]]:
         if skipped:
             continue
         include = _SYSTEM_INCLUDE.match(line)
+        if include and include.group(1).strip() in _PROVIDED_HEADERS:
+            continue
         if include:
             found.append((f"#include <{include.group(1).strip()}>", filename, number))
             continue
@@ -157,7 +164,10 @@ def _inline(path: Path, seen: set, problems: list) -> str:
     for number, line in enumerate(text.split("\n"), start=1):
         match = _LOCAL_INCLUDE.match(line)
         header = path.parent / match.group(1) if match else None
-        if header is not None and header.is_file():
+        system = _SYSTEM_INCLUDE.match(line)
+        if system and system.group(1).strip() in _PROVIDED_HEADERS:
+            out.append(f"/* {line.strip()}: provided by the prelude */")
+        elif header is not None and header.is_file():
             key = header.resolve()
             if key not in seen:
                 seen.add(key)
@@ -194,8 +204,15 @@ def generate_source(model, *, check: bool = True) -> str:
     kernels = kernel_source("direct_cuda.h")  # with direct_loops.h and geometry.h inlined
     c_compat = "#define restrict __restrict__ /* a C model: NVRTC compiles C++ */\n" \
         if model.path.suffix.lower() == ".c" else ""
+    wrapper = getattr(model, "wrapper", None)  # integer models: the code wrapper of approxsim.compile_int
+    if wrapper is not None:
+        from approxsim.compile_int import WRAPPER
+
+        kernel_function, integer, body = WRAPPER, "#define APPROXSIM_DL_INTEGER 1\n", body + "\n" + wrapper()
+    else:
+        kernel_function, integer = model.function, ""
     return (_PRELUDE.format(label=f"{model.function}() in {model.path.name}", m=model.compile_bits,
-                            function=model.function, c_compat=c_compat)
+                            kernel_function=kernel_function, integer=integer, c_compat=c_compat)
             + body + "\n#undef main\n#line 1 \"direct_cuda.h\"\n" + kernels)
 
 
@@ -235,12 +252,18 @@ class CudaKernels:
                                "'approxsim[cuda12]' or 'approxsim[cuda13]'.") from e
         self._cp = cupy
         self.model = model
-        source = generate_source(model)
+        integer = getattr(model, "format", None) is not None
+        self._in = cupy.int32 if integer else cupy.float32
+        self._out = cupy.int64 if integer else cupy.float32
+        self._compile(generate_source(model), f"{model.function}() in {model.path.name}")
+
+    def _compile(self, source: str, label: str) -> None:
+        cupy = self._cp
         try:
             self.module = cupy.RawModule(code=source, options=NVRTC_OPTIONS, backend="nvrtc")
             self.module.compile()
         except cupy.cuda.compiler.CompileException as e:
-            raise explain_nvrtc_log(str(e), f"{model.function}() in {model.path.name}") from None
+            raise explain_nvrtc_log(str(e), label) from None
 
     def _launch(self, name, items, *args):
         if items <= 0:
@@ -248,14 +271,14 @@ class CudaKernels:
         blocks = int(min((items + self._THREADS - 1) // self._THREADS, 65535 * 32))
         self.module.get_function(name)((blocks,), (self._THREADS,), args)
 
-    def _f32(self, x):
-        return self._cp.ascontiguousarray(self._cp.asarray(x, dtype=self._cp.float32))
+    def _f32(self, x):  # the operand type: float32, or int32 codes for integer models
+        return self._cp.ascontiguousarray(self._cp.asarray(x, dtype=self._in))
 
     def multiply(self, a, b):
         cp = self._cp
         a, b = cp.broadcast_arrays(self._f32(a), self._f32(b))
         a, b = cp.ascontiguousarray(a), cp.ascontiguousarray(b)
-        out = cp.empty(a.shape, dtype=cp.float32)
+        out = cp.empty(a.shape, dtype=self._out)
         self._launch("approxsim_direct_multiply", a.size, a, b, out, cp.int64(a.size))
         return out
 
@@ -271,7 +294,7 @@ class CudaKernels:
             b = cp.swapaxes(b, -1, -2)
         a = cp.ascontiguousarray(cp.broadcast_to(a, batch + (m, k)))
         b = cp.ascontiguousarray(cp.broadcast_to(b, batch + (k, n)))
-        out = cp.empty(batch + (m, n), dtype=cp.float32)
+        out = cp.empty(batch + (m, n), dtype=self._out)
         i64 = cp.int64
         self._launch("approxsim_direct_matmul", out.size, a, b, out, i64(out.size), i64(m), i64(k), i64(n),
                      i64(m * k), i64(k * n))
@@ -286,7 +309,7 @@ class CudaKernels:
     def conv2d(self, x, w, geom):
         cp = self._cp
         x, w = self._f32(x), self._f32(w)
-        out = cp.empty(geom.output_shape, dtype=cp.float32)
+        out = cp.empty(geom.output_shape, dtype=self._out)
         self._launch("approxsim_direct_conv_fwd", out.size, x, w, out, cp.int64(out.size), *self._geom(geom))
         return out
 
@@ -294,13 +317,55 @@ class CudaKernels:
         cp = self._cp
         dy = self._f32(dy)
         wt = cp.ascontiguousarray(cp.swapaxes(self._f32(w), 2, 3))
-        out = cp.empty(geom.input_shape, dtype=cp.float32)
+        out = cp.empty(geom.input_shape, dtype=self._out)
         self._launch("approxsim_direct_conv_dgrad", out.size, dy, wt, out, cp.int64(out.size), *self._geom(geom))
         return out
 
     def conv2d_filter_grad(self, x, dy, geom):
         cp = self._cp
         x, dy = self._f32(x), self._f32(dy)
-        out = cp.empty(geom.filter_shape, dtype=cp.float32)
+        out = cp.empty(geom.filter_shape, dtype=self._out)
         self._launch("approxsim_direct_conv_wgrad", out.size, x, dy, out, cp.int64(out.size), *self._geom(geom))
         return out
+
+
+INT_TABLE_SYMBOL = "approxsim_int_table_"  # the device pointer to an integer table (set by the host)
+
+
+def generate_int_table_source(bits: int) -> str:
+    """The CUDA source of an integer table multiplier: the direct kernels (direct_loops.h, integer
+    types) with a model that looks ``f(a, b)`` up in the int32 table at ``approxsim_int_table_``,
+    ``T[pa * 2^n + pb]`` for the codes' patterns. Zero padding enters the forward and
+    filter-gradient sums as code 0, as in the reference."""
+    from approxsim.backends.cuda_build import kernel_source
+
+    mask, side = (1 << bits) - 1, 1 << bits
+    model = (f"/* approxsim integer table multiplier (generated), {bits}-bit codes */\n"
+             f"__device__ const int* {INT_TABLE_SYMBOL};\n"
+             f"static __device__ __forceinline__ long long approxsim_int_table_model_(int a, int b) {{\n"
+             f"  return {INT_TABLE_SYMBOL}[(long long)(a & {mask}) * {side} + (b & {mask})];\n}}\n")
+    prelude = _PRELUDE.format(label=f"an integer table, {bits}-bit codes", m=bits,
+                              kernel_function="approxsim_int_table_model_", integer="#define APPROXSIM_DL_INTEGER 1\n",
+                              c_compat="")
+    return prelude + model + "\n#undef main\n#line 1 \"direct_cuda.h\"\n" + kernel_source("direct_cuda.h")
+
+
+class IntTableCudaKernels(CudaKernels):
+    """An integer table's kernels: :func:`generate_int_table_source` through NVRTC, the table in device
+    memory and its address in the module's ``approxsim_int_table_``."""
+
+    def __init__(self, multiplier):
+        try:
+            import cupy
+        except ImportError as e:
+            raise CompileError("Integer multipliers on the GPU need CuPy with NVRTC: pip install "
+                               "'approxsim[cuda12]' or 'approxsim[cuda13]'.") from e
+        import numpy as np
+
+        self._cp = cupy
+        self.model = multiplier
+        self._in, self._out = cupy.int32, cupy.int64
+        self._compile(generate_int_table_source(multiplier.bits), f"the table of {multiplier.name!r}")
+        self.table = cupy.asarray(np.ascontiguousarray(multiplier.table, dtype=np.int32))
+        address = np.array([self.table.data.ptr], dtype=np.uint64)
+        self.module.get_global(INT_TABLE_SYMBOL).copy_from_host(address.ctypes.data, address.nbytes)

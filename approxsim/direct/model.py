@@ -93,6 +93,11 @@ class DirectModel:
       name: a label used in messages.
     """
 
+    _OUT = np.float32  # result dtype (integer models: int64, exact sums)
+
+    def _operand(self, x, name: str) -> np.ndarray:
+        return _f32(x, name)
+
     def __init__(self, path, *, function: str, mantissa_bits: Optional[int] = None, name: str = ""):
         path = Path(path).expanduser()
         if not path.is_file():
@@ -174,12 +179,15 @@ class DirectModel:
         Raises:
           approxsim.CompileError: the model does not compile, lacks the function, or has the wrong signature.
         """
-        from approxsim.direct.build import build_library
-
         with self._lock:
             if self._lib is None:
-                self._lib = _load(build_library(self.path, self.function, self.compile_bits))
+                self._lib = _load(self._build_library())
         return Path(self._lib._name)
+
+    def _build_library(self) -> Path:
+        from approxsim.direct.build import build_library
+
+        return build_library(self.path, self.function, self.compile_bits)
 
     def _run(self, op: str, args, items: int):
         from approxsim import _cpu
@@ -200,11 +208,11 @@ class DirectModel:
 
     def multiply(self, a, b) -> np.ndarray:
         """Elementwise ``model(a, b)`` with NumPy broadcasting; float32 of the broadcast shape."""
-        a, b = np.broadcast_arrays(_f32(a, "a"), _f32(b, "b"))
+        a, b = np.broadcast_arrays(self._operand(a, "a"), self._operand(b, "b"))
         shape = a.shape
         a = np.ascontiguousarray(a).reshape(-1)
         b = np.ascontiguousarray(b).reshape(-1)
-        out = np.empty(a.size, dtype=np.float32)
+        out = np.empty(a.size, dtype=self._OUT)
         if a.size:
             self._run("multiply", _MultiplyArgs(a.ctypes.data, b.ctypes.data, out.ctypes.data, a.size), a.size)
         return out.reshape(shape)
@@ -219,18 +227,18 @@ class DirectModel:
         Returns:
           float32 ``(batch..., m, n)``.
         """
-        a, b = _f32(a, "a"), _f32(b, "b")
+        a, b = self._operand(a, "a"), self._operand(b, "b")
         batch, m, k, n = matmul_shapes(a.shape, b.shape, transpose_a, transpose_b)
         if transpose_a:
             a = np.swapaxes(a, -1, -2)
         if transpose_b:
             b = np.swapaxes(b, -1, -2)
-        out = np.empty(batch + (m, n), dtype=np.float32)
+        out = np.empty(batch + (m, n), dtype=self._OUT)
         count = int(np.prod(batch, dtype=np.int64)) if batch else 1
         if out.size == 0:
             return out
         if k == 0:
-            out[...] = 0.0
+            out[...] = 0
             return out
         operands, strides = [], []
         for arr, rows, cols in ((a, m, k), (b, k, n)):
@@ -250,18 +258,18 @@ class DirectModel:
 
     def conv2d(self, x, w, geom: ConvGeometry) -> np.ndarray:
         """Forward convolution ``y = x (*) w``, products ``model(x, w)``: NHWC x HWIO -> NHWC."""
-        x, w = _f32(x, "x"), _f32(w, "w")
+        x, w = self._operand(x, "x"), self._operand(w, "w")
         _check_shape(x, geom.input_shape, "x", geom)
         _check_shape(w, geom.filter_shape, "w", geom)
-        out = np.empty(geom.output_shape, dtype=np.float32)
+        out = np.empty(geom.output_shape, dtype=self._OUT)
         return self._conv("conv_fwd", x, w, out, geom, geom.n * geom.oh * geom.ow) if out.size else out
 
     def conv2d_input_grad(self, dy, w, geom: ConvGeometry) -> np.ndarray:
         """Input gradient ``dx``, products ``model(dy, w)``: returns NHWC of ``geom.input_shape``."""
-        dy, w = _f32(dy, "dy"), _f32(w, "w")
+        dy, w = self._operand(dy, "dy"), self._operand(w, "w")
         _check_shape(dy, geom.output_shape, "dy", geom)
         _check_shape(w, geom.filter_shape, "w", geom)
-        out = np.zeros(geom.input_shape, dtype=np.float32)
+        out = np.zeros(geom.input_shape, dtype=self._OUT)
         if out.size:
             wt = np.ascontiguousarray(np.swapaxes(w, 2, 3))  # (KH, KW, COUT, C/G): channels innermost
             self._conv("conv_dgrad", dy, wt, out, geom, geom.n * geom.h * geom.w)
@@ -269,10 +277,10 @@ class DirectModel:
 
     def conv2d_filter_grad(self, x, dy, geom: ConvGeometry) -> np.ndarray:
         """Filter gradient ``dw``, products ``model(x, dy)``: returns HWIO of ``geom.filter_shape``."""
-        x, dy = _f32(x, "x"), _f32(dy, "dy")
+        x, dy = self._operand(x, "x"), self._operand(dy, "dy")
         _check_shape(x, geom.input_shape, "x", geom)
         _check_shape(dy, geom.output_shape, "dy", geom)
-        out = np.zeros(geom.filter_shape, dtype=np.float32)
+        out = np.zeros(geom.filter_shape, dtype=self._OUT)
         return self._conv("conv_wgrad", x, dy, out, geom, geom.kh * geom.kw * geom.c) if out.size else out
 
     # --- GPU (see approxsim.direct.cuda) -----------------------------------------------

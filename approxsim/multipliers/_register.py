@@ -125,7 +125,93 @@ def from_record(name: str, rec: dict) -> Multiplier:
         model = DirectModel(copy, function=rec["function"], mantissa_bits=None if m is None else int(m), name=name)
         return Multiplier(name, model.mantissa_bits, description=rec.get("description", ""),
                           references=tuple(rec.get("references", ())), source=rec.get("source", ""), direct=model)
+    if rec.get("mode") in ("int-table", "int-direct"):
+        return _int_multiplier(name, rec)
     return _table_multiplier(name, rec)
+
+
+def _int_multiplier(name: str, rec: dict, table=None) -> Multiplier:
+    """An integer multiplier from its record: the table read (or rebuilt from the kept source) at first
+    use, or the direct model compiled from the kept source."""
+    from approxsim import compile_int
+    from approxsim.direct.integer import IntDirectModel
+    from approxsim.integer import IntFormat
+    from approxsim.lut import load_int_table
+    from approxsim.multiplier import IntDirectMultiplier, IntTableMultiplier
+
+    fmt = IntFormat(int(rec["bits"]), bool(rec["signed"]))
+    copy = _store.from_cache_path(rec.get("source_copy", ""))
+    original = rec.get("source", "").rsplit(":", 1)[0]
+    common = dict(description=rec.get("description", ""), references=tuple(rec.get("references", ())),
+                  source=rec.get("source", ""))
+    if rec["mode"] == "int-direct":
+        if not copy.is_file():
+            raise ValueError(f"The source of direct multiplier {name!r} is gone from the cache ({copy}).")
+        sig = compile_int.parse_signature(copy, rec["function"])
+        model = IntDirectModel(copy, function=rec["function"], sig=sig, fmt=fmt, name=name)
+        return IntDirectMultiplier(name, fmt.bits, fmt.signed, direct=model, **common)
+    table_file = _store.from_cache_path(rec["table"])
+
+    def factory():
+        try:
+            table, got, meta = load_int_table(table_file)
+            if got == fmt and meta.get("key", "") == rec.get("key", meta.get("key", "")):
+                return table
+        except TableFileError:
+            pass
+        if not copy.is_file():
+            raise TableFileError(f"The table of {name!r} ({table_file}) is missing or damaged, and the kept copy of "
+                                 f"its model ({original}) is gone from the cache too. Register it again.")
+        try:
+            sig = compile_int.parse_signature(copy, rec["function"])
+            return compile_int.build_int_table(copy, function=rec["function"], sig=sig, fmt=fmt, name=name)[0]
+        except (CompileError, ModelError) as e:
+            raise type(e)(f"Rebuilding the table of {name!r} from the kept copy of {original} ({copy}) failed: {e}") \
+                from None
+
+    return IntTableMultiplier(name, fmt.bits, fmt.signed, table, table_factory=factory, **common)
+
+
+def _register_int(path: Path, sig, *, function, bits, signed, mode, name, description, references, timeout,
+                  replace):
+    """Registers an integer model (DESIGN.md section 1b) as a table or a direct model; returns (multiplier, record)."""
+    from approxsim import compile_int
+    from approxsim.direct.integer import IntDirectModel
+    from approxsim.integer import MAX_TABLE_BITS as INT_TABLE_BITS
+
+    fmt = compile_int.resolve_format(sig, function, bits, signed)
+    mode = mode or ("table" if fmt.bits <= INT_TABLE_BITS else "direct")
+    base = {"bits": fmt.bits, "signed": fmt.signed, "function": function, "source": f"{path}:{function}",
+            "signature": sig.spelled(function), "references": list(references)}
+    if mode == "direct":
+        model = IntDirectModel(path, function=function, sig=sig, fmt=fmt, name=name)
+        with _registry.lock:
+            _taken(name, replace, lambda old: getattr(old.direct, "fingerprint", None) == model.fingerprint)
+        model.check(timeout=timeout)  # in a separate process: a crash, exit or hang is reported, not suffered
+        model.build()
+        copy = toolchain.keep_sources(path, cache_dir() / "sources" / f"int-direct-{model.source_digest[:24]}")
+        record = {**base, "mode": "int-direct", "source_copy": _store.to_cache_path(copy),
+                  "fingerprint": model.fingerprint,
+                  "description": description or f"user integer model {function}() from {path.name} "
+                                                f"({fmt.describe()}, direct, no table)"}
+        mult = _int_multiplier(name, record)
+        mult.direct._lib = model._lib
+        return mult, record
+    if fmt.bits > INT_TABLE_BITS:
+        raise ValueError(f"An integer table holds at most {INT_TABLE_BITS}-bit codes; {function}() has "
+                         f"{fmt.bits}-bit ones. Register it with mode=\"direct\" (CLI: --mode direct).")
+    key = compile_int.int_table_key(path, function, sig, fmt, toolchain.language_of(path))
+    with _registry.lock:
+        _registry._load_user(refresh=True)
+        _taken(name, replace, lambda old: _store.read_records().get(old.name, {}).get("key") == key)
+    table, table_file = compile_int.build_int_table(path, function=function, sig=sig, fmt=fmt, timeout=timeout,
+                                                    name=name)
+    copy = write_or_warn(lambda: toolchain.keep_sources(path, cache_dir() / "sources" / f"int-table-{key[:24]}"),
+                         what=f"the kept source of {name!r}")
+    record = {**base, "mode": "int-table", "key": key, "table": _store.to_cache_path(table_file),
+              "source_copy": _store.to_cache_path(copy) if copy else "",
+              "description": description or f"user integer model {function}() from {path.name} ({fmt.describe()})"}
+    return _int_multiplier(name, record, table), record
 
 
 def _persist(name: str, record: dict) -> None:
@@ -157,13 +243,17 @@ def _register_direct(path: Path, *, function, mantissa_bits, name, description, 
 
 def register_c(path, *, function: str, mantissa_bits: Optional[int] = None, name: Optional[str] = None,
                description: str = "", references=(), timeout: float = _compile.DEFAULT_TIMEOUT,
-               replace: bool = False, overwrite: Optional[bool] = None, mode: str = "table") -> Multiplier:
+               replace: bool = False, overwrite: Optional[bool] = None, mode: Optional[str] = None,
+               bits: Optional[int] = None, signed: Optional[bool] = None) -> Multiplier:
     """Compiles a C/C++ multiplier model, builds its table and registers it persistently.
 
-    The file must define ``float function(float a, float b)``. It is compiled with the system
-    compiler (C for ``.c``, C++ for ``.cc``/``.cpp``/``.cxx``/``.inl``/``.h``), evaluated on the
-    grid ``1 + i/2^M`` in a separate process, and the table is cached. A copy of the source and
-    of every file it reads is kept in the cache, so the multiplier survives the files.
+    A float model defines ``float function(float a, float b)``; an integer model one of the
+    integer forms of :mod:`approxsim.compile_int` (EvoApproxLib's, e.g. ``uint16_t f(uint8_t,
+    uint8_t)`` or ``uint64_t f(const uint64_t B, const uint64_t A)`` with ``bits``/``signed``).
+    It is compiled with the system compiler (C for ``.c``, C++ for
+    ``.cc``/``.cpp``/``.cxx``/``.inl``/``.h``), evaluated in a separate process (float: on the grid
+    ``1 + i/2^M``; integer: on all pairs of codes), and the table is cached. A copy of the source
+    and of every file it reads is kept in the cache, so the multiplier survives the files.
 
     Args:
       path: the C or C++ source file.
@@ -177,6 +267,11 @@ def register_c(path, *, function: str, mantissa_bits: Optional[int] = None, name
       replace: replace a different model registered under the same name (``overwrite`` is an alias).
       mode: ``"table"`` (evaluate the model on the grid once) or ``"direct"`` (no table: the model is
         compiled into the kernels and called on the real operands; see :class:`approxsim.direct.DirectModel`).
+        ``None``: a table, except for integer models wider than 12 bits (direct).
+      bits: the code width of an integer model (2..16), where the prototype does not say it
+        (``uint64_t`` form) or to narrow it (a 12-bit circuit in ``uint16_t`` parameters).
+      signed: the codes' signedness of an integer model; ``True`` with unsigned parameter types is
+        a signed circuit that takes and returns bit patterns.
 
     Returns:
       The registered :class:`Multiplier`, with its table built (or, direct, its CPU kernels).
@@ -191,7 +286,7 @@ def register_c(path, *, function: str, mantissa_bits: Optional[int] = None, name
     if not path.is_file():
         raise FileNotFoundError(f"Multiplier source {str(path)!r} does not exist. Received: path={str(path)!r}")
     path = path.resolve()
-    if mode not in ("table", "direct"):
+    if mode not in (None, "table", "direct"):
         raise ValueError(f'mode must be "table" or "direct". Received: mode={mode!r}')
     if not isinstance(function, str) or not function.isidentifier():
         raise ValueError(f"function must be a C identifier. Received: function={function!r}")
@@ -199,7 +294,20 @@ def register_c(path, *, function: str, mantissa_bits: Optional[int] = None, name
     replace = bool(replace or overwrite)
     name = _registry.check_name(name or function)
     _store.read_records()  # a damaged registry stops here, before any work (and is never overwritten)
-    if mode == "direct":
+    from approxsim import compile_int
+
+    sig = compile_int.parse_signature(path, function)
+    if sig is None and (bits is not None or signed is not None):
+        raise ValueError(f"bits= and signed= are for integer models; {function}() in {path.name} is a float model "
+                         f"(float {function}(float, float)). Pass mantissa_bits= instead.")
+    if sig is not None and mantissa_bits is not None:
+        raise ValueError(f"{function}() in {path.name} is an integer model ({sig.spelled(function)}): it takes bits= "
+                         f"and signed=, not mantissa_bits=. Received: mantissa_bits={mantissa_bits!r}")
+    if sig is not None:
+        mult, record = _register_int(path, sig, function=function, bits=bits, signed=signed, mode=mode, name=name,
+                                     description=description, references=references, timeout=timeout,
+                                     replace=replace)
+    elif mode == "direct":
         mult, record = _register_direct(path, function=function, mantissa_bits=mantissa_bits, name=name,
                                         description=description, references=references, timeout=timeout,
                                         replace=replace)

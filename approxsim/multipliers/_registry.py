@@ -179,8 +179,8 @@ def get(name_or_multiplier) -> Multiplier:
     mine = f"; yours: {', '.join(users[:8])}{', ...' if len(users) > 8 else ''}" if users else ""
     raise UnknownMultiplierError(
         f"Unknown multiplier {name!r}.{suggestion} Available: {_families([n for n in _registry if n in _builtin])}"
-        f"{mine} (`approxsim multipliers` describes each). Register your own with "
-        f"approxsim.multipliers.register_c(path, function=..., mantissa_bits=...).{damaged} Received: multiplier={name!r}")
+        f"{mine} (`approxsim multipliers` describes each; register your own with "
+        f"approxsim.multipliers.register_c).{damaged} Received: multiplier={name!r}")
 
 
 def _families(names) -> str:

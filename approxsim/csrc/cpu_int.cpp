@@ -1,0 +1,366 @@
+// cpu_int.cpp: integer GEMM and convolutions (see cpu_int.h).
+#include "cpu_int.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <string>
+
+#include "cpu_driver.h"
+#include "cpu_isa.h"
+#include "cpu_pool.h"
+#include "cpu_transpose.h"
+
+namespace approxsim {
+
+using detail::GatherDyA;
+using detail::GeneralB;
+using detail::PatchA;
+using detail::PatchTA;
+using detail::StridedA;
+
+IntTable make_int_table(const int32_t* table, int bits) {
+  IntTable t;
+  t.bits = bits;
+  const int64_t side = int64_t(1) << bits;
+  t.s1 = side + 1;
+  t.t.assign(size_t(t.s1) * t.s1 + 8, 0);
+  t.tt.assign(size_t(t.s1) * t.s1 + 8, 0);
+  for (int64_t i = 0; i < side; ++i)
+    for (int64_t j = 0; j < side; ++j) {
+      const int32_t v = table[i * side + j];
+      t.t[(i + 1) * t.s1 + j + 1] = v;
+      t.tt[(j + 1) * t.s1 + i + 1] = v;
+      t.max_abs = std::max<int64_t>(t.max_abs, v < 0 ? -int64_t(v) : v);
+    }
+  return t;
+}
+
+namespace {
+
+constexpr int kMR = 4, kNR = 16;
+constexpr int kMaxExpandedIntBits = 8;
+
+enum class IntMethod { kExpanded, kLookup };
+
+IntMethod choose(const IntTable& t, int64_t rows) {
+  const int forced = forced_method();  // the float driver's hook: "expanded" or any other
+  if (forced >= 0) return forced == int(Method::kExpanded) && t.bits <= kMaxExpandedIntBits ? IntMethod::kExpanded
+                                                                                         : IntMethod::kLookup;
+  return t.bits <= kMaxExpandedIntBits && rows >= 2 * t.s1 ? IntMethod::kExpanded : IntMethod::kLookup;
+}
+
+// Contraction steps of one expanded panel: about 256 KiB at 8 bits (257 rows of 16 int32 per step).
+int expanded_kc(int64_t s1) { return static_cast<int>(std::max<int64_t>(8, std::min<int64_t>(128, 4096 / s1))); }
+
+struct IntWork {
+  std::vector<float> araw, braw;
+  std::vector<uint16_t> a16;
+  std::vector<int32_t> wx, acc32, aoff, bidx;
+  std::vector<int64_t> acc64;
+};
+IntWork& int_scratch() {
+  thread_local IntWork w;
+  return w;
+}
+
+// Expanded panel: wx[(k * s1 + e) * 16 + c] = t[e][eb[k][c]] for e in [0, s1).
+inline void build_portable(const float* braw, int kc, const IntTable& t, int32_t* wx) {
+  const int64_t s1 = t.s1;
+  for (int k = 0; k < kc; ++k)
+    for (int c = 0; c < kNR; ++c) {
+      const int32_t* col = t.tt.data() + int64_t(braw[k * kNR + c]) * s1;
+      int32_t* dst = wx + (int64_t(k) * s1) * kNR + c;
+      for (int64_t e = 0; e < s1; ++e) dst[e * kNR] = col[e];
+    }
+}
+
+// acc[r * 16 + c] += sum_k wx[(k * s1 + a[k * 4 + r]) * 16 + c].
+inline void kernel_portable(int kc, const uint16_t* a, int64_t s1, const int32_t* wx, int32_t* acc) {
+  for (int k = 0; k < kc; ++k) {
+    const int32_t* kb = wx + int64_t(k) * s1 * kNR;
+    for (int r = 0; r < kMR; ++r) {
+      const int32_t* row = kb + int64_t(a[k * kMR + r]) * kNR;
+      for (int c = 0; c < kNR; ++c) acc[r * kNR + c] += row[c];
+    }
+  }
+}
+
+#ifdef APPROXSIM_X86
+APPROXSIM_AVX2 void build_avx2(const float* braw, int kc, const IntTable& t, int32_t* wx) {
+  const int64_t s1 = t.s1;
+  for (int k = 0; k < kc; ++k)
+    for (int c0 = 0; c0 < kNR; c0 += 8) {
+      const int32_t* col[8];
+      for (int q = 0; q < 8; ++q) col[q] = t.tt.data() + int64_t(braw[k * kNR + c0 + q]) * s1;
+      for (int64_t e0 = 0; e0 < s1; e0 += 8) {  // tt is padded: the loads past s1 stay inside it
+        __m256 r[8];
+        for (int q = 0; q < 8; ++q) r[q] = _mm256_castsi256_ps(_mm256_loadu_si256(
+                                               reinterpret_cast<const __m256i*>(col[q] + e0)));
+        transpose8(r);
+        const int rows = static_cast<int>(std::min<int64_t>(8, s1 - e0));
+        for (int q = 0; q < rows; ++q)
+          _mm256_storeu_ps(reinterpret_cast<float*>(wx + ((int64_t(k) * s1) + e0 + q) * kNR + c0), r[q]);
+      }
+    }
+}
+
+APPROXSIM_AVX2 void kernel_avx2(int kc, const uint16_t* a, int64_t s1, const int32_t* wx, int32_t* acc) {
+  __m256i c00 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc));
+  __m256i c01 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 8));
+  __m256i c10 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 16));
+  __m256i c11 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 24));
+  __m256i c20 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 32));
+  __m256i c21 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 40));
+  __m256i c30 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 48));
+  __m256i c31 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 56));
+  const int64_t slab = s1 * kNR;
+  for (int k = 0; k < kc; ++k) {
+    const int32_t* kb = wx + k * slab;
+    const uint16_t* ak = a + k * kMR;
+    const __m256i* p0 = reinterpret_cast<const __m256i*>(kb + int64_t(ak[0]) * kNR);
+    const __m256i* p1 = reinterpret_cast<const __m256i*>(kb + int64_t(ak[1]) * kNR);
+    const __m256i* p2 = reinterpret_cast<const __m256i*>(kb + int64_t(ak[2]) * kNR);
+    const __m256i* p3 = reinterpret_cast<const __m256i*>(kb + int64_t(ak[3]) * kNR);
+    c00 = _mm256_add_epi32(c00, _mm256_loadu_si256(p0));
+    c01 = _mm256_add_epi32(c01, _mm256_loadu_si256(p0 + 1));
+    c10 = _mm256_add_epi32(c10, _mm256_loadu_si256(p1));
+    c11 = _mm256_add_epi32(c11, _mm256_loadu_si256(p1 + 1));
+    c20 = _mm256_add_epi32(c20, _mm256_loadu_si256(p2));
+    c21 = _mm256_add_epi32(c21, _mm256_loadu_si256(p2 + 1));
+    c30 = _mm256_add_epi32(c30, _mm256_loadu_si256(p3));
+    c31 = _mm256_add_epi32(c31, _mm256_loadu_si256(p3 + 1));
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc), c00);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 8), c01);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 16), c10);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 24), c11);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 32), c20);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 40), c21);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 48), c30);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 56), c31);
+}
+#endif
+
+using BuildFn = void (*)(const float*, int, const IntTable&, int32_t*);
+using KernelFn = void (*)(int, const uint16_t*, int64_t, const int32_t*, int32_t*);
+
+BuildFn select_build() {
+#ifdef APPROXSIM_X86
+  if (simd_level() >= kAvx2) return build_avx2;
+#endif
+  return build_portable;
+}
+KernelFn select_kernel() {
+#ifdef APPROXSIM_X86
+  if (simd_level() >= kAvx2) return kernel_avx2;
+#endif
+  return kernel_portable;
+}
+
+template <class ASrc, class BSrc, class Out>
+struct IntJob {
+  ASrc A;
+  BSrc B;
+  Out* C;
+  int64_t ldc;
+};
+
+// Terms an int32 partial sum can take without overflow.
+int64_t int32_terms(const IntTable& t) { return t.max_abs > 0 ? INT32_MAX / t.max_abs : INT64_MAX; }
+
+// Rows [r0, r1) x columns [c0, c1) of one job, all of the contraction, by expanded panels.
+template <class ASrc, class BSrc, class Out>
+void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K,
+                   const IntTable& t, IntWork& w) {
+  const int64_t s1 = t.s1;
+  const int kcx = expanded_kc(s1);
+  const int64_t limit = int32_terms(t);
+  const bool carry = K > limit;  // partial sums go to int64 every `limit` terms
+  const BuildFn build = select_build();
+  const KernelFn kernel = select_kernel();
+  const int64_t rc = std::max<int64_t>(kMR, std::min<int64_t>((r1 - r0 + kMR - 1) / kMR * kMR,
+                                                               (int64_t(2) << 20) / std::max<int64_t>(K, 1) / kMR * kMR));
+  w.araw.resize(size_t(rc) * K);
+  w.a16.resize(size_t(rc) * K + kMR);
+  w.braw.resize(size_t(kcx) * kNR);
+  w.wx.resize(size_t(kcx) * s1 * kNR + kNR);
+  w.acc32.resize(size_t(rc) * kNR);
+  if (carry) w.acc64.resize(size_t(rc) * kNR);
+  for (int64_t ic = r0; ic < r1; ic += rc) {
+    const int mc = static_cast<int>(std::min<int64_t>(rc, r1 - ic));
+    const int mpan = (mc + kMR - 1) / kMR;
+    job.A.pack(ic, mc, 0, static_cast<int>(K), w.araw.data(), static_cast<int>(K));
+    for (int ip = 0; ip < mpan; ++ip)  // interleaved: element (r, k) of row panel ip at (ip * K + k) * 4 + r
+      for (int r = 0; r < kMR; ++r) {
+        const int row = ip * kMR + r;
+        uint16_t* dst = w.a16.data() + size_t(ip) * K * kMR + r;
+        if (row >= mc) {
+          for (int64_t k = 0; k < K; ++k) dst[k * kMR] = 0;
+        } else {
+          const float* src = w.araw.data() + size_t(row) * K;
+          for (int64_t k = 0; k < K; ++k) dst[k * kMR] = static_cast<uint16_t>(src[k]);
+        }
+      }
+    for (int64_t col0 = c0; col0 < c1; col0 += kNR) {
+      const int cols = static_cast<int>(std::min<int64_t>(kNR, c1 - col0));
+      int32_t* acc = w.acc32.data();
+      std::memset(acc, 0, sizeof(int32_t) * size_t(mpan) * kMR * kNR);
+      if (carry) std::fill(w.acc64.begin(), w.acc64.begin() + size_t(mpan) * kMR * kNR, 0);
+      int64_t terms = 0;
+      for (int64_t k0 = 0; k0 < K; k0 += kcx) {
+        const int kc = static_cast<int>(std::min<int64_t>(kcx, K - k0));
+        job.B.pack(k0, kc, col0, cols, w.braw.data(), kNR);
+        build(w.braw.data(), kc, t, w.wx.data());
+        if (carry && terms + kc > limit) {
+          for (size_t q = 0; q < size_t(mpan) * kMR * kNR; ++q) w.acc64[q] += acc[q];
+          std::memset(acc, 0, sizeof(int32_t) * size_t(mpan) * kMR * kNR);
+          terms = 0;
+        }
+        for (int ip = 0; ip < mpan; ++ip)
+          kernel(kc, w.a16.data() + (size_t(ip) * K + k0) * kMR, s1, w.wx.data(), acc + size_t(ip) * kMR * kNR);
+        terms += kc;
+      }
+      for (int r = 0; r < mc; ++r)
+        for (int c = 0; c < cols; ++c) {
+          const size_t q = size_t(r) * kNR + c;
+          job.C[(ic + r) * job.ldc + col0 + c] = static_cast<Out>(carry ? w.acc64[q] + acc[q] : acc[q]);
+        }
+    }
+  }
+}
+
+// Rows [r0, r1) x columns [c0, c1), one lookup per product, int64 sums.
+template <class ASrc, class BSrc, class Out>
+void task_lookup(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K,
+                 const IntTable& t, IntWork& w) {
+  constexpr int MC = 32, NC = 256, KC = 256;
+  const int64_t s1 = t.s1;
+  const int32_t* T = t.t.data();
+  w.araw.resize(size_t(MC) * KC);
+  w.braw.resize(size_t(KC) * NC);
+  w.aoff.resize(size_t(MC) * KC);
+  w.bidx.resize(size_t(KC) * NC);
+  w.acc64.resize(size_t(MC) * NC);
+  for (int64_t i0 = r0; i0 < r1; i0 += MC) {
+    const int mc = static_cast<int>(std::min<int64_t>(MC, r1 - i0));
+    for (int64_t j0 = c0; j0 < c1; j0 += NC) {
+      const int nc = static_cast<int>(std::min<int64_t>(NC, c1 - j0));
+      std::fill(w.acc64.begin(), w.acc64.end(), 0);
+      for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        const int kc = static_cast<int>(std::min<int64_t>(KC, K - k0));
+        job.A.pack(i0, mc, k0, kc, w.araw.data(), KC);
+        job.B.pack(k0, kc, j0, nc, w.braw.data(), NC);
+        for (int q = 0; q < mc * KC; ++q) w.aoff[q] = static_cast<int32_t>(w.araw[q]) * static_cast<int32_t>(s1);
+        for (int q = 0; q < kc * NC; ++q) w.bidx[q] = static_cast<int32_t>(w.braw[q]);
+        for (int r = 0; r < mc; ++r) {
+          int64_t* acc = w.acc64.data() + size_t(r) * NC;
+          for (int k = 0; k < kc; ++k) {
+            const int32_t* row = T + w.aoff[size_t(r) * KC + k];
+            const int32_t* bj = w.bidx.data() + size_t(k) * NC;
+            for (int c = 0; c < nc; ++c) acc[c] += row[bj[c]];
+          }
+        }
+      }
+      for (int r = 0; r < mc; ++r)
+        for (int c = 0; c < nc; ++c) job.C[(i0 + r) * job.ldc + j0 + c] = static_cast<Out>(w.acc64[size_t(r) * NC + c]);
+    }
+  }
+}
+
+// Every job (same M, N, K): batch entries and groups, with their tiles, in one parallel loop.
+template <class ASrc, class BSrc, class Out>
+void run_int_jobs(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, int64_t N, int64_t K,
+                  const IntTable& t, int threads) {
+  if (jobs.empty() || M <= 0 || N <= 0) return;
+  const int64_t njobs = static_cast<int64_t>(jobs.size());
+  if (K <= 0) {
+    for (const auto& job : jobs)
+      for (int64_t r = 0; r < M; ++r) std::fill(job.C + r * job.ldc, job.C + r * job.ldc + N, Out(0));
+    return;
+  }
+  if (njobs * M * N * K < (int64_t(1) << 16)) threads = 1;
+  const IntMethod method = choose(t, M);
+  note_method(method == IntMethod::kExpanded ? Method::kExpanded : Method::kLookup, false);
+  const int64_t want = threads > 1 ? int64_t(4) * threads : 1;
+  const int64_t per_job = std::max<int64_t>(1, (want + njobs - 1) / njobs);
+  const int64_t col_panels = (N + kNR - 1) / kNR;
+  const int64_t tasks_n = method == IntMethod::kExpanded ? std::min(per_job, col_panels) : 1;
+  const int64_t tasks_m = std::max<int64_t>(1, std::min<int64_t>(per_job / tasks_n, (M + 63) / 64));
+  const int64_t tiles = tasks_m * tasks_n;
+  ThreadPool::instance().parallel_for(static_cast<int>(njobs * tiles), threads, [&](int task) {
+    const auto& job = jobs[task / tiles];
+    const int64_t tile = task % tiles, tm = tile / tasks_n, tn = tile % tasks_n;
+    const int64_t r0 = M * tm / tasks_m / kMR * kMR, r1 = tm + 1 == tasks_m ? M : M * (tm + 1) / tasks_m / kMR * kMR;
+    const int64_t c0 = col_panels * tn / tasks_n * kNR, c1 = std::min(N, col_panels * (tn + 1) / tasks_n * kNR);
+    if (r0 >= r1 || c0 >= c1) return;
+    IntWork& w = int_scratch();
+    if (method == IntMethod::kExpanded) {
+      task_expanded(job, r0, r1, c0, c1, K, t, w);
+    } else {
+      task_lookup(job, r0, r1, c0, c1, K, t, w);
+    }
+  });
+}
+
+}  // namespace
+
+const char* int_method_for(const IntTable& t, int64_t rows) {
+  return choose(t, rows) == IntMethod::kExpanded ? "expanded" : "lookup";
+}
+
+template <class Out>
+void int_matmul_batched(const float* a, const float* b, Out* c, const int64_t* a_index, const int64_t* b_index,
+                        int64_t batch, int64_t a_size, int64_t b_size, int64_t m, int64_t n, int64_t k, bool ta,
+                        bool tb, const IntTable& t, int threads) {
+  std::vector<IntJob<StridedA, GeneralB, Out>> jobs;
+  jobs.reserve(batch);
+  for (int64_t q = 0; q < batch; ++q) {
+    const float* A = a + a_index[q] * a_size;
+    const float* B = b + b_index[q] * b_size;
+    jobs.push_back({StridedA{A, ta ? 1 : k, ta ? m : 1}, GeneralB{B, std::max<int64_t>(k, 1), 0, tb ? 1 : n,
+                    tb ? k : 1}, c + q * m * n, n});
+  }
+  run_int_jobs(jobs, m, n, k, t, threads);
+}
+
+template <class Out>
+void int_conv2d_forward(const float* x, const float* w, Out* y, const Geom& g, const IntTable& t, int threads) {
+  const int64_t cig = cin_per_group(g), cog = cout_per_group(g), K = g.kh * g.kw * cig, M = g.n * g.oh * g.ow;
+  std::vector<IntJob<PatchA, GeneralB, Out>> jobs;
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    jobs.push_back({PatchA{x, g, grp * cig}, GeneralB{w + grp * cog, K, 0, g.cout, 1}, y + grp * cog, g.cout});
+  run_int_jobs(jobs, M, cog, K, t, threads);
+}
+
+template <class Out>
+void int_conv2d_input_grad(const float* dy, const float* w, Out* dx, const Geom& g, const IntTable& t, int threads) {
+  const int64_t cig = cin_per_group(g), cog = cout_per_group(g), K = g.kh * g.kw * cog, M = g.n * g.h * g.w;
+  std::vector<IntJob<GatherDyA, GeneralB, Out>> jobs;
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    jobs.push_back({GatherDyA{dy, g, grp * cog}, GeneralB{w + grp * cog, cog, cig * g.cout, 1, g.cout},
+                    dx + grp * cig, g.c});
+  run_int_jobs(jobs, M, cig, K, t, threads);
+}
+
+template <class Out>
+void int_conv2d_filter_grad(const float* x, const float* dy, Out* dw, const Geom& g, const IntTable& t, int threads) {
+  const int64_t cig = cin_per_group(g), cog = cout_per_group(g), M = g.kh * g.kw * cig, K = g.n * g.oh * g.ow;
+  std::vector<IntJob<PatchTA, GeneralB, Out>> jobs;
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    jobs.push_back({PatchTA{x, g, grp * cig}, GeneralB{dy + grp * cog, std::max<int64_t>(K, 1), 0, g.cout, 1},
+                    dw + grp * cog, g.cout});
+  run_int_jobs(jobs, M, cog, K, t, threads);
+}
+
+#define APPROXSIM_INT_ENTRY_POINTS(Out)                                                                              \
+  template void int_matmul_batched<Out>(const float*, const float*, Out*, const int64_t*, const int64_t*, int64_t,   \
+                                        int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, const IntTable&, int); \
+  template void int_conv2d_forward<Out>(const float*, const float*, Out*, const Geom&, const IntTable&, int);       \
+  template void int_conv2d_input_grad<Out>(const float*, const float*, Out*, const Geom&, const IntTable&, int);    \
+  template void int_conv2d_filter_grad<Out>(const float*, const float*, Out*, const Geom&, const IntTable&, int);
+APPROXSIM_INT_ENTRY_POINTS(int32_t)
+APPROXSIM_INT_ENTRY_POINTS(int64_t)
+#undef APPROXSIM_INT_ENTRY_POINTS
+
+}  // namespace approxsim

@@ -1,0 +1,54 @@
+// cpu_int.h: the CPU kernels of integer multipliers (DESIGN.md section 1b): exact integer sums of
+// table products, for matmul and the three convolutions (cpu_int.cpp).
+//
+// Operands arrive encoded as floats e = p + 1, p the code's n-bit pattern (exact in float32 for
+// n <= 16), so that the operand sources and packers of the float kernels (cpu_operands.h) serve
+// here too; e = 0 is "no product" (what the packers write for padding and for input-gradient
+// positions no output reaches). The kernels look products up in the padded table
+// t[e_a * (2^n + 1) + e_b], whose row and column 0 are zero. Padding that the semantics counts as
+// code 0 (forward and filter-gradient padding) is added by the caller (approxsim.backends.cpu).
+//
+// Sums are exact: int32 partial sums over at most INT32_MAX / max|T| products, carried into int64
+// where the output is int64. Methods: "expanded" (bits <= 8, many rows): for each B panel the rows
+// Wx[e][k][c] = t[e][e_b[k][c]] for every encoded A value e, so that a row of A selects a
+// contiguous row of Wx and the micro-kernel is vector integer adds, no multiply, no gather;
+// "lookup" otherwise: one table lookup per product.
+#ifndef APPROXSIM_CPU_INT_H_
+#define APPROXSIM_CPU_INT_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "cpu_operands.h"
+
+namespace approxsim {
+
+struct IntTable {
+  int bits = 0;
+  int64_t s1 = 0;          // 2^n + 1: rows and columns of the padded tables
+  std::vector<int32_t> t;  // t[e_a * s1 + e_b]; row and column 0 are 0 (+ padding for vector loads)
+  std::vector<int32_t> tt; // the transpose, tt[e_b * s1 + e_a]
+  int64_t max_abs = 0;     // max |entry|
+};
+
+// The padded tables of a 2^n x 2^n int32 table (row-major by patterns, first operand outer).
+IntTable make_int_table(const int32_t* table, int bits);
+
+// As matmul_batched / conv2d_* of cpu_gemm.h, on encoded operands, into int32 or int64 results.
+template <class Out>
+void int_matmul_batched(const float* a, const float* b, Out* c, const int64_t* a_index, const int64_t* b_index,
+                        int64_t batch, int64_t a_size, int64_t b_size, int64_t m, int64_t n, int64_t k, bool ta,
+                        bool tb, const IntTable& t, int threads);
+template <class Out>
+void int_conv2d_forward(const float* x, const float* w, Out* y, const Geom& g, const IntTable& t, int threads);
+template <class Out>
+void int_conv2d_input_grad(const float* dy, const float* w, Out* dx, const Geom& g, const IntTable& t, int threads);
+template <class Out>
+void int_conv2d_filter_grad(const float* x, const float* dy, Out* dw, const Geom& g, const IntTable& t, int threads);
+
+// The method the driver takes for a table and a number of rows ("expanded" or "lookup").
+const char* int_method_for(const IntTable& t, int64_t rows);
+
+}  // namespace approxsim
+
+#endif  // APPROXSIM_CPU_INT_H_
