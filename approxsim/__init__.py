@@ -1,20 +1,23 @@
-"""approxsim: simulate approximate floating-point multipliers in neural networks.
+"""approxsim: simulate approximate multipliers (floating-point and integer) in neural networks.
 
 Every product in a conv or matmul is replaced by the output of an approximate
-multiplier, given as a lookup table built from a C/C++ model. See README.md.
+multiplier, given as a C/C++ model: as a lookup table built from it, or compiled
+into the kernels (direct mode). See README.md and ARCHITECTURE.md.
 """
 
 from approxsim._version import __version__
 from approxsim.errors import (ApproxsimError, BackendUnavailableError, CompileError, ModelError, RegistryError,
                               TableFileError, UnknownMultiplierError)
-from approxsim.multiplier import Multiplier
+from approxsim.multiplier import (DirectMultiplier, IntDirectMultiplier, IntegerMultiplier, IntTableMultiplier,
+                                  Multiplier, TableMultiplier)
 from approxsim import multipliers
 from approxsim.functional import conv2d, conv2d_filter_grad, conv2d_input_grad, matmul, multiply
 from approxsim.backends import available_backends, get_backend
 
 __all__ = [
     "__version__", "ApproxsimError", "BackendUnavailableError", "CompileError", "ModelError", "RegistryError", "TableFileError",
-    "UnknownMultiplierError", "Multiplier", "multipliers", "multiply", "matmul", "conv2d",
+    "UnknownMultiplierError", "Multiplier", "TableMultiplier", "DirectMultiplier", "IntegerMultiplier",
+    "IntTableMultiplier", "IntDirectMultiplier", "multipliers", "multiply", "matmul", "conv2d",
     "conv2d_input_grad", "conv2d_filter_grad", "available_backends", "get_backend",
 ]
 

@@ -118,7 +118,7 @@ def test_compile_options(monkeypatch):
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
-@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("arch", [pytest.param("sm_80", marks=pytest.mark.slow), "sm_90"])  # A100 in the slow step
 @pytest.mark.parametrize("filename", CU_FILES)
 def test_kernels_compile_to_ptx_with_nvcc(filename, arch, tmp_path):
     out = tmp_path / (filename + ".ptx")
@@ -139,7 +139,7 @@ def _check_entry_points(filename, ptx, variants):
 
 
 @pytest.mark.skipif(nvrtc.find_nvrtc() is None, reason="NVRTC is not installed (pip install nvidia-cuda-nvrtc)")
-@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+@pytest.mark.parametrize("arch", [pytest.param("compute_80", marks=pytest.mark.slow), "compute_90"])
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("filename", CU_FILES)
 def test_kernels_compile_with_nvrtc(filename, variant, arch):

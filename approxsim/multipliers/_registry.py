@@ -176,15 +176,15 @@ def get(name_or_multiplier) -> Multiplier:
         suggestion = f" Did you mean {', '.join(repr(s) for s in dict.fromkeys(shown))}?"
     damaged = f" Note: {_registry_problem}" if _registry_problem is not None else ""
     users = user_names()
-    mine = f"; yours: {', '.join(users[:8])}{', ...' if len(users) > 8 else ''}" if users else ""
+    mine = f"; yours: {', '.join(users[:4])}{f' and {len(users) - 4} more' if len(users) > 4 else ''}" if users else ""
     raise UnknownMultiplierError(
         f"Unknown multiplier {name!r}.{suggestion} Available: {_families([n for n in _registry if n in _builtin])}"
-        f"{mine} (`approxsim multipliers` describes each; register your own with "
-        f"approxsim.multipliers.register_c).{damaged} Received: multiplier={name!r}")
+        f"{mine} (`approxsim multipliers` describes each; approxsim.multipliers.register_c adds yours)."
+        f"{damaged} Received: multiplier={name!r}")
 
 
 def _families(names) -> str:
-    """``mbm1..mbm11``-style ranges for runs of names that differ only in a trailing number."""
+    """Names that differ only in a trailing number, shortened: ``mbm1..mbm11`` for runs, ``int4/8/16`` else."""
     import re
 
     groups: dict = {}
@@ -202,8 +202,10 @@ def _families(names) -> str:
                 runs[-1].append(v)
             else:
                 runs.append([v])
-        for run in runs:
-            parts.append(f"{key}{run[0]}..{key}{run[-1]}" if len(run) > 2 else ", ".join(f"{key}{v}" for v in run))
+        singles = [v for run in runs if len(run) <= 2 for v in run]
+        parts.extend(f"{key}{run[0]}..{key}{run[-1]}" for run in runs if len(run) > 2)
+        if singles:
+            parts.append(key + "/".join(str(v) for v in singles))  # int4/8/16
     return ", ".join(parts)
 
 

@@ -1,0 +1,411 @@
+"""Integer multipliers (DESIGN.md section 1b): registration of EvoApproxLib models, tables against
+an independent C harness, exact sums on every backend and CPU method, and bad input.
+
+Every expected value is computed independently: the C function called directly
+(tests/c_harness.py), NumPy int64 products, or a NumPy gather from the table followed by an
+int64 sum (never approxsim's own kernels).
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import approxsim
+import c_harness
+from approxsim import multipliers
+from approxsim.backends import backend_status
+from approxsim.errors import CompileError
+from approxsim.integer import IntFormat
+
+EVO = Path(__file__).resolve().parents[2] / "shared" / "reference" / "evoapprox"
+needs_evo = pytest.mark.skipif(not EVO.is_dir(), reason="../shared/reference/evoapprox is not beside the checkout")
+cpu_ok, cpu_reason = backend_status("cpu")
+needs_cpu = pytest.mark.skipif(not cpu_ok, reason=f"cpu backend not usable: {cpu_reason}")
+
+# file, function, register_c options, harness signature, signed, bits
+EVO_MODELS = [
+    ("mul8u_1JFF.c", "mul8u_1JFF", {}, "u8", False, 8),
+    ("mul8u_2AC.c", "mul8u_2AC", {"bits": 8, "signed": False}, "u64", False, 8),
+    ("mul8u_FTA.c", "mul8u_FTA", {"bits": 8, "signed": False}, "u64", False, 8),
+    ("mul8s_1KR3.c", "mul8s_1KR3", {}, "s8", True, 8),
+    ("mul8s_1L2H.c", "mul8s_1L2H", {"signed": True}, "u8", True, 8),  # signed circuit, unsigned types
+    ("mul12u_2EP.c", "mul12u_2EP", {"bits": 12}, "u16", False, 12),
+]
+
+
+def _evo(name):
+    for entry in EVO_MODELS:
+        if entry[1] == name:
+            return entry
+    raise KeyError(name)
+
+
+def _registered(name):
+    """The EvoApproxLib model, registered (once per session: the table is cached)."""
+    file, function, options, _, _, _ = _evo(name)
+    try:
+        return multipliers.get(name)
+    except approxsim.UnknownMultiplierError:
+        return multipliers.register_c(EVO / file, function=function, **options)
+
+
+def _harness_table(name):
+    file, function, _, signature, signed, bits = _evo(name)
+    raw = c_harness.exhaustive(EVO / file, function, signature, bits, signed)
+    if signed and signature in ("u8", "u16", "u64"):  # the result's bit pattern: sign-extend 2n bits
+        raw = IntFormat(bits, True).from_patterns(raw, 2 * bits)
+    return raw
+
+
+def _codes(rng, fmt, shape, gaussian=False):
+    if gaussian:  # quantized activations: most codes near the middle of the range
+        mid = (fmt.lo + fmt.hi) / 2
+        return np.clip(np.round(rng.normal(mid, (fmt.hi - fmt.lo) / 8, shape)), fmt.lo, fmt.hi).astype(np.int64)
+    return rng.integers(fmt.lo, fmt.hi + 1, shape)
+
+
+def _np_products(table, fmt, a, b):
+    """f(a, b) by a NumPy gather from the table, int64."""
+    return table.astype(np.int64)[np.asarray(a) & fmt.mask, np.asarray(b) & fmt.mask]
+
+
+def _np_matmul(table, fmt, a, b):
+    return _np_products(table, fmt, a[..., :, :, None], b[..., None, :, :]).sum(axis=-2)
+
+
+def _np_conv(table, fmt, x, w, *, stride=1, pad=0, groups=1, dilation=1, op="fwd", dy=None):
+    """Independent loops over taps: forward y = sum f(x_pad, w), input gradient dx = sum f(dy, w) over
+    the outputs that reach each input, filter gradient dw = sum f(x_pad, dy). Padding is code 0 in
+    the forward and filter-gradient sums and absent from the input gradient (DESIGN.md)."""
+    n, h, wd, c = x.shape
+    kh, kw, cig, cout = w.shape
+    cog = cout // groups
+    xp = np.zeros((n, h + 2 * pad, wd + 2 * pad, c), np.int64)
+    xp[:, pad:pad + h, pad:pad + wd] = x
+    oh = (h + 2 * pad - dilation * (kh - 1) - 1) // stride + 1
+    ow = (wd + 2 * pad - dilation * (kw - 1) - 1) // stride + 1
+    y = np.zeros((n, oh, ow, cout), np.int64)
+    dxp = np.zeros(xp.shape, np.int64)
+    dw = np.zeros(w.shape, np.int64)
+    reached = np.zeros(xp.shape[1:3], bool)
+    reached[pad:pad + h, pad:pad + wd] = True
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dilation, i * dilation + stride * (oh - 1) + 1, stride)
+            cols = slice(j * dilation, j * dilation + stride * (ow - 1) + 1, stride)
+            for g in range(groups):
+                ci, co = slice(g * cig, (g + 1) * cig), slice(g * cog, (g + 1) * cog)
+                patch = xp[:, rows, cols, ci]  # (n, oh, ow, cig)
+                if op == "fwd":
+                    y[..., co] += _np_products(table, fmt, patch[..., :, None], w[i, j, :, co]).sum(axis=-2)
+                elif op == "dw":
+                    dw[i, j, :, co] += _np_products(table, fmt, patch[..., :, None], dy[..., None, co]).sum(
+                        axis=(0, 1, 2))
+                else:
+                    inside = reached[rows, cols][None, :, :, None, None]
+                    part = _np_products(table, fmt, dy[..., None, co], w[i, j, :, co][None, None, None])
+                    dxp[:, rows, cols, ci] += (part * inside).sum(axis=-1)
+    if op == "fwd":
+        return y
+    if op == "dw":
+        return dw
+    return dxp[:, pad:pad + h, pad:pad + wd]
+
+
+# ------------------------------------------------------------------------------ registration
+
+@needs_evo
+@pytest.mark.parametrize("name", [m[1] for m in EVO_MODELS])
+def test_evoapprox_files_register_unchanged_and_equal_the_c_function(name):
+    """Each of the six files registers as it is; its table equals the C function on all pairs."""
+    mult = _registered(name)
+    _, _, _, _, signed, bits = _evo(name)
+    assert (mult.kind, mult.bits, mult.signed) == ("int-table", bits, signed)
+    np.testing.assert_array_equal(mult.table.astype(np.int64), _harness_table(name))
+
+
+@needs_evo
+def test_twelve_bit_file_in_direct_mode_equals_the_c_function():
+    """Direct mode (the model compiled into the kernels) on 10^6 random pairs plus the extremes."""
+    mult = multipliers.register_c(EVO / "mul12u_2EP.c", function="mul12u_2EP", bits=12, mode="direct",
+                                  name="mul12u_2EP_direct", replace=True)
+    assert mult.kind == "int-direct" and mult.bits == 12
+    rng = np.random.default_rng(0)
+    ext = np.array([0, 1, 2, 2047, 2048, 4094, 4095])
+    ea, eb = (v.ravel() for v in np.meshgrid(ext, ext))
+    a = np.concatenate([ea, rng.integers(0, 4096, 10 ** 6)])
+    b = np.concatenate([eb, rng.integers(0, 4096, 10 ** 6)])
+    got = approxsim.multiply(a, b, multiplier=mult, backend="cpu" if cpu_ok else "reference")
+    want = c_harness.call(EVO / "mul12u_2EP.c", "mul12u_2EP", "u16", a, b)
+    np.testing.assert_array_equal(got, want)
+    table = _registered("mul12u_2EP").table
+    np.testing.assert_array_equal(got, table[a, b])
+
+
+@needs_evo
+def test_sixteen_bit_prototype_defaults_to_direct_mode():
+    mult = multipliers.register_c(EVO / "mul12u_2EP.c", function="mul12u_2EP", name="mul12u_as16", replace=True)
+    assert mult.kind == "int-direct" and mult.bits == 16 and not mult.signed
+
+
+@needs_evo
+def test_registration_survives_a_new_process_and_a_lost_table(tmp_path):
+    mult = _registered("mul8u_2AC")
+    table = np.array(mult.table)
+    script = ("import numpy as np, approxsim\n"
+              "m = approxsim.multipliers.get('mul8u_2AC')\n"
+              "print(m.kind, m.bits, m.signed, int(np.asarray(m.table, np.int64).sum()))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["int-table", "8", "False", str(int(table.astype(np.int64).sum()))]
+    for f in (Path(os.environ["APPROXSIM_CACHE"]) / "tables").glob("int-*.npz"):
+        f.unlink()  # the cached tables are gone: rebuilt from the kept copy of the source
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[-1] == str(int(table.astype(np.int64).sum()))
+
+
+@needs_evo
+def test_cli_register_and_stats_print_the_published_figures():
+    env = dict(os.environ)
+    run = subprocess.run([sys.executable, "-m", "approxsim.cli", "register", str(EVO / "mul8u_FTA.c"), "--function",
+                          "mul8u_FTA", "--bits", "8", "--unsigned", "--replace"], capture_output=True, text=True,
+                         env=env)
+    assert run.returncode == 0, run.stderr
+    assert "8-bit unsigned codes 0..255, table" in run.stdout
+    run = subprocess.run([sys.executable, "-m", "approxsim.cli", "stats", "mul8u_FTA"], capture_output=True,
+                         text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    figures = dict(re.findall(r"^\s+(\S+)\s+([-\d.e+]+)", run.stdout, re.M))
+    header = (EVO / "mul8u_FTA.c").read_text()
+    published = dict(re.findall(r"//\s*(MAE%?|WCE%?|EP%|MSE|MRE%|WCRE%)\s*=\s*([-\d.e+]+)", header))
+    for key, text in published.items():
+        decimals = len(text.split(".")[1].split("e")[0]) if "." in text else 0
+        scale = 10 ** int(text.split("e")[1]) if "e" in text else 1
+        assert round(float(figures[key]) / scale, decimals) == pytest.approx(float(text) / scale), key
+
+
+# ------------------------------------------------------------------------------ signatures and bad input
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_width_and_signedness_options(tmp_path):
+    src = _write(tmp_path, "m.c", "#include <stdint.h>\nuint64_t m(const uint64_t b, const uint64_t a) "
+                                  "{ return a * b; }\n")
+    with pytest.raises(ValueError, match=r"does not say the codes' bits and signedness.*--bits N --signed"):
+        multipliers.register_c(src, function="m")
+    with pytest.raises(ValueError, match=r"does not say the codes' signedness"):
+        multipliers.register_c(src, function="m", bits=6)
+    with pytest.raises(ValueError, match=r"bits must be an integer from 2 to 16.*bits=17"):
+        multipliers.register_c(src, function="m", bits=17, signed=False)
+    mult = multipliers.register_c(src, function="m", bits=6, signed=False, name="u6", replace=True)
+    c = np.arange(64)
+    np.testing.assert_array_equal(mult.table, np.outer(c, c))
+    s8 = _write(tmp_path, "s.c", "#include <stdint.h>\nint16_t s(int8_t a, int8_t b) { return a * b; }\n")
+    with pytest.raises(ValueError, match=r"signed=False \(--unsigned\) contradicts the prototype int16_t s"):
+        multipliers.register_c(s8, function="s", signed=False)
+    with pytest.raises(ValueError, match=r"bits=12 contradicts the prototype.*at most 8-bit codes"):
+        multipliers.register_c(s8, function="s", bits=12)
+    with pytest.raises(ValueError, match=r"integer model.*not mantissa_bits"):
+        multipliers.register_c(s8, function="s", mantissa_bits=4)
+    f = _write(tmp_path, "f.c", "float f(float a, float b) { return a * b; }\n")
+    with pytest.raises(ValueError, match=r"bits= and signed= are for integer models"):
+        multipliers.register_c(f, function="f", bits=8, signed=True)
+
+
+@pytest.mark.parametrize("proto", ["uint8_t g(uint8_t a, uint16_t b)", "double g(int a, int b)",
+                                   "uint32_t g(uint32_t a, uint32_t b)", "int g(int a)"])
+def test_signatures_of_neither_form_are_refused(tmp_path, proto):
+    src = _write(tmp_path, "g.c", "#include <stdint.h>\n" + proto + " { return 0; }\n")
+    with pytest.raises(CompileError, match=r"not a multiplier signature approxsim takes|at most 16-bit codes"):
+        multipliers.register_c(src, function="g", bits=8, signed=False)
+
+
+def test_a_table_wider_than_12_bits_needs_direct_mode(tmp_path):
+    src = _write(tmp_path, "w.c", "#include <stdint.h>\nint32_t w(int16_t a, int16_t b) { return a * b; }\n")
+    with pytest.raises(ValueError, match=r'at most 12-bit codes.*mode="direct"'):
+        multipliers.register_c(src, function="w", mode="table")
+
+
+def test_crashing_integer_model_is_reported(tmp_path):
+    src = _write(tmp_path, "c.c", "#include <stdint.h>\nuint16_t c(uint8_t a, uint8_t b) { volatile int* p = 0;"
+                                  " if (a == 77) *p = 1; return a * b; }\n")
+    with pytest.raises(approxsim.ModelError, match=r"crashed \(SIGSEGV\)"):
+        multipliers.register_c(src, function="c")
+    with pytest.raises(approxsim.ModelError, match=r"crashed \(SIGSEGV\)"):
+        multipliers.register_c(src, function="c", mode="direct")
+    with pytest.raises(approxsim.UnknownMultiplierError):
+        multipliers.get("c")
+
+
+def test_float_inputs_and_codes_out_of_range(backend):
+    a = np.ones((2, 3), np.int64)
+    with pytest.raises(TypeError, match=r"integer codes \(8-bit signed codes -128..127\).*float32.*[Qq]uantize"):
+        approxsim.matmul(a.astype(np.float32), a.T, multiplier="int8", backend=backend)
+    with pytest.raises(ValueError, match=r"holds the code 128, outside .*-128..127.*bits=8, signed=True"):
+        approxsim.matmul(a * 128, a.T, multiplier="int8", backend=backend)
+    with pytest.raises(ValueError, match=r"holds the code -1, outside .*0..255"):
+        approxsim.conv2d(-np.ones((1, 3, 3, 1), np.int16), np.ones((1, 1, 1, 1), np.int16), multiplier="uint8",
+                         backend=backend)
+    with pytest.raises(ValueError, match="shape"):
+        approxsim.matmul(np.ones((2, 3), np.int8), np.ones((2, 3), np.int8), multiplier="int8", backend=backend)
+
+
+# ------------------------------------------------------------------------------ arithmetic
+
+@pytest.mark.parametrize("name", ["int8", "uint8", "int4", "uint4", "mul8u_1JFF"])
+def test_exact_integer_multipliers_equal_numpy_int64(backend, name):
+    mult = _registered(name) if name.startswith("mul") else multipliers.get(name)
+    if name.startswith("mul") and not EVO.is_dir():
+        pytest.skip("../shared/reference/evoapprox is not beside the checkout")
+    fmt = mult.format
+    rng = np.random.default_rng(1)
+    a, b = _codes(rng, fmt, (3, 37, 29)), _codes(rng, fmt, (29, 11))
+    got = approxsim.matmul(a, b, multiplier=mult, backend=backend)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, a @ b)
+    x, w = _codes(rng, fmt, (2, 9, 9, 6)), _codes(rng, fmt, (3, 3, 3, 4))  # SAME pads 1 on each side
+    y = approxsim.conv2d(x, w, strides=2, padding="SAME", groups=2, multiplier=mult, backend=backend)
+    exact = np.outer(fmt.codes(), fmt.codes())
+    np.testing.assert_array_equal(y, _np_conv(exact, fmt, x, w, stride=2, pad=1, groups=2))
+
+
+def _approx_cases():
+    names = ["drum8u_k4", "bam8u_v6", "mitchell8u", "kulkarni8u", "int4"]
+    return names + ([m[1] for m in EVO_MODELS[1:5]] if EVO.is_dir() else [])
+
+
+@pytest.mark.parametrize("name", _approx_cases())
+def test_approximate_multipliers_equal_a_numpy_gather(backend, name):
+    mult = _registered(name) if name.startswith("mul") else multipliers.get(name)
+    fmt, table = mult.format, mult.table
+    rng = np.random.default_rng(2)
+    a, b = _codes(rng, fmt, (2, 300, 40), gaussian=True), _codes(rng, fmt, (40, 19))
+    np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend=backend),
+                                  _np_matmul(table, fmt, a, b))
+    np.testing.assert_array_equal(approxsim.multiply(a[0, 0, :3], b[:3, 0], multiplier=mult, backend=backend),
+                                  _np_products(table, fmt, a[0, 0, :3], b[:3, 0]))
+    x, w = _codes(rng, fmt, (2, 7, 8, 4)), _codes(rng, fmt, (3, 3, 4, 5))
+    dy = _codes(rng, fmt, (2, 7, 8, 5))
+    kw = dict(strides=1, padding="SAME", multiplier=mult, backend=backend)
+    np.testing.assert_array_equal(approxsim.conv2d(x, w, **kw), _np_conv(table, fmt, x, w, pad=1))
+    np.testing.assert_array_equal(approxsim.conv2d_input_grad(dy, w, x.shape, **kw),
+                                  _np_conv(table, fmt, x, w, pad=1, op="dx", dy=dy))
+    np.testing.assert_array_equal(approxsim.conv2d_filter_grad(x, dy, w.shape, **kw),
+                                  _np_conv(table, fmt, x, w, pad=1, op="dw", dy=dy))
+
+
+def test_padding_is_code_zero_for_a_circuit_with_nonzero_f0():
+    """A table with f(0, b) != 0: padded forward taps count, unreached input-gradient ones do not."""
+    fmt = IntFormat(3, False)
+    c = fmt.codes()
+    table = np.outer(c, c) + 5  # f(0, b) = 5
+    mult = approxsim.IntTableMultiplier("plus5", 3, False, table)
+    x = np.zeros((1, 2, 2, 1), np.int64)
+    w = np.zeros((3, 3, 1, 1), np.int64)
+    for be in ("reference",) + (("cpu",) if cpu_ok else ()):
+        y = approxsim.conv2d(x, w, padding="SAME", multiplier=mult, backend=be)
+        np.testing.assert_array_equal(y, np.full((1, 2, 2, 1), 45))  # all 9 taps, padded or not: 9 * 5
+        dx = approxsim.conv2d_input_grad(np.zeros((1, 1, 1, 1), np.int64), w, (1, 3, 3, 1), strides=2,
+                                         padding="VALID", multiplier=mult, backend=be)
+        np.testing.assert_array_equal(dx, np.full((1, 3, 3, 1), 5))  # each input reached once
+
+
+SIMD_LEVELS = ("portable", "avx2", "avx512", "vbmi")
+
+
+@needs_cpu
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("method", ["expanded", "lookup"])
+@pytest.mark.parametrize("name", ["mitchell8u", "int8", "int4"])
+def test_every_cpu_method_and_simd_level(level, method, name):
+    from approxsim import _cpu
+    from approxsim.backends import cpu
+
+    if level not in cpu.supported_simd():
+        pytest.skip(f"this CPU cannot run the {level} kernels (it supports {', '.join(cpu.supported_simd())})")
+    mult = multipliers.get(name)
+    fmt, table = mult.format, mult.table
+    rng = np.random.default_rng(3)
+    a, b = _codes(rng, fmt, (70, 45)), _codes(rng, fmt, (45, 37))
+    x, w = _codes(rng, fmt, (2, 7, 7, 4)), _codes(rng, fmt, (3, 3, 2, 6))  # SAME, stride 2: pads 1 each side
+    dy = _codes(rng, fmt, (2, 4, 4, 6))
+    _cpu.set_simd_level(cpu._NATIVE_NAMES[level])
+    _cpu.force_method(method)
+    try:
+        np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
+                                      _np_matmul(table, fmt, a, b))
+        assert _cpu.last_method() == method
+        kw = dict(strides=2, padding="SAME", groups=2, multiplier=mult, backend="cpu")
+        np.testing.assert_array_equal(approxsim.conv2d(x, w, **kw),
+                                      _np_conv(table, fmt, x, w, stride=2, pad=1, groups=2))
+        want_dx = approxsim.conv2d_input_grad(dy, w, x.shape, **{**kw, "backend": "reference"})
+        np.testing.assert_array_equal(approxsim.conv2d_input_grad(dy, w, x.shape, **kw), want_dx)
+        want_dw = approxsim.conv2d_filter_grad(x, dy, w.shape, **{**kw, "backend": "reference"})
+        np.testing.assert_array_equal(approxsim.conv2d_filter_grad(x, dy, w.shape, **kw), want_dw)
+    finally:
+        _cpu.force_method("auto")
+        cpu.check_settings()
+
+
+@pytest.mark.parametrize("method", ["expanded", "lookup"])
+def test_long_sums_go_to_int64_exactly(method):
+    """K * max|T| beyond int32: the result is int64 and exact (the int32 partials carry over)."""
+    mult = multipliers.get("uint8")
+    k = 40_000  # 40000 * 255^2 > 2^31
+    a = np.full((5, k), 255, np.int64)
+    b = np.full((k, 3), 255, np.int64)
+    want = np.full((5, 3), k * 255 * 255, np.int64)
+    for be in ("reference",) + (("cpu",) if cpu_ok else ()):
+        if be == "cpu":
+            from approxsim import _cpu
+
+            _cpu.force_method(method)
+        try:
+            got = approxsim.matmul(a, b, multiplier=mult, backend=be)
+        finally:
+            if be == "cpu":
+                _cpu.force_method("auto")
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, want)
+    assert approxsim.matmul(a[:, :100], b[:100], multiplier=mult, backend="reference").dtype == np.int32
+
+
+def test_int16_direct_builtin_on_every_backend(backend):
+    mult = multipliers.get("int16")
+    assert mult.kind == "int-direct"
+    rng = np.random.default_rng(4)
+    ext = np.array([-32768, -1, 0, 1, 32767])
+    a = np.concatenate([np.repeat(ext, 5), rng.integers(-32768, 32768, 200)]).reshape(15, 15)
+    b = np.concatenate([np.tile(ext, 5), rng.integers(-32768, 32768, 200)]).reshape(15, 15)
+    got = approxsim.matmul(a, b, multiplier=mult, backend=backend)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, a @ b)
+
+
+def test_float_multipliers_still_take_integer_arrays_as_numbers():
+    a = np.arange(6).reshape(2, 3)
+    got = approxsim.matmul(a, a.T, multiplier="fp32", backend="reference")
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, (a @ a.T).astype(np.float32))
+
+
+def test_stats_and_compare_refuse_mixed_kinds(capsys):
+    from approxsim.cli import main
+
+    assert main(["compare", "int8", "mbm7"]) != 0
+    assert "float multipliers or integer ones, not both" in capsys.readouterr().err
+    assert main(["compare", "int8", "uint8"]) != 0
+    assert "one width and signedness" in capsys.readouterr().err
+    assert main(["compare", "uint8", "drum8u_k4", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"MAE": 0.0' in out and '"exhaustive": true' in out
