@@ -26,6 +26,9 @@ __all__ = [
 _LAZY = {
     "convert": ("approxsim.convert", "convert"),
     "report": ("approxsim.convert", "report"),
+    "quantize": ("approxsim.ptq", "quantize"),
+    "calibrate": ("approxsim.ptq", "calibrate"),
+    "Quantization": ("approxsim.quantization", "Quantization"),
     "analyze": ("approxsim.analysis", "analyze"),
     "show_config": ("approxsim.config", "show_config"),
     "layers": ("approxsim.layers", None),

@@ -50,8 +50,11 @@ class LayerReport:
       status: ``"approximate"``, ``"exact"`` (a multiply-heavy layer left exact) or ``"-"``
         (no matrix products).
       multiplier: the multiplier's name, ``None`` unless approximate.
-      backward: ``"approx"`` or ``"exact"``, ``None`` unless approximate.
+      backward: ``"approx"`` or ``"exact"`` (``"ste"``, ``"table"`` or ``"exact"`` for integer
+        multipliers), ``None`` unless approximate.
       reason: why a multiply-heavy layer stayed exact.
+      quantization: for an integer multiplier, its codes and the layer's calibrated input range
+        (``"8-bit unsigned codes 0..255, affine, weights per-tensor, input range [0, 6.1]"``).
     """
     name: str
     class_name: str
@@ -59,6 +62,7 @@ class LayerReport:
     multiplier: Optional[str] = None
     backward: Optional[str] = None
     reason: str = ""
+    quantization: str = ""
 
 
 class ConversionReport:
@@ -86,7 +90,7 @@ class ConversionReport:
     def __str__(self):
         head = ("layer", "class", "multiplier", "backward", "note")
         body = [(r.name, r.class_name, r.multiplier or ("exact" if r.status == "exact" else "-"),
-                 r.backward or "-", r.reason) for r in self.rows]
+                 r.backward or "-", "; ".join(v for v in (r.quantization, r.reason) if v)) for r in self.rows]
         widths = [max(len(str(row[i])) for row in [head] + body) for i in range(4)]
         lines = ["  ".join(str(v).ljust(w) for v, w in zip(row[:4], widths)) + ("  " + row[4] if row[4] else "")
                  for row in [head] + body]
@@ -117,7 +121,8 @@ def report(model) -> ConversionReport:
     for name, layer in _walk(model):
         cls = type(layer).__name__
         if isinstance(layer, AMLayerMixin):
-            rows.append(LayerReport(name, cls, "approximate", layer.multiplier.name, layer.backward))
+            rows.append(LayerReport(name, cls, "approximate", layer.multiplier.name, layer.backward,
+                                    quantization=layer._am_describe()))
         elif isinstance(layer, _HEAVY):
             if layer.name in reasons:
                 reason = reasons[layer.name]
@@ -164,7 +169,7 @@ def _multiplier_for(name, spec):
     return spec[key], ""
 
 
-def convert(model, *, multiplier, backward="approx", include=None, exclude=None, backend=None):
+def convert(model, *, multiplier, backward="approx", include=None, exclude=None, backend=None, quantization=None):
     """A copy of ``model`` (same weights) with its Dense, Conv2D, DepthwiseConv2D, Conv1D,
     SeparableConv2D, EinsumDense and MultiHeadAttention layers replaced by approxsim layers.
 
@@ -176,10 +181,14 @@ def convert(model, *, multiplier, backward="approx", include=None, exclude=None,
         layer names or glob patterns (``"conv_pw_*"``) to multipliers; an exact name wins over
         patterns, patterns are tried in order, and a layer that no key matches (or that maps to
         ``None``) stays exact.
-      backward: ``"approx"`` or ``"exact"``, for every converted layer.
+      backward: ``"approx"`` or ``"exact"``, for every converted layer (integer multipliers: ``"approx"``
+        means ``"ste"``; ``"table"`` is theirs only).
       include: names or glob patterns; only matching layers are converted.
       exclude: names or glob patterns; matching layers stay exact.
       backend: the backend of every converted layer (``None``: auto).
+      quantization: the :class:`~approxsim.Quantization` of the layers with integer multipliers
+        (``None``: the defaults). Their activation ranges start uncalibrated (each batch's own);
+        :func:`approxsim.quantize` calibrates them.
 
     Returns:
       The new model, not compiled. Its ``approxsim_report`` attribute (also
@@ -211,7 +220,7 @@ def convert(model, *, multiplier, backward="approx", include=None, exclude=None,
     include, exclude = _patterns(include, "include"), _patterns(exclude, "exclude")
     from approxsim.ops import resolve_options
 
-    resolve_options("fp32", backward, backend)  # validates backward and backend once
+    resolve_options("fp32", "approx" if backward in ("ste", "table") else backward, backend)  # once, here
     reasons = {}
 
     def clone(layer):
@@ -232,8 +241,9 @@ def convert(model, *, multiplier, backward="approx", include=None, exclude=None,
                     reasons[layer.name] = why
                     target = None
                 else:
-                    config.update(multiplier=mult,
-                                  backward=backward, backend=backend)
+                    # "ste"/"table" are the integer multipliers' modes; float ones then take their own gradients
+                    bw = "approx" if backward in ("ste", "table") and not mult.is_integer else backward
+                    config.update(multiplier=mult, backward=bw, backend=backend, quantization=quantization)
         if target is None:
             return type(layer).from_config(config)
         try:
@@ -245,10 +255,13 @@ def convert(model, *, multiplier, backward="approx", include=None, exclude=None,
 
     new = keras.models.clone_model(model, clone_function=clone, recursive=True)
     old_weights = model.get_weights()
-    if len(new.weights) != len(old_weights):
-        raise RuntimeError(f"Converted model has {len(new.weights)} weights, the original {len(old_weights)}; "
+    # the stock weights, in order; integer layers add their activation ranges (am_*), which start empty
+    stock = [v for v in new.weights if not v.name.startswith("am_")]
+    if len(stock) != len(old_weights):
+        raise RuntimeError(f"Converted model has {len(stock)} weights, the original {len(old_weights)}; "
                            "please report this model to approxsim.")
-    new.set_weights(old_weights)
+    for v, value in zip(stock, old_weights):
+        v.assign(value)
     object.__setattr__(new, "_approxsim_reasons", reasons)
     rep = report(new)
     object.__setattr__(new, "approxsim_report", rep)

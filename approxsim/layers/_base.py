@@ -1,5 +1,8 @@
 """What every approxsim layer shares: the multiplier options, their config, float32 weights.
 
+The products themselves (float, or quantized for integer multipliers) are in
+:mod:`approxsim.layers._products`.
+
 A layer's config records its multiplier's name and fingerprint (a digest of the table or of the
 model's sources). Loading a saved layer whose multiplier has changed since (another model
 registered under the name) raises an error naming both fingerprints, unless the load runs
@@ -14,7 +17,9 @@ import threading
 import keras
 import tensorflow as tf
 
+from approxsim.layers._products import ProductsMixin
 from approxsim.ops import resolve_options
+from approxsim.quantization import Quantization
 
 # Keras 3 keeps this scope internal; it turns the mixed-precision cast of variables off. pyproject.toml
 # pins the Keras versions where it lives here, and tests/test_layers.py fails if it moves.
@@ -42,14 +47,15 @@ def accept_multiplier_changes():
         _accepting.on = before
 
 
-class AMLayerMixin:
-    """Adds ``multiplier``, ``backward`` and ``backend`` to a Keras layer.
+class AMLayerMixin(ProductsMixin):
+    """Adds ``multiplier``, ``backward``, ``backend`` and ``quantization`` to a Keras layer.
 
-    Subclasses call :meth:`_am_setup` after the Keras constructor and add
-    :meth:`_am_config` to ``get_config()``.
+    Subclasses call :meth:`_am_setup` after the Keras constructor, compute their products with
+    :meth:`_am_product` and add :meth:`_am_config` to ``get_config()``. With an integer
+    multiplier, ``build`` also makes the non-trainable activation ranges of the layer's products.
     """
 
-    def _am_setup(self, multiplier, backward, backend):
+    def _am_setup(self, multiplier, backward, backend, quantization=None):
         if multiplier is None:
             raise ValueError(f"{type(self).__name__} needs a multiplier, e.g. multiplier='mbm7' "
                              "(see approxsim.multipliers.available()). Received: multiplier=None")
@@ -57,18 +63,62 @@ class AMLayerMixin:
         self._am_multiplier = mult
         self.backward = backward
         self.backend = backend
+        self._am_quantization = None if quantization is None else Quantization.of(quantization)
+        if mult.is_integer:
+            from approxsim.layers._quant import QuantSpec
+
+            self._am_quant = QuantSpec(mult, self._am_quantization)
         # tf.numpy_function has no XLA kernel; Keras would otherwise turn XLA on by itself on GPUs.
         self.supports_jit = False
         self._am_check_quantization()
+
+    def build(self, input_shape):  # Keras passes the shape by this parameter's name
+        super().build(input_shape)
+        self._am_build_slots()
+
+    # The stock layers save their own weights by index and check the count on loading: the
+    # activation ranges of an integer layer follow them, at the next indices.
+    def _am_range_variables(self):
+        return [v for pair in getattr(self, "_am_ranges", {}).values() for v in pair]
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        start = len(store.keys())
+        for i, v in enumerate(self._am_range_variables()):
+            store[str(start + i)] = v
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        extra = self._am_range_variables()
+        start = len(store.keys()) - len(extra)
+        for i, v in enumerate(extra):
+            v.assign(store[str(start + i)])
 
     @property
     def multiplier(self):
         """The :class:`~approxsim.Multiplier` this layer's products go through."""
         return self._am_multiplier
 
+    @property
+    def quantization(self):
+        """The :class:`~approxsim.Quantization` of an integer multiplier's operands (``None``: the defaults;
+        float multipliers ignore it)."""
+        return self._am_quantization
+
+    def _am_describe(self) -> str:
+        """The integer quantization in a few words (``approxsim.report``); ``""`` for float multipliers."""
+        if not self._am_multiplier.is_integer:
+            return ""
+        from approxsim.layers._quant import describe
+
+        state, seen = next(iter(getattr(self, "_am_ranges", {}).values()), (None, None))
+        return describe(self._am_quant, state, seen)
+
     def _am_config(self) -> dict:
+        q = self._am_quantization
         return {"multiplier": self._am_multiplier.name, "multiplier_fingerprint": self._am_multiplier.fingerprint,
-                "backward": self.backward, "backend": self.backend}
+                "backward": self.backward, "backend": self.backend,
+                "quantization": None if q is None else q.get_config()}
 
     @classmethod
     def from_config(cls, config):
@@ -83,9 +133,6 @@ class AMLayerMixin:
                 f"as {layer.multiplier.name!r} since). Register the original model again, or load inside `with "
                 f"approxsim.layers.accept_multiplier_changes():` to use the current one.")
         return layer
-
-    def _am_options(self) -> dict:
-        return {"multiplier": self._am_multiplier, "backward": self.backward, "backend": self.backend}
 
     def _am_check_quantization(self):
         mode = getattr(self, "quantization_mode", None)

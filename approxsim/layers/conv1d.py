@@ -5,7 +5,6 @@ from __future__ import annotations
 import keras
 
 from approxsim.layers._base import PACKAGE, AMLayerMixin, check_channels_last
-from approxsim.ops import am_conv1d
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -18,19 +17,23 @@ class AMConv1D(AMLayerMixin, keras.layers.Conv1D):
     Args:
       filters, kernel_size, ...: every argument of ``keras.layers.Conv1D``.
       multiplier: name or :class:`~approxsim.Multiplier` (forward ``T[x][w]``).
-      backward: ``"approx"`` or ``"exact"``.
+      backward: ``"approx"`` or ``"exact"`` (exact fp32 gradients); integer multipliers: ``"ste"``
+        (the default), ``"table"`` or ``"exact"``.
       backend: ``None`` (auto), ``"reference"``, ``"cpu"`` or ``"cuda"``.
+      quantization: an :class:`~approxsim.Quantization` (or its config) for an integer multiplier
+        (``None``: the defaults); float multipliers ignore it.
     """
 
-    def __init__(self, filters, kernel_size, *args, multiplier=None, backward="approx", backend=None, **kwargs):
+    def __init__(self, filters, kernel_size, *args, multiplier=None, backward="approx", backend=None, quantization=None,
+                 **kwargs):
         super().__init__(filters, kernel_size, *args, **kwargs)
         check_channels_last(self, self.data_format)
-        self._am_setup(multiplier, backward, backend)
+        self._am_setup(multiplier, backward, backend, quantization)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         kernel = self._am_weight(lambda: self.kernel)
-        y = am_conv1d(inputs, kernel, stride=self.strides[0], padding=self.padding.upper(),
-                      dilations=self.dilation_rate[0], groups=self.groups, **self._am_options())
+        y = self._am_product("conv1d", inputs, kernel, training=training, stride=self.strides[0],
+                             padding=self.padding.upper(), dilations=self.dilation_rate[0], groups=self.groups)
         return self._am_finish(y)
 
     def get_config(self):

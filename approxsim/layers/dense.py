@@ -6,7 +6,6 @@ import keras
 import tensorflow as tf
 
 from approxsim.layers._base import PACKAGE, AMLayerMixin
-from approxsim.ops import am_matmul
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -20,22 +19,25 @@ class AMDense(AMLayerMixin, keras.layers.Dense):
     Args:
       units, activation, use_bias, ...: every argument of ``keras.layers.Dense``.
       multiplier: name or :class:`~approxsim.Multiplier` (products ``T[x][kernel]``).
-      backward: ``"approx"`` (gradients through the multiplier, as ApproxTrain) or ``"exact"``.
+      backward: ``"approx"`` (gradients through the multiplier, as ApproxTrain) or ``"exact"``;
+        integer multipliers: ``"ste"`` (the default), ``"table"`` or ``"exact"`` (see approxsim.layers._quant).
       backend: ``None`` (auto), ``"reference"``, ``"cpu"`` or ``"cuda"``.
+      quantization: an :class:`~approxsim.Quantization` (or its config) for an integer multiplier
+        (``None``: the defaults); float multipliers ignore it.
     """
 
-    def __init__(self, units, *args, multiplier=None, backward="approx", backend=None, **kwargs):
+    def __init__(self, units, *args, multiplier=None, backward="approx", backend=None, quantization=None, **kwargs):
         super().__init__(units, *args, **kwargs)
-        self._am_setup(multiplier, backward, backend)
+        self._am_setup(multiplier, backward, backend, quantization)
 
     def call(self, inputs, training=None):
         kernel = self._am_weight(lambda: self.kernel)
         x = tf.convert_to_tensor(inputs)
         if x.shape.rank == 2:
-            y = am_matmul(x, kernel, **self._am_options())
+            y = self._am_product("matmul", x, kernel, training=training)
         else:
             lead = tf.shape(x)[:-1]
-            y = am_matmul(tf.reshape(x, [-1, kernel.shape[0]]), kernel, **self._am_options())
+            y = self._am_product("matmul", tf.reshape(x, [-1, kernel.shape[0]]), kernel, training=training)
             y = tf.reshape(y, tf.concat([lead, [self.units]], 0))
             y.set_shape(x.shape[:-1].concatenate([self.units]))
         return self._am_finish(y)

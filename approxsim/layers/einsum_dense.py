@@ -8,7 +8,6 @@ from __future__ import annotations
 import keras
 
 from approxsim.layers._base import PACKAGE, AMLayerMixin
-from approxsim.ops import am_einsum
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -18,17 +17,21 @@ class AMEinsumDense(AMLayerMixin, keras.layers.EinsumDense):
     Args:
       equation, output_shape, ...: every argument of ``keras.layers.EinsumDense``.
       multiplier: name or :class:`~approxsim.Multiplier` (products ``T[x][kernel]``).
-      backward: ``"approx"`` or ``"exact"``.
+      backward: ``"approx"`` or ``"exact"`` (exact fp32 gradients); integer multipliers: ``"ste"``
+        (the default), ``"table"`` or ``"exact"``.
       backend: ``None`` (auto), ``"reference"``, ``"cpu"`` or ``"cuda"``.
+      quantization: an :class:`~approxsim.Quantization` (or its config) for an integer multiplier
+        (``None``: the defaults); float multipliers ignore it.
     """
 
-    def __init__(self, equation, output_shape, *args, multiplier=None, backward="approx", backend=None, **kwargs):
+    def __init__(self, equation, output_shape, *args, multiplier=None, backward="approx", backend=None, quantization=None,
+                 **kwargs):
         super().__init__(equation, output_shape, *args, **kwargs)
-        self._am_setup(multiplier, backward, backend)
+        self._am_setup(multiplier, backward, backend, quantization)
 
     def call(self, inputs, training=None):
         kernel = self._am_weight(lambda: self.kernel)
-        return self._am_finish(am_einsum(self.equation, inputs, kernel, **self._am_options()))
+        return self._am_finish(self._am_product("einsum", inputs, kernel, training=training, equation=self.equation))
 
     def get_config(self):
         return {**super().get_config(), **self._am_config()}

@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from approxsim.layers._base import PACKAGE, AMLayerMixin
 from approxsim.layers.einsum_dense import AMEinsumDense
-from approxsim.ops import am_einsum
 
 _PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_gate_dense", "_output_dense")
 
@@ -25,23 +24,32 @@ class AMMultiHeadAttention(AMLayerMixin, keras.layers.MultiHeadAttention):
     Args:
       num_heads, key_dim, ...: every argument of ``keras.layers.MultiHeadAttention``.
       multiplier: name or :class:`~approxsim.Multiplier`.
-      backward: ``"approx"`` or ``"exact"``.
+      backward: ``"approx"`` or ``"exact"`` (exact fp32 gradients); integer multipliers: ``"ste"``
+        (the default), ``"table"`` or ``"exact"``.
       backend: ``None`` (auto), ``"reference"``, ``"cpu"`` or ``"cuda"``.
+      quantization: an :class:`~approxsim.Quantization` (or its config) for an integer multiplier
+        (``None``: the defaults); float multipliers ignore it. The
+        attention products quantize both operands with their own batch ranges.
     """
 
-    def __init__(self, num_heads, key_dim, *args, multiplier=None, backward="approx", backend=None, **kwargs):
+    def __init__(self, num_heads, key_dim, *args, multiplier=None, backward="approx", backend=None, quantization=None,
+                 **kwargs):
         super().__init__(num_heads, key_dim, *args, **kwargs)
-        self._am_setup(multiplier, backward, backend)
+        self._am_setup(multiplier, backward, backend, quantization)
+
+    _AM_SLOTS = ()  # the attention products quantize with their batch ranges
 
     def build(self, query_shape, value_shape, key_shape=None):
-        super().build(query_shape, value_shape, key_shape)
+        keras.layers.MultiHeadAttention.build(self, query_shape, value_shape, key_shape)
         # The stock build creates EinsumDense projections; make them approximate in place, so that
         # their names, variables and weight order stay those of the stock layer.
         for attr in _PROJECTIONS:
             sub = getattr(self, attr, None)
             if sub is not None and not isinstance(sub, AMEinsumDense):
                 sub.__class__ = AMEinsumDense
-                sub._am_setup(self._am_multiplier, self.backward, self.backend)
+                sub._am_setup(self._am_multiplier, self.backward, self.backend, self._am_quantization)
+                sub._am_build_slots()
+        self._am_build_slots()
 
     def _compute_attention(self, query, key, value, attention_mask=None, training=None,
                            return_attention_scores=False, use_causal_mask=False):
@@ -56,10 +64,12 @@ class AMMultiHeadAttention(AMLayerMixin, keras.layers.MultiHeadAttention):
         # Keras writes the scores as einsum(eq, key, query); we put the query first: T[q][k].
         lhs, out = self._dot_product_equation.split("->")
         key_spec, query_spec = lhs.split(",")
-        scores = am_einsum(f"{query_spec},{key_spec}->{out}", query, key, **self._am_options())
+        scores = self._am_product("einsum", query, key, training=training, slot=None, weight=False,
+                                  equation=f"{query_spec},{key_spec}->{out}")
         scores = self._masked_softmax(scores, attention_mask)
         weights = self._dropout_layer(scores, training=training) if self._dropout > 0.0 else scores
-        output = am_einsum(self._combine_equation, weights, value, **self._am_options())
+        output = self._am_product("einsum", weights, value, training=training, slot=None, weight=False,
+                                  equation=self._combine_equation)
         return output, scores
 
     def get_config(self):

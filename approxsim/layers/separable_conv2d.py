@@ -5,7 +5,6 @@ from __future__ import annotations
 import keras
 
 from approxsim.layers._base import PACKAGE, AMLayerMixin, check_channels_last
-from approxsim.ops import am_conv2d, am_depthwise_conv2d
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -17,21 +16,28 @@ class AMSeparableConv2D(AMLayerMixin, keras.layers.SeparableConv2D):
       filters, kernel_size, strides, ...: every argument of ``keras.layers.SeparableConv2D``
         (``data_format="channels_last"`` only).
       multiplier: name or :class:`~approxsim.Multiplier`.
-      backward: ``"approx"`` or ``"exact"``.
+      backward: ``"approx"`` or ``"exact"`` (exact fp32 gradients); integer multipliers: ``"ste"``
+        (the default), ``"table"`` or ``"exact"``.
       backend: ``None`` (auto), ``"reference"``, ``"cpu"`` or ``"cuda"``.
+      quantization: an :class:`~approxsim.Quantization` (or its config) for an integer multiplier
+        (``None``: the defaults); float multipliers ignore it.
     """
 
-    def __init__(self, filters, kernel_size, *args, multiplier=None, backward="approx", backend=None, **kwargs):
+    def __init__(self, filters, kernel_size, *args, multiplier=None, backward="approx", backend=None, quantization=None,
+                 **kwargs):
         super().__init__(filters, kernel_size, *args, **kwargs)
         check_channels_last(self, self.data_format)
-        self._am_setup(multiplier, backward, backend)
+        self._am_setup(multiplier, backward, backend, quantization)
 
-    def call(self, inputs):
+    _AM_SLOTS = ("input", "pointwise")  # the depthwise product's input, then the pointwise one's
+
+    def call(self, inputs, training=None):
         depthwise = self._am_weight(lambda: self.depthwise_kernel)
         pointwise = self._am_weight(lambda: self.pointwise_kernel)
-        y = am_depthwise_conv2d(inputs, depthwise, strides=self.strides, padding=self.padding.upper(),
-                                dilations=self.dilation_rate, **self._am_options())
-        y = am_conv2d(y, pointwise, **self._am_options())
+        y = self._am_product("depthwise", inputs, depthwise, training=training, strides=self.strides,
+                             padding=self.padding.upper(), dilations=self.dilation_rate)
+        y = self._am_product("conv2d", y, pointwise, training=training, slot="pointwise", strides=1,
+                             padding="VALID", dilations=1)
         return self._am_finish(y)
 
     def get_config(self):

@@ -10,6 +10,7 @@ Neither has an XLA kernel: functions that call these ops must not be ``jit_compi
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 __all__ = ["call"]
@@ -19,24 +20,26 @@ def _on_gpu(t) -> bool:
     return "GPU" in (getattr(t, "device", "") or "").upper()
 
 
-def call(kernels, method, tensors, static_shape, make_args):
-    """The float32 result of ``kernels.<method>`` on ``tensors``, with ``static_shape`` set."""
+def call(kernels, method, tensors, static_shape, make_args, dtype=tf.float32):
+    """The result of ``kernels.<method>`` on ``tensors`` as ``dtype`` (float32; int64 for the exact
+    sums of integer multipliers), with ``static_shape`` set."""
+    out_np = dtype.as_numpy_dtype
     if kernels.backend.name == "cuda":
         def gpu_fn(*values):
-            if _on_gpu(values[0]):
+            if _on_gpu(values[0]) and dtype == tf.float32:  # integer codes go through the host path
                 from approxsim.ops import cuda as ops_cuda  # only on this path
 
                 args, kwargs = make_args(list(values))
                 return getattr(ops_cuda, method)(*args, kernels, **kwargs)
             args, kwargs = make_args([v.numpy() for v in values])
-            return tf.convert_to_tensor(getattr(kernels, method)(*args, **kwargs))
+            return tf.convert_to_tensor(np.asarray(getattr(kernels, method)(*args, **kwargs), out_np))
 
-        out = tf.py_function(gpu_fn, tensors, tf.float32)
+        out = tf.py_function(gpu_fn, tensors, dtype)
     else:
         def cpu_fn(*values):
             args, kwargs = make_args(list(values))
-            return getattr(kernels, method)(*args, **kwargs)
+            return np.asarray(getattr(kernels, method)(*args, **kwargs), out_np)
 
-        out = tf.numpy_function(cpu_fn, tensors, tf.float32, stateful=False)
+        out = tf.numpy_function(cpu_fn, tensors, dtype, stateful=False)
     out.set_shape(tf.TensorShape(static_shape))
     return out

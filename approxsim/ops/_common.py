@@ -1,4 +1,5 @@
-"""Helpers every op shares: float32 inputs, broadcast gradients, transposes."""
+"""Helpers every op shares: float32 inputs (integer codes for integer multipliers), broadcast
+gradients, transposes."""
 
 from __future__ import annotations
 
@@ -19,6 +20,23 @@ def as_float32(*tensors):
     if not dtype.is_floating:
         dtype = tf.float32
     return [tf.cast(t, tf.float32) for t in tensors], dtype
+
+
+def as_codes(mult, *tensors):
+    """Integer code tensors of an integer multiplier, as int32 (their range is checked by the kernels).
+
+    Raises:
+      TypeError: a float tensor (quantize it first: approxsim's layers do, see approxsim.Quantization).
+    """
+    tensors = [tf.convert_to_tensor(t) for t in tensors]
+    for t in tensors:
+        if not (t.dtype.is_integer or t.dtype == tf.bool):
+            raise TypeError(
+                f"{mult.name!r} is an integer multiplier ({mult.format.describe()}): approxsim ops take its "
+                f"integer codes and return their exact sums as int64. Quantize the operands first (the "
+                f"approxsim layers do it, see approxsim.Quantization), or pass integer tensors. "
+                f"Received: dtype={t.dtype.name}")
+    return [tf.cast(t, tf.int32) for t in tensors]
 
 
 def sum_to_shape(grad, shape):

@@ -4,7 +4,9 @@
 
 * ``forward``: the executor of the op's products;
 * ``gradient``: the executor of both gradient products (the multiplier itself for
-  ``backward="approx"``, the exact ``fp32`` product for ``backward="exact"``).
+  ``backward="approx"``, the exact ``fp32`` product for ``backward="exact"``; ``None`` for an
+  integer multiplier, whose ops take integer codes and have no gradient: the layers give them
+  theirs, see :mod:`approxsim.layers._quant`).
 
 An executor turns tensors into tensors. :class:`BridgeExecutor` runs bound backend kernels
 through :mod:`approxsim.ops._bridge`; :class:`NativeExecutor` runs the exact product in
@@ -25,23 +27,31 @@ from approxsim import multipliers
 from approxsim.backends import get_backend
 from approxsim.ops import _bridge
 
-__all__ = ["OpPlan", "plan", "resolve_options", "BACKWARD_MODES"]
+__all__ = ["OpPlan", "plan", "resolve_options", "BACKWARD_MODES", "INT_BACKWARD_MODES"]
 
 BACKWARD_MODES = ("approx", "exact")
+INT_BACKWARD_MODES = ("ste", "table", "exact")  # integer multipliers (approxsim.layers._quant)
 
 
 def resolve_options(multiplier, backward="approx", backend=None):
     """Validates the options every op and layer takes.
 
     Returns:
-      ``(Multiplier, backward, backend object)``.
+      ``(Multiplier, backward, backend object)``; for an integer multiplier ``"approx"`` (the
+      default) becomes ``"ste"``.
 
     Raises:
       UnknownMultiplierError: the multiplier is not registered (the message suggests close names).
-      ValueError: ``backward`` is not ``"approx"`` or ``"exact"``, or the backend name is unknown.
+      ValueError: ``backward`` is not one of the multiplier's modes, or the backend name is unknown.
     """
     mult = multipliers.get(multiplier)
-    if backward not in BACKWARD_MODES:
+    if mult.is_integer:
+        backward = "ste" if backward == "approx" else backward
+        if backward not in INT_BACKWARD_MODES:
+            raise ValueError(f'`backward` for the integer multiplier {mult.name!r} must be "ste" (straight-through '
+                             f'gradients of the exact product, the default), "table" (finite differences of the '
+                             f'table) or "exact" (gradients of the float product). Received: backward={backward!r}')
+    elif backward not in BACKWARD_MODES:
         raise ValueError(f'`backward` must be "approx" (gradients through the multiplier) or "exact" '
                          f"(exact fp32 gradients). Received: backward={backward!r}")
     return mult, backward, get_backend(backend)
@@ -88,24 +98,28 @@ class BridgeExecutor:
 
     def __init__(self, kernels):
         self.kernels = kernels
+        self._dtype = tf.int64 if kernels.multiplier.is_integer else tf.float32  # exact integer sums
+
+    def _call(self, method, tensors, static_shape, make_args):
+        return _bridge.call(self.kernels, method, tensors, static_shape, make_args, self._dtype)
 
     def matmul(self, a, b, shape):
         def args(v):
             return (v[0], v[1]), {"transpose_a": shape.transpose_a, "transpose_b": shape.transpose_b}
 
-        return _bridge.call(self.kernels, "matmul", [a, b], shape.output_shape, args)
+        return self._call("matmul", [a, b], shape.output_shape, args)
 
     def conv2d(self, x, w, options, static_shape):
-        return _bridge.call(self.kernels, "conv2d", [x, w], static_shape,
-                            lambda v: ((v[0], v[1], options.geometry(v[0].shape, v[1].shape)), {}))
+        return self._call("conv2d", [x, w], static_shape,
+                          lambda v: ((v[0], v[1], options.geometry(v[0].shape, v[1].shape)), {}))
 
     def conv2d_input_grad(self, dy, w, x, options):
-        return _bridge.call(self.kernels, "conv2d_input_grad", [dy, w, tf.shape(x)], x.shape,
-                            lambda v: ((v[0], v[1], options.geometry(_dims(v[2]), v[1].shape)), {}))
+        return self._call("conv2d_input_grad", [dy, w, tf.shape(x)], x.shape,
+                          lambda v: ((v[0], v[1], options.geometry(_dims(v[2]), v[1].shape)), {}))
 
     def conv2d_filter_grad(self, x, dy, w, options):
-        return _bridge.call(self.kernels, "conv2d_filter_grad", [x, dy, tf.shape(w)], w.shape,
-                            lambda v: ((v[0], v[1], options.geometry(v[0].shape, _dims(v[2]))), {}))
+        return self._call("conv2d_filter_grad", [x, dy, tf.shape(w)], w.shape,
+                          lambda v: ((v[0], v[1], options.geometry(v[0].shape, _dims(v[2]))), {}))
 
 
 class NativeExecutor:
@@ -199,7 +213,7 @@ class NativeExecutor:
 
 def _executor(mult, be):
     bridge = BridgeExecutor(be.bind(mult))
-    if mult.is_exact and tf_is_exact():
+    if mult.is_exact and not mult.is_integer and tf_is_exact():
         return NativeExecutor(bridge)
     return bridge
 
@@ -210,9 +224,9 @@ class OpPlan:
 
     Attributes:
       multiplier: the :class:`~approxsim.Multiplier` of the forward products.
-      backward: ``"approx"`` or ``"exact"``.
+      backward: ``"approx"`` or ``"exact"`` (integer multipliers: ``"ste"``, ``"table"`` or ``"exact"``).
       forward: executor of the forward products.
-      gradient: executor of both gradient products.
+      gradient: executor of both gradient products (None for integer multipliers).
     """
     multiplier: object
     backward: str
@@ -228,5 +242,7 @@ def plan(multiplier, backward="approx", backend=None) -> OpPlan:
     """
     mult, backward, be = resolve_options(multiplier, backward, backend)
     forward = _executor(mult, be)
+    if mult.is_integer:
+        return OpPlan(mult, backward, forward, None)
     gradient = forward if backward == "approx" else _executor(multipliers.get("fp32"), be)
     return OpPlan(mult, backward, forward, gradient)

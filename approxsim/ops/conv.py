@@ -2,7 +2,9 @@
 
 Forward products ``T[x][w]``; with ``backward="approx"`` the input gradient looks up ``T[dy][w]``
 and the filter gradient ``T[x][dy]`` (DESIGN.md section 1). Which kernels run each of the three
-is the op plan's decision (:mod:`approxsim.ops._plan`).
+is the op plan's decision (:mod:`approxsim.ops._plan`). With an integer multiplier the operands
+are integer codes, padding is code 0, and the result is the exact int64 sums, with no gradient
+(DESIGN.md section 1b).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import tensorflow as tf
 
 from approxsim.arguments import as_int
 from approxsim.geometry import ConvOptions
-from approxsim.ops._common import as_float32, check_format
+from approxsim.ops._common import as_codes, as_float32, check_format
 from approxsim.ops._plan import plan
 
 __all__ = ["am_conv2d", "am_depthwise_conv2d", "am_conv1d"]
@@ -34,6 +36,8 @@ def _conv_core(x, w, p, options):
     """Float32 grouped conv2d with a custom gradient; ``x`` NHWC, ``w`` HWIO (I = C / groups)."""
     static = _static_shape(x, w, options)
     fwd, grd = p.forward, p.gradient
+    if grd is None:  # integer codes: exact sums, no gradient
+        return fwd.conv2d(x, w, options, static)
     if fwd.native and grd.native and fwd.supports_forward(options, w) and grd.supports_gradients(options, w):
         return fwd.conv2d(x, w, options, static)  # TF's own op and gradient
 
@@ -76,6 +80,8 @@ def am_conv2d(x, filters, *, multiplier, strides=1, padding="VALID", dilations=1
     p = plan(multiplier, backward, backend)
     options = ConvOptions.parse(strides=strides, padding=padding, dilations=dilations, groups=groups)
     with tf.name_scope(name or "am_conv2d"):
+        if p.multiplier.is_integer:
+            return _conv_core(*as_codes(p.multiplier, x, filters), p, options)
         (x, w), dtype = as_float32(x, filters)
         return tf.cast(_conv_core(x, w, p, options), dtype)
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from approxsim.arguments import as_bool
 from approxsim.geometry import matmul_shapes
-from approxsim.ops._common import as_float32, sum_to_shape, swap_last
+from approxsim.ops._common import as_codes, as_float32, sum_to_shape, swap_last
 from approxsim.ops._plan import plan
 
 __all__ = ["am_matmul"]
@@ -26,6 +26,9 @@ def _static(a, b, ta, tb):
 def am_matmul(a, b, *, multiplier, transpose_a=False, transpose_b=False, backward="approx", backend=None,
               name=None):
     """Approximate ``a @ b`` (batched, broadcasting), every product ``a (*) b`` looked up as ``T[a][b]``.
+
+    With an integer multiplier the operands are integer codes of its format and the result their
+    exact sums, int64, with no gradient (the layers quantize and give the gradients).
 
     Args:
       a: tensor ``(..., M, K)`` (``(..., K, M)`` with ``transpose_a``).
@@ -47,6 +50,9 @@ def am_matmul(a, b, *, multiplier, transpose_a=False, transpose_b=False, backwar
     p = plan(multiplier, backward, backend)
     ta, tb = as_bool(transpose_a, "transpose_a"), as_bool(transpose_b, "transpose_b")
     with tf.name_scope(name or "am_matmul"):
+        if p.multiplier.is_integer:
+            a, b = as_codes(p.multiplier, a, b)
+            return p.forward.matmul(a, b, _static(a, b, ta, tb))
         (a, b), dtype = as_float32(a, b)
         shape = _static(a, b, ta, tb)
         if p.forward.native and p.gradient.native:  # exact forward and gradients: TF's own op and gradient

@@ -1,0 +1,244 @@
+"""Integer multipliers in the layers: quantize, exact integer products, dequantize, and gradients.
+
+For a product ``y = a (*) b`` (``a`` an activation, ``b`` a kernel or a second activation) with
+an integer multiplier, :func:`quantized_product` computes (DESIGN.md section 1b)::
+
+    q_a = clip(round(a / s_a) + z_a),  q_b = clip(round(b / s_b) + z_b)
+    y   = s_a s_b * (sum f(q_a, q_b) - z_b sum q_a - z_a sum q_b + z_a z_b K)
+
+with every sum exact integer arithmetic (the zero-point sums through the same op with the exact
+multiplier of the format; convolutions pad ``q_a`` with its zero point, the code of 0.0) and
+one float multiply at the end. Gradients (``backward``):
+
+* ``"ste"``: those of the exact product of the fake-quantized operands, clipped to the
+  quantization range (straight-through estimator);
+* ``"exact"``: those of the float product of the float operands;
+* ``"table"``: the product's partial derivatives from the table by finite differences
+  (:func:`approxsim.quantization.derivative_tables`), for matrix products and ungrouped
+  convolutions: ``da[m, k] = sum_n dy[m, n] s_b[n] (Da[q_a, q_b] - z_b[n])`` and likewise ``db``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from approxsim.quantization import (Quantization, derivative_tables, exact_multiplier, is_calibrating,
+                                    sign_magnitude)
+
+__all__ = ["QuantSpec", "quantized_product", "update_range", "range_of"]
+
+
+class QuantSpec:
+    """A layer's resolved quantization: the multiplier the codes go through and their format."""
+
+    def __init__(self, mult, quantization):
+        self.quantization = Quantization.of(quantization)
+        self.mode = self.quantization.codes_for(mult)
+        self.mult = sign_magnitude(mult) if self.mode == "sign-magnitude" else mult
+        self.fmt = self.mult.format
+        # sign-magnitude: the magnitudes are n-bit, so the codes stop at +-(2^n - 1)
+        self.lo = -self.fmt.hi if self.mode == "sign-magnitude" else self.fmt.lo
+        self.hi = self.fmt.hi
+        self.exact = exact_multiplier(self.fmt)
+
+    @property
+    def affine(self) -> bool:
+        return self.mode == "affine"
+
+
+def range_of(x, axes=None):
+    """``(lo, hi)`` of a tensor over ``axes`` (all when None), float32, each including 0."""
+    x = tf.cast(x, tf.float32)
+    lo = tf.reduce_min(x, axis=axes)
+    hi = tf.reduce_max(x, axis=axes)
+    return tf.minimum(lo, 0.0), tf.maximum(hi, 0.0)
+
+
+def _percentiles(x, percentile):
+    flat = tf.sort(tf.reshape(tf.cast(x, tf.float32), [-1]))
+    n = tf.cast(tf.size(flat), tf.float32)
+    hi_i = tf.cast(tf.round((n - 1) * percentile / 100.0), tf.int32)
+    lo_i = tf.cast(tf.round((n - 1) * (1 - percentile / 100.0)), tf.int32)
+    return tf.minimum(flat[lo_i], 0.0), tf.maximum(flat[hi_i], 0.0)
+
+
+def update_range(state, seen, x, quantization, training):
+    """The activation range to quantize ``x`` with: the calibrated one (updated first when training or
+    calibrating, per ``quantization.calibration``), or the batch's own before any calibration."""
+    q = quantization
+    if q.calibration == "percentile":
+        lo, hi = _percentiles(x, q.percentile)
+    else:
+        lo, hi = range_of(x)
+    if training or is_calibrating():
+        count = seen + 1.0
+        first = tf.equal(seen, 0.0)
+        if q.calibration == "minmax":
+            new = tf.where(first, tf.stack([lo, hi]), tf.stack([tf.minimum(state[0], lo), tf.maximum(state[1], hi)]))
+        elif q.calibration == "moving-average":
+            m = q.momentum
+            new = tf.where(first, tf.stack([lo, hi]), m * state + (1 - m) * tf.stack([lo, hi]))
+        else:  # percentile: the mean over the batches seen
+            new = state + (tf.stack([lo, hi]) - state) / count
+        state.assign(new)
+        seen.assign(count)
+        return new[0], new[1]
+    calibrated = seen > 0.0
+    return tf.where(calibrated, state[0], lo), tf.where(calibrated, state[1], hi)
+
+
+def _scale_zero(lo, hi, spec: QuantSpec):
+    """Scale (float32) and zero point (int64) for the range ``[lo, hi]`` (which includes 0)."""
+    if spec.affine:
+        scale = (hi - lo) / float(spec.hi - spec.lo)
+        scale = tf.where(scale > 0, scale, tf.ones_like(scale))
+        zero = tf.clip_by_value(tf.round(spec.lo - lo / scale), spec.lo, spec.hi)
+        return scale, tf.cast(zero, tf.int64)
+    # symmetric: signed codes cover [-amax, amax]; unsigned ones [0, hi] (negative values clip to 0)
+    amax = tf.maximum(tf.abs(lo), tf.abs(hi)) if spec.lo < 0 else hi
+    scale = amax / float(spec.hi)
+    scale = tf.where(scale > 0, scale, tf.ones_like(scale))
+    return scale, tf.zeros_like(scale, dtype=tf.int64)
+
+
+def _codes(x, scale, zero, spec):
+    q = tf.round(x / scale) + tf.cast(zero, tf.float32)
+    return tf.cast(tf.clip_by_value(q, spec.lo, spec.hi), tf.int32)
+
+
+def _fake_quant_ste(x, scale, zero, spec):
+    """The dequantized codes, with the identity gradient inside the range and 0 outside (STE)."""
+    z = tf.cast(zero, tf.float32)
+    v = x / scale + z
+    inside = tf.stop_gradient(tf.cast((v >= spec.lo - 0.5) & (v <= spec.hi + 0.5), x.dtype))
+    deq = (tf.cast(_codes(x, scale, zero, spec), tf.float32) - z) * scale
+    return x * inside + tf.stop_gradient(deq - x * inside)
+
+
+def quantized_product(op, a, b, spec: QuantSpec, backward, a_range, b_range, *, ref_op=None, table_op=None):
+    """``a (*) b`` through the integer multiplier of ``spec`` (see the module docstring).
+
+    Args:
+      op: ``op(a, b, multiplier, pad_value)``: the layer's product (matmul, conv, einsum) on code
+        tensors, returning their exact integer sums; ``pad_value`` is the code convolutions pad ``a``
+        with (ignored by products without padding).
+      a, b: float32 operands.
+      spec: the layer's :class:`QuantSpec`.
+      backward: ``"ste"``, ``"exact"`` or ``"table"``.
+      a_range, b_range: ``(lo, hi)`` of each operand; ``b_range`` may be per output channel (shaped
+        to broadcast against the output's trailing axes).
+      ref_op: ``ref_op(a, b)``: the same product with the exact float32 multiplier (the gradients of
+        ``"ste"`` and ``"exact"``).
+      table_op: ``table_op(a, b, qa, qb, za, zb, sa, sb, spec)``: the surrogate whose gradient is the
+        ``"table"`` one (matrix products and ungrouped convolutions), or None where there is none.
+
+    Returns:
+      float32 ``y``.
+    """
+    sa, za = _scale_zero(*a_range, spec)
+    sb, zb = _scale_zero(*b_range, spec)
+    sa, za, sb, zb = (tf.stop_gradient(t) for t in (sa, za, sb, zb))
+    qa, qb = _codes(a, sa, za, spec), _codes(b, sb, zb, spec)
+    total = tf.cast(op(qa, qb, spec.mult, za), tf.int64)
+    if spec.affine:  # the zero-point terms, exact: z_b sum q_a, z_a sum q_b, z_a z_b K
+        ones_a, ones_b = tf.ones_like(qa), tf.ones_like(qb)
+        total -= zb * tf.cast(op(qa, ones_b, spec.exact, za), tf.int64)
+        total -= za * tf.cast(op(ones_a, qb, spec.exact, tf.ones_like(za)), tf.int64)
+        total += za * zb * tf.cast(op(ones_a, ones_b, spec.exact, tf.ones_like(za)), tf.int64)
+    y = tf.stop_gradient(sa * sb * tf.cast(total, tf.float32))
+    if backward == "table":
+        if table_op is None:
+            raise ValueError('backward="table" is available for AMDense and ungrouped AMConv2D/AMConv1D layers; '
+                             'use backward="ste" here.')
+        surrogate = table_op(a, b, qa, qb, za, zb, sa, sb, spec)
+        return y + surrogate - tf.stop_gradient(surrogate)
+    if backward == "ste":
+        reference = ref_op(_fake_quant_ste(a, sa, za, spec), _fake_quant_ste(b, sb, zb, spec))
+    else:
+        reference = ref_op(a, b)
+    return y + reference - tf.stop_gradient(reference)
+
+
+def table_matmul(a, b, qa, qb, za, zb, sa, sb, spec):
+    """A 2-D ``(M, K) x (K, N)`` surrogate whose gradients are the table ones (its value is 0)."""
+    da_table, db_table = (tf.constant(t) for t in derivative_tables(spec.mult))
+    mask = spec.fmt.mask
+
+    def inside(x, s, z):
+        v = x / s + tf.cast(z, tf.float32)
+        return tf.cast((v >= spec.lo - 0.5) & (v <= spec.hi + 0.5), tf.float32)
+
+    @tf.custom_gradient
+    def surrogate(a, b):
+        def grad(dy):
+            pa = tf.bitwise.bitwise_and(qa, mask)[:, :, None]
+            pb = tf.bitwise.bitwise_and(qb, mask)[None, :, :]
+            index = pa * (mask + 1) + pb  # (M, K, N) flat table positions
+            ga = tf.gather(tf.reshape(da_table, [-1]), index) - tf.cast(zb, tf.float32)
+            gb = tf.gather(tf.reshape(db_table, [-1]), index) - tf.cast(za, tf.float32)
+            da = tf.einsum("mn,mkn->mk", dy * sb, ga) * inside(a, sa, za)
+            db = tf.einsum("mn,mkn->kn", dy * sa, gb) * inside(b, sb, zb)
+            return da, db
+
+        return tf.zeros([tf.shape(a)[0], tf.shape(b)[1]], tf.float32), grad
+
+    return surrogate(a, b)
+
+
+def explicit_padding(options, input_hw, kernel_hw):
+    """The ``[[top, bottom], [left, right]]`` zero padding of a convolution's options."""
+    g = options.groups  # padding does not depend on the groups: one channel per group
+    geom = options.geometry((1, *input_hw, g), (*kernel_hw, 1, g))
+    return [[geom.pad_top, geom.pad_bottom], [geom.pad_left, geom.pad_right]]
+
+
+def pad_codes(q, pads, value):
+    """``q`` (NHWC codes) padded with the code ``value`` (a scalar tensor)."""
+    if not any(p for pair in pads for p in pair):
+        return q
+    return tf.pad(q, [[0, 0], *pads, [0, 0]], constant_values=tf.cast(value, q.dtype))
+
+
+def table_conv(options):
+    """The ``"table"`` surrogate of an ungrouped convolution: its patches as a matrix product."""
+    (sh, sw), (dh, dw) = options.strides, options.dilations
+
+    def patches(x, pads, kh, kw, value=0.0):
+        if any(p for pair in pads for p in pair):
+            x = tf.pad(x, [[0, 0], *pads, [0, 0]], constant_values=value)
+        return tf.image.extract_patches(x, [1, kh, kw, 1], [1, sh, sw, 1], [1, dh, dw, 1], "VALID")
+
+    def surrogate(a, b, qa, qb, za, zb, sa, sb, spec):
+        kh, kw = b.shape[:2]
+        pads = explicit_padding(options, a.shape[1:3], (kh, kw))
+        pa = patches(a, pads, kh, kw)
+        pq = tf.cast(patches(tf.cast(qa, tf.float32), pads, kh, kw, tf.cast(za, tf.float32)), tf.int32)
+        shape = tf.shape(pa)
+        cols = pa.shape[-1]
+        b2 = tf.reshape(b, [cols, -1])
+        y = table_matmul(tf.reshape(pa, [-1, cols]), b2, tf.reshape(pq, [-1, cols]), tf.reshape(qb, [cols, -1]),
+                         za, zb, sa, sb, spec)
+        return tf.reshape(y, tf.concat([shape[:3], [tf.shape(b2)[1]]], 0))
+
+    return surrogate
+
+
+def weight_range(w, per_channel: bool, reduce_axes, out_shape=None):
+    """``(lo, hi)`` of a kernel: per tensor, or per output channel (reduced over ``reduce_axes`` and
+    reshaped to ``out_shape`` to broadcast against the output)."""
+    if not per_channel:
+        return range_of(w)
+    lo, hi = range_of(w, axes=reduce_axes)
+    if out_shape is not None:
+        lo, hi = tf.reshape(lo, out_shape), tf.reshape(hi, out_shape)
+    return lo, hi
+
+
+def describe(spec, state=None, seen=None) -> str:
+    """A layer's quantization in a few words (``approxsim.report``)."""
+    text = f"{spec.fmt.describe()}, {spec.mode}, weights {spec.quantization.weights}"
+    if state is not None and seen is not None and float(np.asarray(seen)) > 0:
+        lo, hi = (float(v) for v in np.asarray(state))
+        text += f", input range [{lo:.4g}, {hi:.4g}]"
+    return text
