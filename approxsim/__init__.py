@@ -8,8 +8,8 @@ into the kernels (direct mode). See README.md and ARCHITECTURE.md.
 from approxsim._version import __version__
 from approxsim.errors import (ApproxsimError, BackendUnavailableError, CompileError, ModelError, RegistryError,
                               TableFileError, UnknownMultiplierError)
-from approxsim.multiplier import (DirectMultiplier, IntDirectMultiplier, IntegerMultiplier, IntTableMultiplier,
-                                  Multiplier, TableMultiplier)
+from approxsim.multiplier import DirectMultiplier, Multiplier, TableMultiplier
+from approxsim.int_multiplier import IntDirectMultiplier, IntegerMultiplier, IntTableMultiplier
 from approxsim import multipliers
 from approxsim.functional import conv2d, conv2d_filter_grad, conv2d_input_grad, matmul, multiply
 from approxsim.backends import available_backends, get_backend

@@ -177,7 +177,7 @@ def save_int_table(path, table, fmt, *, name: str = "", source: str = "", key: s
     Raises:
       ValueError: a table that does not fit ``fmt`` (an :class:`approxsim.integer.IntFormat`).
     """
-    from approxsim.multiplier import check_int_table
+    from approxsim.int_multiplier import check_int_table
 
     table = check_int_table(table, fmt)
     path = Path(path)
@@ -203,7 +203,7 @@ def load_int_table(path):
       TableFileError: the file is missing, truncated, corrupt, a float table, or fails its checksum.
     """
     from approxsim.integer import IntFormat
-    from approxsim.multiplier import check_int_table
+    from approxsim.int_multiplier import check_int_table
 
     path = Path(path)
     fix = "Rebuild it (approxsim register ...)."

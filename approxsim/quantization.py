@@ -135,7 +135,7 @@ def sign_magnitude(mult):
       ValueError: ``mult`` is signed, wider than 11 bits, or has no table.
     """
     from approxsim.integer import IntFormat
-    from approxsim.multiplier import IntTableMultiplier
+    from approxsim.int_multiplier import IntTableMultiplier
 
     if mult.signed or mult.kind != "int-table" or mult.bits > 11:
         raise ValueError(f"sign-magnitude codes need an unsigned integer table of at most 11 bits. Received: "
@@ -158,7 +158,7 @@ def exact_multiplier(fmt):
     """An exact integer multiplier of the format (for the zero-point terms): the built-in of its width
     where there is one, else an exact table."""
     from approxsim import multipliers
-    from approxsim.multiplier import IntTableMultiplier
+    from approxsim.int_multiplier import IntTableMultiplier
 
     try:
         mult = multipliers.get(fmt.name)

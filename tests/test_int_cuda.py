@@ -39,7 +39,7 @@ from approxsim.direct import nvrtc
 from approxsim.direct.integer import IntDirectModel
 from approxsim.geometry import ConvGeometry, conv_geometry
 from approxsim.integer import sum_dtype
-from approxsim.multiplier import IntDirectMultiplier, IntTableMultiplier
+from approxsim.int_multiplier import IntDirectMultiplier, IntTableMultiplier
 
 HOST_DIR = os.path.join(os.path.dirname(__file__), "cuda_host")
 ARCH = "compute_90"

@@ -21,8 +21,8 @@ import numpy as np
 
 from approxsim.backends.base import Backend, IntegerKernels, Kernels
 from approxsim.geometry import ConvGeometry
-from approxsim.multiplier import (DirectMultiplier, ExactMultiplier, IntDirectMultiplier, IntTableMultiplier,
-                                  TableMultiplier)
+from approxsim.int_multiplier import IntDirectMultiplier, IntTableMultiplier
+from approxsim.multiplier import DirectMultiplier, ExactMultiplier, TableMultiplier
 
 _IMPORT_ERROR = None
 try:

@@ -23,7 +23,8 @@ from approxsim.backends import cuda_build
 from approxsim.backends.base import Backend, IntegerKernels, Kernels
 from approxsim.backends.cuda_build import geometry_struct, table_plan
 from approxsim.errors import BackendUnavailableError
-from approxsim.multiplier import DirectMultiplier, ExactMultiplier, IntegerMultiplier, TableMultiplier
+from approxsim.int_multiplier import IntegerMultiplier
+from approxsim.multiplier import DirectMultiplier, ExactMultiplier, TableMultiplier
 
 _INSTALL = "pip install 'approxsim[cuda12]' (CUDA 12 driver) or 'approxsim[cuda13]' (CUDA 13 driver)"
 _BK = 8

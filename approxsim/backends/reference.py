@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from approxsim.backends.base import Backend, IntegerKernels, Kernels
-from approxsim.multiplier import IntegerMultiplier, Multiplier
+from approxsim.int_multiplier import IntegerMultiplier
+from approxsim.multiplier import Multiplier
 
 _CHUNK = 1 << 22  # products formed at once
 

@@ -63,7 +63,7 @@ def int_model(name: str, file: str, description: str, references, *, bits=None, 
     codes, built at first use; a direct model (compiled into the kernels) for wider ones."""
     from approxsim import compile_int
     from approxsim.integer import MAX_TABLE_BITS as INT_TABLE_BITS
-    from approxsim.multiplier import IntDirectMultiplier, IntTableMultiplier
+    from approxsim.int_multiplier import IntDirectMultiplier, IntTableMultiplier
 
     path = builtin_source_dir() / file
     sig = compile_int.parse_signature(path, name)

@@ -137,7 +137,7 @@ def _int_multiplier(name: str, rec: dict, table=None) -> Multiplier:
     from approxsim.direct.integer import IntDirectModel
     from approxsim.integer import IntFormat
     from approxsim.lut import load_int_table
-    from approxsim.multiplier import IntDirectMultiplier, IntTableMultiplier
+    from approxsim.int_multiplier import IntDirectMultiplier, IntTableMultiplier
 
     fmt = IntFormat(int(rec["bits"]), bool(rec["signed"]))
     copy = _store.from_cache_path(rec.get("source_copy", ""))
