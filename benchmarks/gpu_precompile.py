@@ -27,7 +27,7 @@ def _compile_direct(name):
     import cupy
 
     from approxsim import multipliers
-    from approxsim.direct.cuda import NVRTC_OPTIONS
+    from approxsim.direct.cuda_source import NVRTC_OPTIONS
 
     start = time.perf_counter()
     source = multipliers.get(name).direct.cuda_source()

@@ -90,8 +90,10 @@ SIMD_LEVELS = ("portable", "avx2", "avx512", "vbmi")
 
 
 @pytest.fixture(params=SIMD_LEVELS)
-def simd(request):
-    """Every SIMD path of the CPU kernels, forced (then restored); those this CPU lacks are skipped, with why."""
+def simd(request, monkeypatch):
+    """Every SIMD path of the CPU kernels, forced through $APPROXSIM_SIMD (which every backend lookup
+    applies again, so a bare set_simd_level would not last past the first op), then restored; the
+    levels this CPU lacks are skipped, with why. The test then runs at that level (checked after it)."""
     if not cpu_ok:
         pytest.skip(f"cpu backend not usable: {cpu_reason}")
     from approxsim.backends import cpu
@@ -100,8 +102,11 @@ def simd(request):
         pytest.skip(f"this CPU cannot run the {request.param} kernels (it supports {', '.join(cpu.supported_simd())})")
     from approxsim import _cpu
 
-    _cpu.set_simd_level(cpu._NATIVE_NAMES[request.param])
+    monkeypatch.setenv("APPROXSIM_SIMD", request.param)
+    cpu.check_settings()
     yield request.param
+    assert _cpu.simd_level() == cpu._NATIVE_NAMES[request.param], "the test did not run at the forced level"
+    monkeypatch.undo()
     cpu.check_settings()  # back to $APPROXSIM_SIMD, or the best level
 
 

@@ -21,6 +21,7 @@ from approxsim import multipliers
 from approxsim.backends.reference import ReferenceBackend
 from approxsim.direct import DirectModel
 from approxsim.direct import cuda as dcuda
+from approxsim.direct import cuda_source as dsrc
 from approxsim.direct import nvrtc
 from approxsim.errors import CompileError
 from approxsim.geometry import conv_geometry
@@ -395,7 +396,7 @@ def test_prescan_skips_comments_strings_and_host_blocks(tmpdir):
 def test_nvrtc_log_translation():
     log = ('m.c(3): error: identifier "fopen" is undefined\n'
            'm.c(1): catastrophic error: cannot open source file "cstdint"')
-    message = str(dcuda.explain_nvrtc_log(log, "m() in m.c"))
+    message = str(dsrc.explain_nvrtc_log(log, "m() in m.c"))
     assert "fopen" in message and "#include <cstdint>" in message and "NVRTC log" in message
 
 
@@ -412,7 +413,7 @@ def test_nvrtc_compiles_builtins_and_plain_models(arch, expdep_file):
                      "float plain_gpu(float a, float b) { uint32_t u = 1; return half(a) * b * k[u - 1]; }\n")
     models = [multipliers.get(n).direct for n in ("mbm23", "mitchell23", "fp32_trunc17")]
     for model in models + [DirectModel(plain, function="plain_gpu")]:
-        ptx = nvrtc.compile_to_ptx(model.cuda_source(), arch=arch, options=dcuda.NVRTC_OPTIONS)
+        ptx = nvrtc.compile_to_ptx(model.cuda_source(), arch=arch, options=dsrc.NVRTC_OPTIONS)
         assert ptx.count(".entry") == 5 and "approxsim_direct_conv_wgrad" in ptx
 
 
@@ -424,8 +425,8 @@ def test_nvrtc_incompatible_model_gives_clear_error(tmpdir):
                     "  void* p = CALL(fopen)(\"x\", \"r\"); return a * b + (p != 0); }\n")
     source = DirectModel(path, function="sneaky").cuda_source()
     with pytest.raises(CompileError) as info:
-        nvrtc.compile_to_ptx(source, options=dcuda.NVRTC_OPTIONS)
-    message = str(dcuda.explain_nvrtc_log(info.value.args[1], "sneaky() in sneaky.c"))
+        nvrtc.compile_to_ptx(source, options=dsrc.NVRTC_OPTIONS)
+    message = str(dsrc.explain_nvrtc_log(info.value.args[1], "sneaky() in sneaky.c"))
     assert "fopen" in message and "host-only" in message and "sneaky.c(3)" in message
 
 

@@ -34,7 +34,7 @@ import approxsim
 from approxsim import compile_int, multipliers
 from approxsim.backends import cuda as cuda_backend
 from approxsim.backends import cuda_build
-from approxsim.direct import cuda as dcuda
+from approxsim.direct import cuda_source as dsrc
 from approxsim.direct import nvrtc
 from approxsim.direct.integer import IntDirectModel
 from approxsim.geometry import ConvGeometry, conv_geometry
@@ -108,7 +108,7 @@ def _source(mult) -> str:
     """The CUDA source the backend compiles for an integer multiplier."""
     if mult.kind == "int-direct":
         return mult.direct.cuda_source()
-    return dcuda.generate_int_table_source(mult.bits)
+    return dsrc.generate_int_table_source(mult.bits)
 
 
 def _key(source: str) -> str:
@@ -154,7 +154,7 @@ def ptx_of():
     def compile_(source):
         key = _key(source)
         if key not in cache:
-            cache[key] = nvrtc.compile_to_ptx(source, arch=ARCH, options=dcuda.NVRTC_OPTIONS,
+            cache[key] = nvrtc.compile_to_ptx(source, arch=ARCH, options=dsrc.NVRTC_OPTIONS,
                                               name=f"approxsim_int_{key}.cu")
         return cache[key]
 
@@ -189,10 +189,10 @@ def test_nvrtc_compiles_int_source(ptx_of, name):
 @pytest.mark.parametrize("bits", sorted({_mult(n).bits for n in TABLES}))
 def test_nvrtc_table_symbol(ptx_of, bits):
     """A table source has the 64-bit device pointer IntTableCudaKernels writes, by its plain name."""
-    ptx = ptx_of(dcuda.generate_int_table_source(bits))
-    assert re.search(r"^\s*(\.visible\s+)?\.global\s+\.align\s+8\s+\.u64\s+" + dcuda.INT_TABLE_SYMBOL + r";",
+    ptx = ptx_of(dsrc.generate_int_table_source(bits))
+    assert re.search(r"^\s*(\.visible\s+)?\.global\s+\.align\s+8\s+\.u64\s+" + dsrc.INT_TABLE_SYMBOL + r";",
                      ptx, re.M), ptx[:2000]
-    assert f"[{dcuda.INT_TABLE_SYMBOL}]" in ptx  # the kernels read the pointer
+    assert f"[{dsrc.INT_TABLE_SYMBOL}]" in ptx  # the kernels read the pointer
 
 
 @needs_nvrtc
@@ -200,8 +200,8 @@ def test_nvrtc_table_symbol(ptx_of, bits):
 def test_nvrtc_direct_source_calls_the_model(ptx_of, name):
     """An integer direct source calls the model through the integer wrapper (and has no table symbol)."""
     source = _source(_mult(name))
-    assert f"#define APPROXSIM_DIRECT_FN {compile_int.WRAPPER}" in source and dcuda.INT_TABLE_SYMBOL not in source
-    assert dcuda.INT_TABLE_SYMBOL not in ptx_of(source)
+    assert f"#define APPROXSIM_DIRECT_FN {compile_int.WRAPPER}" in source and dsrc.INT_TABLE_SYMBOL not in source
+    assert dsrc.INT_TABLE_SYMBOL not in ptx_of(source)
 
 
 # --- 2. the kernels on the CPU ---------------------------------------------------------------------
@@ -224,7 +224,7 @@ def emulator():
                 f.write(source)
             cmd = [cxx, "-std=c++14", "-O1", "-Wall", "-Wno-unused-function", f"-I{HOST_DIR}",
                    f'-DAPPROXSIM_GENERATED="{cu}"', os.path.join(HOST_DIR, "direct_emulator.cc"), "-o", exe]
-            if dcuda.INT_TABLE_SYMBOL in source:
+            if dsrc.INT_TABLE_SYMBOL in source:
                 cmd.insert(1, "-DAPPROXSIM_INT_TABLE")
             res = subprocess.run(cmd, capture_output=True, text=True)
             assert res.returncode == 0, res.stderr
@@ -391,7 +391,7 @@ class _FakeModule:
     launches: list = []
 
     def __init__(self, code, options=(), backend=None):
-        assert tuple(options) == dcuda.NVRTC_OPTIONS and backend == "nvrtc", (options, backend)
+        assert tuple(options) == dsrc.NVRTC_OPTIONS and backend == "nvrtc", (options, backend)
         self.code, self.table_address, self.entries = code, None, None
 
     def compile(self):
@@ -400,7 +400,7 @@ class _FakeModule:
             self.entries = _ptx_entries(_FakeModule.ptx_of(self.code))
 
     def get_global(self, name):
-        assert name == dcuda.INT_TABLE_SYMBOL and dcuda.INT_TABLE_SYMBOL in self.code
+        assert name == dsrc.INT_TABLE_SYMBOL and dsrc.INT_TABLE_SYMBOL in self.code
         module = self
 
         class _Global:
@@ -424,7 +424,7 @@ class _FakeModule:
                 ints += [int(v[0][f]) for f in v.dtype.names] if isinstance(v, np.ndarray) and v.dtype.names \
                     else [int(v)]
             table = None
-            if dcuda.INT_TABLE_SYMBOL in self.code:
+            if dsrc.INT_TABLE_SYMBOL in self.code:
                 table = _FakeCupy.pointers[self.table_address]  # the array whose address the host wrote
             out = args[2]
             assert out.dtype == np.int64 and out.flags.c_contiguous and out.size == items, (name, out.shape, items)

@@ -327,7 +327,7 @@ SIMD_LEVELS = ("portable", "avx2", "avx512", "vbmi")
 @pytest.mark.parametrize("level", SIMD_LEVELS)
 @pytest.mark.parametrize("method", ["expanded", "lookup"])
 @pytest.mark.parametrize("name", ["mitchell8u", "int8", "int4"])
-def test_every_cpu_method_and_simd_level(level, method, name):
+def test_every_cpu_method_and_simd_level(level, method, name, monkeypatch):
     from approxsim import _cpu
     from approxsim.backends import cpu
 
@@ -339,12 +339,12 @@ def test_every_cpu_method_and_simd_level(level, method, name):
     a, b = _codes(rng, fmt, (70, 45)), _codes(rng, fmt, (45, 37))
     x, w = _codes(rng, fmt, (2, 7, 7, 4)), _codes(rng, fmt, (3, 3, 2, 6))  # SAME, stride 2: pads 1 each side
     dy = _codes(rng, fmt, (2, 4, 4, 6))
-    _cpu.set_simd_level(cpu._NATIVE_NAMES[level])
+    monkeypatch.setenv("APPROXSIM_SIMD", level)  # each backend lookup applies it again
     _cpu.force_method(method)
     try:
         np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
                                       _np_matmul(table, fmt, a, b))
-        assert _cpu.last_method() == method
+        assert _cpu.last_method() == method and _cpu.simd_level() == cpu._NATIVE_NAMES[level]
         kw = dict(strides=2, padding="SAME", groups=2, multiplier=mult, backend="cpu")
         np.testing.assert_array_equal(approxsim.conv2d(x, w, **kw),
                                       _np_conv(table, fmt, x, w, stride=2, pad=1, groups=2))
@@ -354,6 +354,7 @@ def test_every_cpu_method_and_simd_level(level, method, name):
         np.testing.assert_array_equal(approxsim.conv2d_filter_grad(x, dy, w.shape, **kw), want_dw)
     finally:
         _cpu.force_method("auto")
+        monkeypatch.undo()
         cpu.check_settings()
 
 

@@ -98,6 +98,6 @@ class IntDirectModel(DirectModel):
                                    timeout=timeout)
 
     def cuda_source(self) -> str:
-        from approxsim.direct.cuda import generate_source
+        from approxsim.direct.cuda_source import generate_source
 
         return generate_source(self)

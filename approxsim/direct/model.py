@@ -299,7 +299,7 @@ class DirectModel:
         Raises:
           approxsim.CompileError: the model uses a construct NVRTC cannot compile; the message names it.
         """
-        from approxsim.direct.cuda import generate_source
+        from approxsim.direct.cuda_source import generate_source
 
         return generate_source(self)
 
