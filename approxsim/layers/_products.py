@@ -10,6 +10,7 @@ tensor or per output channel, and the product's reference and ``"table"`` surrog
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from approxsim.geometry import ConvOptions
@@ -79,10 +80,13 @@ class ProductsMixin:
             return ops["codes"](qa, qb, {"multiplier": mult, "backend": backend}, pad_value, spec.affine, **geometry)
 
         table = ops.get("table")
+        dims = b.shape[:-1] if kind != "einsum" else b.shape  # contracted (and, depthwise, channel) dims
+        terms = None if None in dims else int(np.prod(dims, dtype=np.int64))  # a bound on K
         return _quant.quantized_product(
             op, a, b, spec, self.backward, a_range, b_range,
             ref_op=lambda x, y: ops["run"](x, y, exact, **geometry),
-            table_op=table(**geometry) if table is not None and ops["table_ok"](**geometry) else None)
+            table_op=table(**geometry) if table is not None and ops["table_ok"](**geometry) else None,
+            terms=terms)
 
 
 # --- the kinds of product ------------------------------------------------------------------------------

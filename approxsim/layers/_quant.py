@@ -116,13 +116,14 @@ def _fake_quant_ste(x, scale, zero, spec):
     return x * inside + tf.stop_gradient(deq - x * inside)
 
 
-def quantized_product(op, a, b, spec: QuantSpec, backward, a_range, b_range, *, ref_op=None, table_op=None):
+def quantized_product(op, a, b, spec: QuantSpec, backward, a_range, b_range, *, ref_op=None, table_op=None,
+                      terms=None):
     """``a (*) b`` through the integer multiplier of ``spec`` (see the module docstring).
 
     Args:
       op: ``op(a, b, multiplier, pad_value)``: the layer's product (matmul, conv, einsum) on code
-        tensors, returning their exact integer sums; ``pad_value`` is the code convolutions pad ``a``
-        with (ignored by products without padding).
+        tensors, returning their exact integer sums (or, with ``"fp32"``, on float32 tensors of
+        codes); ``pad_value`` is the code convolutions pad ``a`` with (ignored without padding).
       a, b: float32 operands.
       spec: the layer's :class:`QuantSpec`.
       backward: ``"ste"``, ``"exact"`` or ``"table"``.
@@ -132,6 +133,8 @@ def quantized_product(op, a, b, spec: QuantSpec, backward, a_range, b_range, *, 
         ``"ste"`` and ``"exact"``).
       table_op: ``table_op(a, b, qa, qb, za, zb, sa, sb, spec)``: the surrogate whose gradient is the
         ``"table"`` one (matrix products and ungrouped convolutions), or None where there is none.
+      terms: a bound on the products per output (``K``), or None where it is not known statically;
+        it decides whether the zero-point sums may run as float32 (exact below ``2^24``).
 
     Returns:
       float32 ``y``.
@@ -142,10 +145,20 @@ def quantized_product(op, a, b, spec: QuantSpec, backward, a_range, b_range, *, 
     qa, qb = _codes(a, sa, za, spec), _codes(b, sb, zb, spec)
     total = tf.cast(op(qa, qb, spec.mult, za), tf.int64)
     if spec.affine:  # the zero-point terms, exact: z_b sum q_a, z_a sum q_b, z_a z_b K
+        # Sums of codes are exact in float32 while every partial sum stays below 2^24, so TF's own
+        # product runs them there; else the exact integer multiplier of the format does.
+        in_float = terms is not None and terms * max(abs(spec.lo), abs(spec.hi)) < 2 ** 24
+
+        def code_sums(x, y, pad):
+            if in_float:
+                x, y, pad = (tf.cast(t, tf.float32) for t in (x, y, pad))
+                return tf.cast(op(x, y, "fp32", pad), tf.int64)
+            return tf.cast(op(x, y, spec.exact, pad), tf.int64)
+
         ones_a, ones_b = tf.ones_like(qa), tf.ones_like(qb)
-        total -= zb * tf.cast(op(qa, ones_b, spec.exact, za), tf.int64)
-        total -= za * tf.cast(op(ones_a, qb, spec.exact, tf.ones_like(za)), tf.int64)
-        total += za * zb * tf.cast(op(ones_a, ones_b, spec.exact, tf.ones_like(za)), tf.int64)
+        total -= zb * code_sums(qa, ones_b, za)
+        total -= za * code_sums(ones_a, qb, tf.ones_like(za))
+        total += za * zb * code_sums(ones_a, ones_b, tf.ones_like(za))
     y = tf.stop_gradient(sa * sb * tf.cast(total, tf.float32))
     if backward == "table":
         if table_op is None:
