@@ -30,6 +30,8 @@ the operand codes, and its distribution).
 from __future__ import annotations
 
 import math
+import os
+import re
 from fractions import Fraction
 from typing import Callable
 
@@ -38,7 +40,7 @@ import numpy as np
 from approxsim.integer import MAX_BITS, MAX_TABLE_BITS, MIN_BITS, IntFormat, check_bits
 
 __all__ = ["METRIC_KEYS", "codes", "error_metrics", "sampled_error_metrics", "format_metrics", "error_map",
-           "error_histogram"]
+           "error_histogram", "published_figures"]
 
 #: The published figures, in the order EvoApproxLib's tables and :func:`format_metrics` use.
 METRIC_KEYS = ("MAE", "MAE%", "WCE", "WCE%", "EP%", "MSE", "MRE%", "WCRE%")
@@ -352,3 +354,49 @@ def error_histogram(table: np.ndarray, bits: int, signed: bool) -> tuple[np.ndar
         idx = ((products - exact).ravel() - emin) // width
         counts += np.bincount(idx, minlength=nbins)
     return edges, counts
+
+
+# ------------------------------------------------------------------------- published figures
+
+_FIGURE_LINE = re.compile(r"//\s*([A-Za-z][A-Za-z0-9_]*%?)\s*=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+                          r"\s*(\S*)\s*$")
+
+
+def published_figures(path) -> dict:
+    """The figures an EvoApproxLib C model states in its header comment, as floats.
+
+    EvoApproxLib files open with lines such as ``// MAE% = 0.037 %``, ``// MSE = 27962.037e2``,
+    ``// PDK45_PWR = 0.311 mW``, ``// PDK45_AREA = 508.3 um2`` and ``// PDK45_DELAY = 1.39 ns``
+    (the error figures of the module docstring, and power, area and delay synthesised for the
+    45 nm PDK, in mW, um2 and ns). Only the comments before the first line of code are read, so
+    a ``// X = 1`` further down the file is not taken for a figure.
+
+    Args:
+      path: the C or C++ file.
+
+    Returns:
+      ``{name: value}`` with the names as written (``"MAE%"``, ``"PDK45_PWR"``, ...); empty when
+      the header states none (a model that is not EvoApproxLib's).
+
+    Raises:
+      FileNotFoundError: no such file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such C file to read the published figures from. Received: path={path!r}")
+    figures = {}
+    in_block = False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            text = line.strip()
+            if in_block or text.startswith("/*"):
+                in_block = "*/" not in text
+                continue
+            if not text:
+                continue
+            if not text.startswith("//"):
+                break  # the first line of code ends the header
+            match = _FIGURE_LINE.match(text)
+            if match:
+                figures.setdefault(match.group(1), float(match.group(2)))
+    return figures

@@ -1,5 +1,6 @@
 """Error plots of multipliers: a relative-error map over the table and histograms (float
-multipliers), an error map over the operand codes and an error histogram (integer ones).
+multipliers), an error map over the operand codes and an error histogram (integer ones); and
+the accuracy of a network against the cost of its integer circuits (:func:`pareto_plot`).
 
 matplotlib is imported on first use, with the non-interactive Agg backend, so
 that ``import approxsim`` does not need it and plots work without a display.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_errors", "plot_comparison", "error_map_plot", "error_histogram_plot"]
+__all__ = ["plot_errors", "plot_comparison", "error_map_plot", "error_histogram_plot", "pareto_plot"]
 
 _MAX_MAP_SIDE = 512  # larger error maps are shown block-averaged (an 11-bit map has 2048x2048 cells)
 
@@ -267,6 +268,80 @@ def error_histogram_plot(table: np.ndarray, bits: int, signed: bool, path, title
         ax.set_xlabel("error f(a, b) - a*b")
         ax.set_ylabel("share of pairs")
         ax.set_title(title or f"{_kind(bits, signed)} multiplier: errors over {1 << (2 * bits)} pairs")
+        fig.tight_layout()
+        return _save_atomic(fig, path, fmt)
+    finally:
+        plt.close(fig)
+
+
+# ------------------------------------------------------------------ accuracy against circuit cost
+
+_PARETO_AXES = {"power_mw": "power (mW, as published)", "mae_percent": "MAE (%)"}
+
+
+def _front(points: list) -> list:
+    """The points no other point beats on both counts (lower cost, higher accuracy), by cost."""
+    front, best = [], -np.inf
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front
+
+
+def pareto_plot(circuits: list, path, *, title: str = "", baseline=None) -> Path:
+    """Writes the test accuracy of a network with each integer circuit against the circuit's cost.
+
+    The x axis is the circuit's published power; when some circuits state none, a second panel
+    puts every circuit against its MAE% (and when none states it, that panel alone). The Pareto
+    front (no other circuit both cheaper and more accurate) is drawn as a step line, fp32's
+    accuracy as a dashed line. The file is written atomically.
+
+    Args:
+      circuits: dicts with ``multiplier``, ``test_accuracy`` (0..1), ``mae_percent`` and
+        ``power_mw`` (None where unknown), e.g. the final rows of a sweep's ``results.csv``.
+      path: the image file; its suffix names the format (``.png``, ``.pdf``, ``.svg``, ...).
+      title: the figure's title.
+      baseline: fp32's test accuracy (0..1), or None.
+
+    Returns:
+      The path written, as a :class:`pathlib.Path`.
+
+    Raises:
+      ValueError: no circuit, a circuit without ``mae_percent``, or a bad path (as :func:`error_map_plot`).
+      FileNotFoundError: the path's folder does not exist.
+      ImportError: matplotlib is not installed.
+    """
+    circuits = list(circuits)
+    if not circuits or any(c.get("mae_percent") is None for c in circuits):
+        raise ValueError("pareto_plot needs at least one integer circuit, each with its MAE% (mae_percent). "
+                         f"Received: {[c.get('multiplier') for c in circuits]}")
+    path, fmt = _check_plot_path(path)
+    powered = [c for c in circuits if c.get("power_mw") is not None]
+    panels = [("power_mw", powered)] if powered else []
+    if len(powered) < len(circuits):
+        panels.append(("mae_percent", circuits))
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.8), squeeze=False)
+    try:
+        for ax, (key, shown) in zip(axes[0], panels):
+            points = [(float(c[key]), 100 * float(c["test_accuracy"])) for c in shown]
+            ax.scatter(*zip(*points), color="tab:blue", zorder=3)
+            for c, (x, y) in zip(shown, points):
+                ax.annotate(c["multiplier"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize="small")
+            front = _front(points)
+            ax.step(*zip(*front), where="post", color="tab:orange", marker="o", markersize=11, fillstyle="none",
+                    label="Pareto front")
+            if baseline is not None:
+                ax.axhline(100 * float(baseline), color="gray", linestyle="--", label="fp32")
+            ax.set_xlabel(_PARETO_AXES[key])
+            ax.set_ylabel("test accuracy (%)")
+            note = "" if len(shown) == len(circuits) else f" ({len(shown)} of {len(circuits)} state it)"
+            ax.set_title(f"accuracy against {_PARETO_AXES[key].split(' (')[0]}{note}", fontsize="medium")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+        if title:
+            fig.suptitle(title)
         fig.tight_layout()
         return _save_atomic(fig, path, fmt)
     finally:

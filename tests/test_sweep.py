@@ -259,3 +259,27 @@ def test_mnist_resume_skips_finished_runs(mnist_sweep, capsys):
     assert "fp32: finished (1 epochs), skipped" in text and "mbm7: finished (1 epochs), skipped" in text
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert (out / "results.csv").read_text() == before
+
+
+def test_results_of_older_sweeps_read_without_circuit_columns(tmp_path):
+    """A results.csv from before the circuit columns reads with them empty, and summarises as before."""
+    from approxsim.sweep.report import RUN_COLUMNS, summary_table
+
+    (tmp_path / "results.csv").write_text(",".join(RUN_COLUMNS) + "\nfp32,1,0.5,0.8,0.6,0.75,1.5\n")
+    (row,) = read_results(str(tmp_path))
+    assert row["test_accuracy"] == 0.75 and row["mae_percent"] is None and row["power_mw"] is None
+    table = summary_table([row])
+    assert "| fp32 | 1 | 75.00% |" in table and "MAE%" not in table
+
+
+def test_sweep_config_mode_and_pareto_options(tmp_path):
+    from approxsim.sweep import SweepConfig
+
+    base = {"model": "smallcnn", "dataset": "digits", "multipliers": "fp32,int8", "epochs": 1, "out": str(tmp_path)}
+    cfg = SweepConfig(**base, mode="PTQ")
+    assert (cfg.mode, cfg.calibration_examples, cfg.plot_pareto) == ("ptq", 256, False)
+    assert SweepConfig(**base).mode == "qat" and "mode" in cfg.identity()
+    for bad, needle in [({"mode": "fast"}, "Unknown mode"), ({"calibration_examples": 0}, "calibration_examples"),
+                        ({"plot_pareto": "yes"}, "plot_pareto")]:
+        with pytest.raises(ValueError, match=needle):
+            SweepConfig(**base, **bad)

@@ -9,6 +9,12 @@ same order and uses the same seed, so the curves differ only by the arithmetic.
 The outputs (``results.csv``, ``summary.md``, ``accuracy.png``, ``loss.png``, and
 per run ``history.json`` and weights) are described in :func:`run`.
 
+Integer circuits (``int8``, ``bam8u_v4``, registered EvoApproxLib files, ...) sweep like float
+multipliers: trained with their quantized layers (``mode="qat"``), or evaluated on one fp32 run
+after calibration (``mode="ptq"``, :mod:`approxsim.sweep.ptq`); their MAE%, WCE% and published
+power and area go into the results (:mod:`approxsim.sweep.circuits`), and ``plot_pareto=True``
+draws accuracy against power (``pareto.png``).
+
 Importing this package does not import TensorFlow; its functions do.
 """
 

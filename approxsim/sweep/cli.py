@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 
-from approxsim.sweep.config import OPTIMIZERS, STRATEGIES
+from approxsim.sweep.config import MODES, OPTIMIZERS, STRATEGIES
 
 __all__ = ["add_parser", "sweep_command", "demo_command", "merge_command"]
 
@@ -32,11 +32,25 @@ def add_parser(subparsers) -> None:
         "sweep", help="train a network once per multiplier and compare the convergence",
         description="Train MODEL on DATASET once per multiplier, from the same initial weights, data order "
                     "and seed; evaluate on the test set each epoch; write results.csv, summary.md, "
-                    "accuracy.png, loss.png and per run the Keras history and weights into --out.")
+                    "accuracy.png, loss.png and per run the Keras history and weights into --out. "
+                    "Integer circuits train with their quantized layers (--mode qat), or are evaluated "
+                    "on the fp32 run after calibration (--mode ptq); their MAE%, WCE% and published "
+                    "power and area are in results.csv and summary.md. `approxsim sweep --plot-pareto "
+                    "--out DIR` alone draws DIR/pareto.png from an existing sweep (or merge).")
     p.add_argument("--config", metavar="FILE", help="a YAML or JSON sweep file (options given here override it)")
     p.add_argument("--model", help="lenet300100, lenet5, resnet20, resnet18, resnet50 or smallcnn")
     p.add_argument("--dataset", help="mnist, cifar10, imagenet or digits")
-    p.add_argument("--multipliers", help="comma-separated multiplier names, e.g. fp32,bf16,mbm7,mitchell7")
+    p.add_argument("--multipliers", help="comma-separated multiplier names, float or integer, e.g. "
+                                         "fp32,bf16,mbm7,mitchell7 or fp32,int8,bam8u_v4,mul8u_2AC")
+    p.add_argument("--mode", choices=MODES,
+                   help="qat (default): train with each multiplier; ptq: train fp32 once, then quantize "
+                        "(integer: calibrate) and evaluate each multiplier on its weights, without training")
+    p.add_argument("--calibration-examples", type=_positive_int, metavar="N",
+                   help="ptq: calibrate integer circuits on the first N training examples (default 256)")
+    p.add_argument("--plot-pareto", action="store_true", default=None,
+                   help="also write pareto.png: test accuracy of each integer circuit against its published "
+                        "power (mW), or its MAE%% where the power is not known; with only --out, draw it "
+                        "from that folder's results.csv without running a sweep")
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--out", metavar="DIR", help="output folder")
     p.add_argument("--batch-size", type=_positive_int, help="global batch size (default 32)")
@@ -83,13 +97,33 @@ def add_parser(subparsers) -> None:
 
 _OPTION_KEYS = ("model", "dataset", "multipliers", "epochs", "out", "batch_size", "lr", "optimizer", "weight_decay",
                 "seed", "backward", "backend", "data_dir", "limit_train", "limit_test", "initial_weights", "resume",
-                "strategy")
+                "strategy", "mode", "calibration_examples", "plot_pareto")
+_SWEEP_ONLY = ("config", *(k for k in _OPTION_KEYS if k not in ("out", "plot_pareto")), "image_size")
+
+
+def pareto_command(out: str) -> int:
+    """``approxsim sweep --plot-pareto --out DIR``: draws DIR/pareto.png from DIR's results.csv."""
+    import json
+
+    from approxsim.sweep.report import read_results, write_pareto
+
+    rows = read_results(out)
+    cfg_path = os.path.join(out, "sweep.json")
+    cfg = {}
+    if os.path.isfile(cfg_path):
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+    title = f"{cfg.get('model')} on {cfg.get('dataset')}" if cfg else ""
+    print(f"Wrote {write_pareto(rows, out, title=title, what=os.path.join(out, 'results.csv'))}")
+    return 0
 
 
 def sweep_command(args) -> int:
     from approxsim.sweep.config import SweepConfig, load_sweep_file
     from approxsim.sweep.runner import run_config
 
+    if args.plot_pareto and args.out and all(getattr(args, k) is None for k in _SWEEP_ONLY):
+        return pareto_command(args.out)
     data = load_sweep_file(args.config) if args.config else {}
     data = {k.replace("-", "_"): v for k, v in data.items()}
     for key in _OPTION_KEYS:
@@ -104,7 +138,8 @@ def sweep_command(args) -> int:
     result = run_config(cfg)
     if result["table"]:  # the chief of a multi-worker run
         print("\n" + result["table"])
-        print(f"Results in {cfg.out}: results.csv, summary.md, accuracy.png, loss.png, runs/")
+        plots = "accuracy.png, loss.png" + (", pareto.png" if cfg.plot_pareto else "")
+        print(f"Results in {cfg.out}: results.csv, summary.md, {plots}, runs/")
     return 0
 
 

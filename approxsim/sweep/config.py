@@ -9,6 +9,7 @@ A sweep file holds the same keys as the options of ``approxsim sweep`` (with ``_
     epochs: 5
     batch_size: 32
     out: runs/lenet5-mnist
+    mode: qat                 # or ptq: train fp32 once, then quantize and evaluate every circuit
 
 Options given on the command line override the file.
 """
@@ -21,13 +22,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-__all__ = ["SweepConfig", "load_sweep_file", "OPTIMIZERS", "STRATEGIES", "IDENTITY_KEYS"]
+__all__ = ["SweepConfig", "load_sweep_file", "OPTIMIZERS", "STRATEGIES", "MODES", "IDENTITY_KEYS"]
 
 OPTIMIZERS = ("adam", "sgd", "momentum", "adamw", "rmsprop")
 STRATEGIES = ("none", "mirrored", "multiworker")
+MODES = ("qat", "ptq")  # see approxsim.sweep.ptq
 # Keys that must match between a sweep and the outputs it resumes or merges with.
 IDENTITY_KEYS = ("model", "dataset", "batch_size", "lr", "optimizer", "weight_decay", "seed", "backward",
-                 "limit_train", "limit_test", "dataset_options")
+                 "limit_train", "limit_test", "dataset_options", "mode", "calibration_examples")
 
 
 @dataclass
@@ -54,6 +56,9 @@ class SweepConfig:
     verbose: int = 1
     initial_weights: Optional[str] = None
     dataset_options: dict = field(default_factory=dict)
+    mode: str = "qat"
+    calibration_examples: int = 256
+    plot_pareto: bool = False
 
     def __post_init__(self):
         if isinstance(self.multipliers, str):
@@ -62,7 +67,7 @@ class SweepConfig:
         if not self.multipliers:
             raise ValueError("A sweep needs at least one multiplier, e.g. --multipliers fp32,mbm7. "
                              f"Received: multipliers={self.multipliers!r}")
-        for key in ("epochs", "batch_size", "seed"):
+        for key in ("epochs", "batch_size", "seed", "calibration_examples"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
                 raise ValueError(f"{key} must be a {'non-negative' if key == 'seed' else 'positive'} integer. "
@@ -82,6 +87,12 @@ class SweepConfig:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"Unknown strategy. Choose one of: {', '.join(STRATEGIES)}. "
                              f"Received: strategy={self.strategy!r}")
+        self.mode = str(self.mode).lower()
+        if self.mode not in MODES:
+            raise ValueError(f"Unknown mode. Choose qat (train with each circuit) or ptq (train fp32 once, then "
+                             f"quantize it for each circuit). Received: mode={self.mode!r}")
+        if not isinstance(self.plot_pareto, bool):
+            raise ValueError(f"plot_pareto must be true or false. Received: plot_pareto={self.plot_pareto!r}")
         if not self.out:
             raise ValueError(f"A sweep needs an output folder (--out DIR). Received: out={self.out!r}")
         self.out = os.fspath(self.out)

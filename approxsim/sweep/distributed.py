@@ -1,4 +1,5 @@
-"""One epoch of training under ``MultiWorkerMirroredStrategy``, without ``Model.fit``.
+"""The sweep's tf.distribute strategy, and one epoch of training under ``MultiWorkerMirroredStrategy``
+without ``Model.fit``.
 
 Keras 3's ``fit`` fails under ``MultiWorkerMirroredStrategy`` with more than one worker (it
 reduces the first distributed batch to build the model and cannot; keras-team/keras#20585).
@@ -13,7 +14,34 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["train_epoch", "evaluate"]
+__all__ = ["strategy_for", "train_epoch", "evaluate"]
+
+
+def strategy_for(cfg):
+    """The tf.distribute strategy of a sweep's ``strategy`` setting, and whether this process (the
+    chief, or the only one) writes the outputs."""
+    import json
+    import os
+
+    import tensorflow as tf
+
+    if cfg.strategy == "mirrored":
+        # The local GPUs; without any, every logical CPU (several only when configured so).
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
+            [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices), True
+    if cfg.strategy == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable (cluster and task) "
+                             "on every worker; see https://www.tensorflow.org/guide/distributed_training. "
+                             "Received: TF_CONFIG unset")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
+        cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
+        chief = task.get("type") == "chief" or ("chief" not in cluster and task.get("type") == "worker"
+                                                 and int(task.get("index", 0)) == 0)
+        return strategy, chief
+    return tf.distribute.get_strategy(), True
 
 
 def train_epoch(model, optimizer, strategy, dataset, global_batch: int) -> dict:

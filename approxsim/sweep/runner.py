@@ -1,13 +1,18 @@
-"""Running a sweep: one training run per multiplier, all from the same start.
+"""Running a sweep: one training run per multiplier, all from the same start (``--mode qat``), or
+one fp32 training run that every multiplier is then evaluated on (``--mode ptq``, see
+:mod:`approxsim.sweep.ptq`).
 
 Output folder layout (``out``)::
 
     sweep.json            the settings (checked on --resume and by merge)
     initial.weights.h5    the initial weights every run starts from
-    results.csv           multiplier, epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds
+    results.csv           multiplier, epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds,
+                          and for integer circuits mae_percent, wce_percent, power_mw, area_um2
+                          (approxsim.sweep.circuits)
     summary.md            a Markdown table of the final numbers
     accuracy.png          test accuracy against epoch, one line per multiplier
     loss.png              test (solid) and train (dashed) loss against epoch
+    pareto.png            with --plot-pareto: test accuracy against circuit power (or MAE%)
     runs/<multiplier>/    history.json (the Keras history), weights.weights.h5 (after the last
                           completed epoch), optimizer.npz (its state, for --resume), state.json
 
@@ -124,29 +129,6 @@ def _validate(cfg: SweepConfig) -> None:
         raise NotADirectoryError(f"--out names a file, not a folder. Received: out={cfg.out!r}")
 
 
-def _strategy(cfg: SweepConfig):
-    """The tf.distribute strategy and whether this process writes the outputs."""
-    import tensorflow as tf
-
-    if cfg.strategy == "mirrored":
-        # The local GPUs; without any, every logical CPU (several only when configured so).
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
-            [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices=devices), True
-    if cfg.strategy == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable (cluster and task) "
-                             "on every worker; see https://www.tensorflow.org/guide/distributed_training. "
-                             "Received: TF_CONFIG unset")
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
-        cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-        chief = task.get("type") == "chief" or ("chief" not in cluster and task.get("type") == "worker"
-                                                 and int(task.get("index", 0)) == 0)
-        return strategy, chief
-    return tf.distribute.get_strategy(), True
-
-
 def _initial_weights(cfg, ds, strategy, path):
     import keras
 
@@ -184,6 +166,7 @@ def _train_one(cfg, ds, strategy, name, out, initial_path):
     import keras
 
     from approxsim.sweep.models import build_model
+    from approxsim.sweep.ptq import load_float_weights
 
     run_dir = os.path.join(out, "runs", run_dir_name(name))
     os.makedirs(run_dir, exist_ok=True)
@@ -198,7 +181,11 @@ def _train_one(cfg, ds, strategy, name, out, initial_path):
         model = build_model(cfg.model, ds.input_shape, ds.num_classes, multiplier=name, backward=cfg.backward,
                             backend=cfg.backend)
         weights = os.path.join(run_dir, "weights.weights.h5")
-        model.load_weights(weights if done else initial_path)  # before compile: no optimizer in the file
+        if done:  # before compile: no optimizer in the file
+            model.load_weights(weights)
+        else:  # the initial weights are the fp32 model's; integer layers add activation ranges
+            load_float_weights(model, initial_path, lambda: build_model(
+                cfg.model, ds.input_shape, ds.num_classes, multiplier="fp32", backend=cfg.backend))
         optimizer = _make_optimizer(cfg)
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         if done:
@@ -241,9 +228,12 @@ def run_config(cfg: SweepConfig) -> dict:
     import keras
 
     from approxsim import multipliers
+    from approxsim.sweep import circuits, distributed, ptq
     from approxsim.sweep.datasets import load_dataset
+    from approxsim.sweep.report import NO_CIRCUITS, write_pareto
 
-    names = list(dict.fromkeys(multipliers.get(m).name for m in cfg.multipliers))
+    jobs = ptq.plan(cfg.mode, list(dict.fromkeys(multipliers.get(m).name for m in cfg.multipliers)))
+    names = [name for name, _ in jobs]
     folders = {}
     for name in names:
         other = folders.setdefault(run_dir_name(name), name)
@@ -261,9 +251,12 @@ def run_config(cfg: SweepConfig) -> dict:
         raise ApproxsimError("approxsim sweep draws its plots with matplotlib, which is not installed. "
                              "Install it: pip install matplotlib") from None
     _validate(cfg)
-    strategy, chief = _strategy(cfg)
+    strategy, chief = distributed.strategy_for(cfg)
     out = cfg.out if chief else tempfile.mkdtemp(prefix="approxsim-worker-")
     old = _check_out(cfg, names, create=False) if chief else {}  # nothing written before the data has loaded
+    all_names = list(dict.fromkeys([*names, *old.get("multipliers", [])]))
+    if cfg.plot_pareto and not circuits.integer_names(all_names):
+        raise ValueError(NO_CIRCUITS.format(what=f"this sweep ({', '.join(all_names)})"))
     ds = load_dataset(cfg.dataset, cfg.data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test,
                       **cfg.dataset_options)
     if chief:
@@ -274,36 +267,45 @@ def run_config(cfg: SweepConfig) -> dict:
     if cfg.strategy != "none":
         n = strategy.num_replicas_in_sync
         _print(cfg, f"Strategy: {cfg.strategy} ({type(strategy).__name__}), {n} replica{'' if n == 1 else 's'}")
-    all_names = list(dict.fromkeys([*names, *old.get("multipliers", [])]))
     record = {**cfg.to_dict(), "multipliers": all_names, "data": ds.note, "keras": keras.__version__}
     record.pop("resume", None)
     record.pop("verbose", None)
+    record.pop("plot_pareto", None)
     if chief:
         _atomic_write(os.path.join(out, "sweep.json"), json.dumps(record, indent=2) + "\n")
     initial = os.path.join(out, "initial.weights.h5")
     _initial_weights(cfg, ds, strategy, initial)
-    title = f"{cfg.model} on {cfg.dataset}"
+    title = f"{cfg.model} on {cfg.dataset}" + (", post-training quantization" if cfg.mode == "ptq" else "")
     results = {}
-    for i, name in enumerate(names):
-        _print(cfg, f"[{i + 1}/{len(names)}] {title}, multiplier {name}")
-        results[name] = _train_one(cfg, ds, strategy, name, out, initial)
+    post = ptq.PostTraining(cfg, ds, out)
+    for i, (name, how) in enumerate(jobs):
+        if how == "ptq" and not chief:  # evaluations without collectives: the chief's alone count
+            continue
+        _print(cfg, f"[{i + 1}/{len(jobs)}] {title}, multiplier {name}" + (" (evaluated)" if how == "ptq" else ""))
+        results[name] = _train_one(cfg, ds, strategy, name, out, initial) if how == "train" else post.evaluate(name)
         if chief:  # partial results stay visible while the sweep runs
             write_outputs(_collect(out, all_names, results), out, title=title, note=ds.note)
     rows = _collect(out, all_names, results)
     table = write_outputs(rows, out, title=title, note=ds.note) if chief else ""
+    if chief and cfg.plot_pareto:
+        write_pareto(rows, out, title=title)
     if not chief:
         shutil.rmtree(out, ignore_errors=True)
     return {"rows": rows, "table": table, "out": out}
 
 
 def _collect(out, all_names, results):
+    """The rows of every run (this invocation's, and earlier ones' from their state), with the
+    circuits' figures."""
+    from approxsim.sweep.circuits import with_figures
+
     rows = []
     for name in all_names:
         if name in results:
             rows += results[name]
         else:  # a run of an earlier invocation of this sweep
             rows += _read_json(os.path.join(out, "runs", run_dir_name(name), "state.json"), {}).get("rows", [])
-    return rows
+    return with_figures(rows)
 
 
 def run(*, model: str, dataset: str, multipliers, epochs: int, out: str, **options) -> dict:
@@ -316,13 +318,15 @@ def run(*, model: str, dataset: str, multipliers, epochs: int, out: str, **optio
     Args:
       model: a name of :data:`approxsim.sweep.MODELS`.
       dataset: a name of :data:`approxsim.sweep.DATASETS`.
-      multipliers: names (any registered multiplier, built-in or user) or a comma-separated string.
-      epochs: epochs per run.
+      multipliers: names (any registered multiplier, built-in or user, float or integer) or a
+        comma-separated string.
+      epochs: epochs per run (``mode="ptq"``: of the fp32 run).
       out: output folder.
       **options: the other fields of :class:`~approxsim.sweep.SweepConfig` (``batch_size=32``,
         ``lr`` (1e-3 for Adam, 0.1 for SGD), ``optimizer="adam"``, ``weight_decay``, ``seed=0``,
         ``backward="approx"``, ``backend``, ``data_dir``, ``limit_train``, ``limit_test``,
-        ``resume=False``, ``strategy="none"``, ``verbose=1``, ``initial_weights``, ``dataset_options``).
+        ``resume=False``, ``strategy="none"``, ``verbose=1``, ``initial_weights``, ``dataset_options``,
+        ``mode="qat"`` or ``"ptq"``, ``calibration_examples=256`` (PTQ), ``plot_pareto=False``).
 
     Returns:
       ``{"rows": [...], "table": markdown, "out": folder}``.
