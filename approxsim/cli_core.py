@@ -95,6 +95,7 @@ def _cmd_info(args) -> int:
             print(f"table:         {table.shape[0]}x{table.shape[1]} int32 ({table.nbytes} bytes), "
                   f"values in [{int(table.min())}, {int(table.max())}]")
             print(format_metrics(error_metrics(table, mult.bits, mult.signed)))
+        _print_published(mult)
     if mult.kind == "table":
         table = mult.table
         finite = table[np.isfinite(table)]
@@ -173,3 +174,15 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("show-config", help="print versions, backends and the cache folder")
     p.set_defaults(func=_cmd_show_config)
+
+
+def _print_published(mult) -> None:
+    """The figures the circuit's C file states in its header (EvoApproxLib's), to compare with the above."""
+    from approxsim.int_metrics import published_figures
+    from approxsim.multipliers._store import source_file
+
+    path = source_file(mult)
+    stated = published_figures(path) if path is not None else {}
+    if stated:
+        shown = ", ".join(f"{k} {v:g}" for k, v in stated.items())
+        print(f"published:     {shown} (header of {path.name})")

@@ -188,6 +188,13 @@ def test_cli_register_and_stats_print_the_published_figures():
         decimals = len(text.split(".")[1].split("e")[0]) if "." in text else 0
         scale = 10 ** int(text.split("e")[1]) if "e" in text else 1
         assert round(float(figures[key]) / scale, decimals) == pytest.approx(float(text) / scale), key
+    run = subprocess.run([sys.executable, "-m", "approxsim.cli", "info", "mul8u_FTA"], capture_output=True,
+                         text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    line = next(t for t in run.stdout.splitlines() if t.startswith("published:"))
+    for key in ("PDK45_PWR", "PDK45_AREA"):  # the header's figures, shown next to the computed ones
+        value = re.search(rf"//\s*{key}\s*=\s*([\d.]+)", header).group(1)
+        assert f"{key} {float(value):g}" in line
 
 
 # ------------------------------------------------------------------------------ signatures and bad input

@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Optional
 
 from approxsim.cache import cache_dir
 from approxsim.errors import RegistryError
@@ -159,3 +160,24 @@ def restore_backup() -> Path:
             shutil.copyfile(path, kept)
         atomic_write_bytes(path, backup.read_bytes())
         return kept
+
+
+def source_file(mult) -> Optional[Path]:
+    """The C/C++ file a user-registered multiplier was compiled from, or None (built-ins, Python tables).
+
+    The registry records the source as ``"path:function"``; where that file has gone since, the
+    copy the registry kept of it (``source_copy``) is used.
+    """
+    source = getattr(mult, "source", "") or ""
+    if ":" not in source or source.startswith(("builtin:", "approxtrain:")):
+        return None
+    path = Path(source.rsplit(":", 1)[0])
+    if path.is_file():
+        return path
+    try:
+        copy = read_records().get(mult.name, {}).get("source_copy", "")
+    except RegistryError:  # a damaged registry: the source is unknown here (its users go on without it)
+        return None
+    if copy and from_cache_path(copy).is_file():
+        return from_cache_path(copy)
+    return None

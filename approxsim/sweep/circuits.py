@@ -15,43 +15,18 @@ Float multipliers have all four empty: they are no integer circuits.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
 
-__all__ = ["FIGURE_COLUMNS", "figures", "with_figures", "source_file", "integer_names"]
+__all__ = ["FIGURE_COLUMNS", "figures", "with_figures", "integer_names"]
 
 FIGURE_COLUMNS = ("mae_percent", "wce_percent", "power_mw", "area_um2")
 _PUBLISHED = {"power_mw": "PDK45_PWR", "area_um2": "PDK45_AREA"}  # column -> the header's name (mW, um2)
 _EMPTY = dict.fromkeys(FIGURE_COLUMNS)
 
 
-def source_file(mult) -> Optional[Path]:
-    """The C/C++ file a user-registered multiplier was compiled from, or None (built-ins, Python tables).
-
-    The registry records the source as ``"path:function"``; where that file has gone since, the
-    copy the registry kept of it (``source_copy``) is used.
-    """
-    source = getattr(mult, "source", "") or ""
-    if ":" not in source or source.startswith(("builtin:", "approxtrain:")):
-        return None
-    path = Path(source.rsplit(":", 1)[0])
-    if path.is_file():
-        return path
-    from approxsim.errors import RegistryError
-    from approxsim.multipliers import _store
-
-    try:
-        copy = _store.read_records().get(mult.name, {}).get("source_copy", "")
-    except RegistryError:  # a damaged registry: the figures are left unknown, the sweep goes on
-        return None
-    if copy and _store.from_cache_path(copy).is_file():
-        return _store.from_cache_path(copy)
-    return None
-
-
 def _compute(mult) -> dict:
     from approxsim.analysis import analyze_integer
     from approxsim.int_metrics import published_figures
+    from approxsim.multipliers._store import source_file
 
     metrics = analyze_integer(mult)["metrics"]
     out = {"mae_percent": metrics["MAE%"], "wce_percent": metrics["WCE%"], "power_mw": None, "area_um2": None}
