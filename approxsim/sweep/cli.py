@@ -12,7 +12,7 @@ from approxsim.sweep.config import MODES, OPTIMIZERS, STRATEGIES
 
 __all__ = ["add_parser", "sweep_command", "demo_command", "merge_command"]
 
-DEMO_MULTIPLIERS = "fp32,bf16,mbm7,mitchell7"
+DEMO_MULTIPLIERS = "fp32,bf16,mbm7,mitchell7,int8,mitchell8u"  # float and integer circuits
 DEMO_EPOCHS = 5
 
 
