@@ -8,7 +8,8 @@
 //   expanded  tables up to M = 8 with many rows: each B panel becomes the expanded operand of
 //             every table row, and the micro-kernel is broadcast-FMA over contiguous loads;
 //   linear    linear-sum tables (Mitchell, MBM, L-Mul, at any M): the entry computed, not looked up;
-//   lookup    any other table: the per-level gather / permute / byte-permute kernels.
+//   lookup    any other table, and linear-sum ones where VBMI byte permutes do the lookups: the
+//             per-level gather / permute / byte-permute kernels.
 //
 // It cuts every job into tiles (rows, columns, or for long contractions with a small result, the
 // contraction), and runs all tiles of all jobs in one parallel loop of the thread pool. The loop
@@ -61,7 +62,8 @@ inline Method choose_method(const Table& t, int64_t rows) {
     return Method::kLookup;
   }
   if (t.m <= kMaxExpandedBits && rows >= (int64_t(2) << t.m) && simd_level() >= kAvx2) return Method::kExpanded;
-  if (t.lin.valid) return Method::kLinear;
+  // Byte-permute lookups (VBMI) beat the linear-sum kernels; gathers (AVX2, AVX-512) do not.
+  if (t.lin.valid && !byte_permute_lookups(t)) return Method::kLinear;
   return Method::kLookup;
 }
 

@@ -17,13 +17,21 @@ void convert_b_bytes8(const float* raw, int m, uint8_t* idx, uint16_t* ext, uint
   convert_b_bytes8_scalar(raw, m, idx, ext, mask, s);
 }
 
+bool byte_permute_lookups(const Table& t) {
+#ifdef APPROXSIM_X86
+  return t.m >= 1 && t.m <= 7 && t.bf16_exact && t.all_normal && simd_level() >= kAvx512Vbmi;
+#else
+  return false;
+#endif
+}
+
 KernelSet select_kernels(const Table& t) {
   KernelSet ks{4, 16, kGather32, t.m, table_portable, exact_portable};
 #ifdef APPROXSIM_X86
   const int level = simd_level();
   if (level >= kAvx512) {
     ks = KernelSet{8, 32, kGather32, t.m, table_avx512_gather, exact_avx512};
-    if (t.m >= 1 && t.m <= 7 && t.bf16_exact && t.all_normal && level >= kAvx512Vbmi) {
+    if (byte_permute_lookups(t)) {
       ks = KernelSet{4, 64, kBytes8, 8, table_avx512_bytes, exact_avx512};
     } else if (t.m >= 1 && t.m <= 7 && t.bf16_exact) {
       ks.bformat = kPermute16;

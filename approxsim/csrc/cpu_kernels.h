@@ -74,6 +74,9 @@ struct KernelSet {
 };
 
 KernelSet select_kernels(const Table& t);
+// Whether the lookups of this table run as AVX-512 VBMI byte permutes in registers (no gather):
+// then a lookup costs about what an expanded-operand load does, and beats the linear-sum kernels.
+bool byte_permute_lookups(const Table& t);
 
 // ---------------------------------------------------------------------------------
 // Lookup-free kernels, MR = 4 rows by NR = 16 columns at every SIMD level (the AVX2 code on AVX2 and
