@@ -1,9 +1,10 @@
-"""Copies the small outputs of experiments/mnist_lenet.sh into the repository.
+"""Copies the small outputs of experiments/mnist_lenet.sh and mnist_integer.sh into the repository.
 
 Usage: python experiments/collect.py [OUT]   (default experiments/out)
 
 Writes experiments/results/<model>.csv and <model>.md (the summary table) and
-experiments/figures/<model>_accuracy.png and <model>_loss.png; prints the total wall
+experiments/figures/<model>_accuracy.png and <model>_loss.png (and <model>_pareto.png for the
+integer sweeps); prints the total wall
 time of each sweep. Weights and histories stay in OUT (not committed).
 """
 
@@ -15,7 +16,9 @@ from approxsim.sweep import read_results
 from approxsim.sweep.report import plot, summary_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TITLES = {"lenet300100": "LeNet-300-100 on MNIST (8,000/2,000)", "lenet5": "LeNet-5 on MNIST (8,000/2,000)"}
+TITLES = {"lenet300100": "LeNet-300-100 on MNIST (8,000/2,000)", "lenet5": "LeNet-5 on MNIST (8,000/2,000)",
+          "lenet5_int_ptq": "LeNet-5 on MNIST, integer circuits, PTQ",
+          "lenet5_int_qat": "LeNet-5 on MNIST, integer circuits, QAT"}
 
 
 def main(out):
@@ -32,6 +35,8 @@ def main(out):
             f.write(f"# {title}\n\n{summary_table(rows)}")
         for kind in ("accuracy", "loss"):
             plot(rows, os.path.join(HERE, "figures", f"{model}_{kind}.png"), kind=kind, title=title)
+        if os.path.isfile(os.path.join(folder, "pareto.png")):
+            shutil.copyfile(os.path.join(folder, "pareto.png"), os.path.join(HERE, "figures", f"{model}_pareto.png"))
         seconds = sum(r["seconds"] for r in rows)
         epochs = max(r["epoch"] for r in rows)
         print(f"{model}: {len({r['multiplier'] for r in rows})} multipliers, {epochs} epochs, "

@@ -6,7 +6,6 @@ Each test reproduces a defect a skeptical user found and checks the fixed behavi
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest

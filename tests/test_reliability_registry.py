@@ -17,7 +17,6 @@ import pytest
 
 import approxsim
 from approxsim import multipliers
-from approxsim.cache import cache_dir
 from approxsim.lut import grid_operands
 
 
