@@ -108,12 +108,11 @@ def parse_signature(path, function: str) -> Optional[IntSignature]:
     ret_spelling, params = found[0].group(1), found[0].group(2)
     ret = _ctype(ret_spelling.split("\n")[-1])
     parts = [_param_type(p) for p in params.split(",")] if params.strip() else []
-    floats = [t in _FLOATS for t in (ret, *parts)]
-    if all(floats):
-        return None  # a float model (the float path checks its exact signature)
+    if any(t in _FLOATS for t in parts):
+        return None  # float operands: a float model (the float path checks its exact signature)
     forms = ("uint16_t f(uint8_t, uint8_t), int16_t f(int8_t, int8_t), uint32_t f(uint16_t, uint16_t), "
              "int32_t f(int16_t, int16_t), uint64_t f(uint64_t, uint64_t), or float f(float, float) for a float model")
-    if any(floats) or len(parts) != 2 or parts[0] != parts[1] or parts[0] not in _TYPES or ret not in _TYPES:
+    if ret in _FLOATS or len(parts) != 2 or parts[0] != parts[1] or parts[0] not in _TYPES or ret not in _TYPES:
         raise CompileError(
             f"{function}() in {path.name} is declared {ret} {function}({params.strip()}): not a multiplier "
             f"signature approxsim takes. Use one of: {forms}.")
