@@ -17,7 +17,7 @@ import keras
 from approxsim import multipliers
 from approxsim.layers import (AMConv1D, AMConv2D, AMDense, AMDepthwiseConv2D, AMEinsumDense,
                               AMMultiHeadAttention, AMSeparableConv2D)
-from approxsim.layers._base import AMLayerMixin
+from approxsim.layers._base import AMLayerMixin, stock_weights
 from approxsim.multiplier import Multiplier
 
 __all__ = ["convert", "report", "ConversionReport", "LayerReport"]
@@ -255,8 +255,7 @@ def convert(model, *, multiplier, backward="approx", include=None, exclude=None,
 
     new = keras.models.clone_model(model, clone_function=clone, recursive=True)
     old_weights = model.get_weights()
-    # the stock weights, in order; integer layers add their activation ranges (am_*), which start empty
-    stock = [v for v in new.weights if not v.name.startswith("am_")]
+    stock = stock_weights(new)  # integer layers add their activation ranges, which start uncalibrated
     if len(stock) != len(old_weights):
         raise RuntimeError(f"Converted model has {len(stock)} weights, the original {len(old_weights)}; "
                            "please report this model to approxsim.")

@@ -161,6 +161,15 @@ class AMLayerMixin(ProductsMixin):
         return outputs
 
 
+RANGE_PREFIX = "am_"  # the activation-range variables of integer layers (ProductsMixin._am_build_slots)
+
+
+def stock_weights(model) -> list:
+    """``model.weights`` without the integer layers' activation ranges: the weights a float model of
+    the same network has, in the same order (convert and PTQ copy weights through it)."""
+    return [v for v in model.weights if not v.name.startswith(RANGE_PREFIX)]
+
+
 def check_channels_last(layer, data_format):
     if data_format != "channels_last":
         raise ValueError(f"{type(layer).__name__} supports data_format='channels_last' only (approxsim kernels "

@@ -26,6 +26,8 @@ import json
 import os
 import time
 
+from approxsim.layers._base import stock_weights
+
 __all__ = ["BASELINE", "plan", "copy_float_weights", "load_float_weights", "calibration_batches",
            "PostTraining"]
 
@@ -43,11 +45,6 @@ def plan(mode: str, names) -> list:
     return [(BASELINE, "train")] + [(name, "ptq") for name in names if name != BASELINE]
 
 
-def _stock(model) -> list:
-    """The model's weights other than the quantized layers' activation ranges (``am_*``)."""
-    return [v for v in model.weights if not v.name.startswith("am_")]
-
-
 def copy_float_weights(source, target) -> None:
     """Assigns the weights of ``source`` (a float model) to ``target``, the same network built with
     another multiplier, whose integer layers have activation-range variables besides (left as they
@@ -56,7 +53,7 @@ def copy_float_weights(source, target) -> None:
     Raises:
       ValueError: the two models do not have the same weights (not the same network).
     """
-    src, dst = _stock(source), _stock(target)
+    src, dst = stock_weights(source), stock_weights(target)
     if len(src) != len(dst) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(src, dst)):
         raise ValueError(f"Cannot give the weights of {source.name!r} ({len(src)} arrays) to {target.name!r} "
                          f"({len(dst)} arrays): they are not the same network.")
@@ -71,7 +68,7 @@ def load_float_weights(model, path: str, build_float) -> None:
     variables); then ``build_float()`` builds the float twin, which loads the file and gives its
     weights on (:func:`copy_float_weights`).
     """
-    if len(_stock(model)) == len(model.weights):
+    if len(stock_weights(model)) == len(model.weights):
         model.load_weights(path)
         return
     twin = build_float()
