@@ -214,10 +214,11 @@ def test_demo_full(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["demo"]) == 0
     rows = _rows(tmp_path / "approxsim-demo.csv")
-    assert {m for m, _ in rows} == {"fp32", "bf16", "mbm7", "mitchell7"}
+    assert {m for m, _ in rows} == {"fp32", "bf16", "mbm7", "mitchell7", "int8", "mitchell8u"}  # README
     assert _png(tmp_path / "approxsim-demo.png")
     last = max(e for _, e in rows)
     assert rows["fp32", last]["test_accuracy"] > 0.9
+    assert rows["int8", last]["test_accuracy"] > 0.9  # exact 8-bit quantization-aware training
 
 
 _MNIST = {}
