@@ -95,15 +95,7 @@ class IntTableMultiplier(IntegerMultiplier):
     @property
     def table(self) -> np.ndarray:
         """The int32 table, built (and cached) on first access."""
-        if self._table is None:
-            with self._lock:
-                if self._table is None:
-                    self._table = check_int_table(self._factory(), self.format, what=f"table of {self.name!r}")
-        return self._table
-
-    @property
-    def table_is_built(self) -> bool:
-        return self._table is not None
+        return self._built_table(lambda t, what: check_int_table(t, self.format, what=what))
 
     @property
     def max_abs(self) -> int:

@@ -111,10 +111,21 @@ class Multiplier:
         """True for the exact IEEE float32 product."""
         return False
 
+    _table = True  # kinds with a table keep it here (None until built; see _built_table)
+
     @property
     def table_is_built(self) -> bool:
         """Whether nothing needs compiling or evaluating before the first product."""
-        return True
+        return self._table is not None
+
+    def _built_table(self, check):
+        """The table, built by the kind's ``table_factory`` on first access and validated by ``check(table,
+        what)``; one build however many threads ask at once."""
+        if self._table is None:
+            with self._lock:
+                if self._table is None:
+                    self._table = check(self._factory(), f"table of {self.name!r}")
+        return self._table
 
     def derived(self, key: str, build: Callable[[], object]):
         """A value computed once from the multiplier (a backend's own form of it) and cached here."""
@@ -212,15 +223,7 @@ class TableMultiplier(Multiplier):
     @property
     def table(self) -> np.ndarray:
         """The float32 table, built (and cached) on first access."""
-        if self._table is None:
-            with self._lock:
-                if self._table is None:
-                    self._table = check_table(self._factory(), self.mantissa_bits, what=f"table of {self.name!r}")
-        return self._table
-
-    @property
-    def table_is_built(self) -> bool:
-        return self._table is not None
+        return self._built_table(lambda t, what: check_table(t, self.mantissa_bits, what=what))
 
     @property
     def structure(self):

@@ -31,6 +31,7 @@ References:
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 
 import numpy as np
@@ -154,9 +155,10 @@ def sign_magnitude(mult):
     return mult.derived("sign_magnitude", build)
 
 
+@functools.lru_cache(maxsize=None)
 def exact_multiplier(fmt):
     """An exact integer multiplier of the format (for the zero-point terms): the built-in of its width
-    where there is one, else an exact table."""
+    where there is one, else an exact table; one per format (every layer shares it, and its kernels)."""
     from approxsim import multipliers
     from approxsim.int_multiplier import IntTableMultiplier
 

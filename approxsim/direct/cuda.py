@@ -16,17 +16,20 @@ class CudaKernels:
     _THREADS = 256
 
     def __init__(self, model):
+        self._start(model, getattr(model, "format", None) is not None, "Direct multipliers")
+        self._compile(generate_source(model), f"{model.function}() in {model.path.name}")
+
+    def _start(self, model, integer: bool, what: str) -> None:
+        """CuPy, and the operand and result types: int32 codes and int64 sums, or float32."""
         try:
             import cupy
         except ImportError as e:
-            raise CompileError("Direct multipliers on the GPU need CuPy with NVRTC: pip install "
+            raise CompileError(f"{what} on the GPU need CuPy with NVRTC: pip install "
                                "'approxsim[cuda12]' or 'approxsim[cuda13]'.") from e
         self._cp = cupy
         self.model = model
-        integer = getattr(model, "format", None) is not None
         self._in = cupy.int32 if integer else cupy.float32
         self._out = cupy.int64 if integer else cupy.float32
-        self._compile(generate_source(model), f"{model.function}() in {model.path.name}")
 
     def _compile(self, source: str, label: str) -> None:
         cupy = self._cp
@@ -105,16 +108,10 @@ class IntTableCudaKernels(CudaKernels):
     memory and its address in the module's ``approxsim_int_table_``."""
 
     def __init__(self, multiplier):
-        try:
-            import cupy
-        except ImportError as e:
-            raise CompileError("Integer multipliers on the GPU need CuPy with NVRTC: pip install "
-                               "'approxsim[cuda12]' or 'approxsim[cuda13]'.") from e
         import numpy as np
 
-        self._cp = cupy
-        self.model = multiplier
-        self._in, self._out = cupy.int32, cupy.int64
+        self._start(multiplier, True, "Integer multipliers")
+        cupy = self._cp
         self._compile(generate_int_table_source(multiplier.bits), f"the table of {multiplier.name!r}")
         self.table = cupy.asarray(np.ascontiguousarray(multiplier.table, dtype=np.int32))
         address = np.array([self.table.data.ptr], dtype=np.uint64)
