@@ -22,7 +22,7 @@ tf = pytest.importorskip("tensorflow")
 import approxsim  # noqa: E402
 from approxsim import multipliers  # noqa: E402
 from approxsim.backends import backend_status  # noqa: E402
-from approxsim.layers import (AMConv2D, AMDense, AMDepthwiseConv2D, AMEinsumDense,  # noqa: E402
+from approxsim.layers import (AMConv1D, AMConv2D, AMDense, AMDepthwiseConv2D, AMEinsumDense,  # noqa: E402
                               AMMultiHeadAttention, AMSeparableConv2D)
 
 cpu_ok, cpu_reason = backend_status("cpu")
@@ -124,6 +124,63 @@ def test_approximate_conv_layer_equals_the_reference_backend(mult):
                                        backend="reference").astype(np.int64)
     np.testing.assert_allclose(got, (sx * sw) * np.asarray(total).astype(np.float32), rtol=1e-6,
                                atol=1e-6 * np.abs(got).max())
+
+
+def _affine_conv_numpy(qx, qw, table, zx, zw, pads, groups, strides=(1, 1)):
+    """Exact int64 sums of an affine convolution, by its definition: the input padded with the zero
+    point ``zx``, then per output ``sum T[q_x][q_w] - zw q_x - zx q_w + zx zw`` over its window."""
+    qx = np.pad(qx, [(0, 0), *pads, (0, 0)], constant_values=zx)
+    n, h, w, c = qx.shape
+    kh, kw, cig, cout = qw.shape
+    cog = cout // groups
+    oh, ow = (h - kh) // strides[0] + 1, (w - kw) // strides[1] + 1
+    out = np.zeros((n, oh, ow, cout), np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            win = qx[:, i * strides[0]:i * strides[0] + kh, j * strides[1]:j * strides[1] + kw, :]
+            for co in range(cout):
+                g = co // cog
+                xs = win[..., g * cig:(g + 1) * cig].reshape(n, -1)
+                ws = qw[..., co].reshape(-1)
+                terms = table[xs, ws[None]] - zw * xs - zx * ws[None] + zx * zw
+                out[:, i, j, co] = terms.sum(axis=1)
+    return out
+
+
+@pytest.mark.parametrize("case", ["conv", "grouped", "depthwise", "conv1d-causal", "conv1d-same"])
+def test_affine_convolutions_pad_with_the_zero_point_and_match_their_definition(case):
+    """Unsigned circuit, signed data: the zero point is not 0, so padding, the zero-point sums and
+    their shapes (groups, depth multiplier, 1-D) all count."""
+    mult = multipliers.get("mitchell8u")
+    rng = np.random.default_rng(12)
+    init = keras.initializers.RandomNormal(seed=13)
+    common = dict(multiplier=mult, backend=BACKEND, use_bias=False)
+    if case == "conv":
+        layer, x = AMConv2D(3, 3, padding="same", kernel_initializer=init, **common), (2, 5, 6, 2)
+    elif case == "grouped":
+        layer, x = AMConv2D(4, (2, 3), padding="same", groups=2, kernel_initializer=init, **common), (2, 5, 5, 4)
+    elif case == "depthwise":
+        layer, x = AMDepthwiseConv2D(3, depth_multiplier=2, padding="same", depthwise_initializer=init,
+                                     **common), (2, 5, 5, 3)
+    else:
+        layer, x = AMConv1D(3, 3, padding=case.split("-")[1], kernel_initializer=init, **common), (2, 7, 2)
+    x = rng.normal(size=x).astype(np.float32)
+    y = layer(x).numpy()
+    w = layer.kernel.numpy()
+    sx, zx, qx = _affine(x, 0, 255)
+    sw, zw, qw = _affine(w, 0, 255)
+    assert zx > 0 and zw > 0
+    groups = {"grouped": 2, "depthwise": x.shape[-1]}.get(case, 1)
+    if case == "depthwise":
+        qw = qw.reshape(3, 3, 1, -1)  # output channel c * DM + m uses filter [..., c, m]
+    if case.startswith("conv1d"):
+        qx, qw = qx[:, None], qw[None]
+        pads = [(0, 0), (2, 0) if case.endswith("causal") else (1, 1)]
+    else:
+        pads = [((k - 1) // 2, k // 2) for k in qw.shape[:2]]
+    total = _affine_conv_numpy(qx, qw, mult.table.astype(np.int64), zx, zw, pads, groups)
+    want = ((sx * sw) * total.astype(np.float32)).reshape(y.shape)
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
 
 
 def test_every_layer_runs_integer_products_close_to_float():

@@ -86,7 +86,7 @@ class ProductsMixin:
             op, a, b, spec, self.backward, a_range, b_range,
             ref_op=lambda x, y: ops["run"](x, y, exact, **geometry),
             table_op=table(**geometry) if table is not None and ops["table_ok"](**geometry) else None,
-            terms=terms)
+            terms=terms, sums=ops["sums"](**geometry) if "sums" in ops else None)
 
 
 # --- the kinds of product ------------------------------------------------------------------------------
@@ -129,6 +129,27 @@ def _einsum_channels(b, equation):
     return [i for i, c in enumerate(kspec) if c not in out], [b.shape[kspec.index(c)] for c in kept]
 
 
+def _window_sums(ones_shape, groups_axis_size):
+    """``CodeSums.a`` of a convolution: the product with a kernel of ones, one column per group
+    (``ones_shape``), each column repeated for the group's ``groups_axis_size(qb)`` outputs."""
+
+    def sums(product, qa, qb):
+        s = product(qa, tf.ones(ones_shape(qb), qa.dtype))
+        per_group = groups_axis_size(qb)
+        return s if per_group == 1 else tf.repeat(s, per_group, axis=-1)
+
+    return sums
+
+
+def _channel_sums(axes):
+    """``CodeSums.b`` of a kernel whose output channels are its trailing axes (flattened)."""
+    return lambda qb: tf.reshape(tf.reduce_sum(qb, axis=axes), [-1])
+
+
+def _terms(axes):
+    return lambda qb: int(np.prod([qb.shape[i] for i in axes], dtype=np.int64))
+
+
 _OPS = {
     "matmul": {
         "run": lambda a, b, o: am_matmul(a, b, **o),
@@ -136,6 +157,9 @@ _OPS = {
         "channels": lambda b: ([0], [b.shape[1]]),
         "table": lambda: _quant.table_matmul,
         "table_ok": lambda: True,
+        "sums": lambda: _quant.CodeSums(
+            lambda product, qa, qb: tf.reduce_sum(tf.cast(qa, tf.int64), axis=-1, keepdims=True),
+            _channel_sums([0]), _terms([0])),
     },
     "conv2d": {
         "run": lambda a, b, o, **g: am_conv2d(a, b, **g, **o),
@@ -144,18 +168,27 @@ _OPS = {
         "table": lambda strides, padding, dilations, groups=1: _quant.table_conv(
             _conv_options(strides, padding, dilations, groups)),
         "table_ok": lambda groups=1, **g: groups == 1,
+        "sums": lambda groups=1, **g: _quant.CodeSums(
+            _window_sums(lambda qb: [*qb.shape[:3], groups], lambda qb: qb.shape[3] // groups),
+            _channel_sums([0, 1, 2]), _terms([0, 1, 2])),
     },
     "depthwise": {
         "run": lambda a, b, o, **g: am_depthwise_conv2d(a, b, **g, **o),
         "codes": _depthwise_codes,
         "channels": lambda b, **g: ([0, 1], [b.shape[2] * b.shape[3]]),
         "table_ok": lambda **g: False,
+        "sums": lambda **g: _quant.CodeSums(
+            _window_sums(lambda qb: [*qb.shape[:3], 1], lambda qb: qb.shape[3]),
+            _channel_sums([0, 1]), _terms([0, 1])),
     },
     "conv1d": {
         "run": lambda a, b, o, **g: am_conv1d(a, b, **g, **o),
         "codes": _conv1d_codes,
         "channels": lambda b, **g: ([0, 1], [b.shape[2]]),
         "table_ok": lambda **g: False,
+        "sums": lambda groups=1, **g: _quant.CodeSums(
+            _window_sums(lambda qb: [*qb.shape[:2], groups], lambda qb: qb.shape[2] // groups),
+            _channel_sums([0, 1]), _terms([0, 1])),
     },
     "einsum": {
         "run": lambda a, b, o, equation: am_einsum(equation, a, b, **o),

@@ -26,7 +26,7 @@ import tensorflow as tf
 from approxsim.quantization import (Quantization, derivative_tables, exact_multiplier, is_calibrating,
                                     sign_magnitude)
 
-__all__ = ["QuantSpec", "quantized_product", "update_range", "range_of"]
+__all__ = ["QuantSpec", "CodeSums", "quantized_product", "update_range", "range_of"]
 
 
 class QuantSpec:
@@ -107,17 +107,27 @@ def _codes(x, scale, zero, spec):
     return tf.cast(tf.clip_by_value(q, spec.lo, spec.hi), tf.int32)
 
 
-def _fake_quant_ste(x, scale, zero, spec):
-    """The dequantized codes, with the identity gradient inside the range and 0 outside (STE)."""
-    z = tf.cast(zero, tf.float32)
-    v = x / scale + z
-    inside = tf.stop_gradient(tf.cast((v >= spec.lo - 0.5) & (v <= spec.hi + 0.5), x.dtype))
-    deq = (tf.cast(_codes(x, scale, zero, spec), tf.float32) - z) * scale
-    return x * inside + tf.stop_gradient(deq - x * inside)
+def _inside(x, scale, zero, spec):
+    """1.0 where ``x`` falls inside the quantization range (its code not clipped), else 0.0."""
+    v = x / scale + tf.cast(zero, tf.float32)
+    return tf.cast((v >= spec.lo - 0.5) & (v <= spec.hi + 0.5), tf.float32)
+
+
+class CodeSums:
+    """The closed forms of the affine zero-point sums of one kind of product.
+
+    ``a(product, qa, qb)``: ``sum q_a`` over each output's terms, broadcastable to the output, from
+    ``product(x, y)`` (the product on codes, padding with the zero point) with a kernel of ones with
+    one column per group; ``b(qb)``: ``sum q_b`` over each output's terms (int64), broadcastable;
+    ``count(qb)``: ``K``, the terms per output.
+    """
+
+    def __init__(self, a, b, count):
+        self.a, self.b, self.count = a, b, count
 
 
 def quantized_product(op, a, b, spec: QuantSpec, backward, a_range, b_range, *, ref_op=None, table_op=None,
-                      terms=None):
+                      terms=None, sums=None):
     """``a (*) b`` through the integer multiplier of ``spec`` (see the module docstring).
 
     Args:
@@ -135,6 +145,8 @@ def quantized_product(op, a, b, spec: QuantSpec, backward, a_range, b_range, *, 
         ``"table"`` one (matrix products and ungrouped convolutions), or None where there is none.
       terms: a bound on the products per output (``K``), or None where it is not known statically;
         it decides whether the zero-point sums may run as float32 (exact below ``2^24``).
+      sums: the closed forms of the affine zero-point sums (:class:`CodeSums`), or None to run each
+        as a product with a tensor of ones.
 
     Returns:
       float32 ``y``.
@@ -145,20 +157,7 @@ def quantized_product(op, a, b, spec: QuantSpec, backward, a_range, b_range, *, 
     qa, qb = _codes(a, sa, za, spec), _codes(b, sb, zb, spec)
     total = tf.cast(op(qa, qb, spec.mult, za), tf.int64)
     if spec.affine:  # the zero-point terms, exact: z_b sum q_a, z_a sum q_b, z_a z_b K
-        # Sums of codes are exact in float32 while every partial sum stays below 2^24, so TF's own
-        # product runs them there; else the exact integer multiplier of the format does.
-        in_float = terms is not None and terms * max(abs(spec.lo), abs(spec.hi)) < 2 ** 24
-
-        def code_sums(x, y, pad):
-            if in_float:
-                x, y, pad = (tf.cast(t, tf.float32) for t in (x, y, pad))
-                return tf.cast(op(x, y, "fp32", pad), tf.int64)
-            return tf.cast(op(x, y, spec.exact, pad), tf.int64)
-
-        ones_a, ones_b = tf.ones_like(qa), tf.ones_like(qb)
-        total -= zb * code_sums(qa, ones_b, za)
-        total -= za * code_sums(ones_a, qb, tf.ones_like(za))
-        total += za * zb * code_sums(ones_a, ones_b, tf.ones_like(za))
+        total += _zero_point_terms(op, qa, qb, za, zb, spec, terms, sums)
     y = tf.stop_gradient(sa * sb * tf.cast(total, tf.float32))
     if backward == "table":
         if table_op is None:
@@ -166,21 +165,69 @@ def quantized_product(op, a, b, spec: QuantSpec, backward, a_range, b_range, *, 
                              'use backward="ste" here.')
         surrogate = table_op(a, b, qa, qb, za, zb, sa, sb, spec)
         return y + surrogate - tf.stop_gradient(surrogate)
-    if backward == "ste":
-        reference = ref_op(_fake_quant_ste(a, sa, za, spec), _fake_quant_ste(b, sb, zb, spec))
+    return _with_reference_gradient(y, a, b, ref_op, (qa, sa, za) if backward == "ste" else None,
+                                    (qb, sb, zb) if backward == "ste" else None, spec)
+
+
+def _zero_point_terms(op, qa, qb, za, zb, spec, terms, sums):
+    """``- z_b sum q_a - z_a sum q_b + z_a z_b K`` (int64) of affine codes, exact.
+
+    ``sums`` (see :func:`quantized_product`) gives ``sum q_a`` per output window as a product with a
+    one-column kernel of ones, ``sum q_b`` as a reduction and ``K`` as a number; without it each is a
+    product with a tensor of ones. Sums of codes are exact in float32 while every partial sum stays
+    below ``2^24``, so TF's own product runs them there; else the exact integer multiplier does.
+    """
+    in_float = terms is not None and terms * max(abs(spec.lo), abs(spec.hi)) < 2 ** 24
+
+    def code_sums(x, y, pad):
+        if in_float:
+            x, y, pad = (tf.cast(t, tf.float32) for t in (x, y, pad))
+            return tf.cast(op(x, y, "fp32", pad), tf.int64)
+        return tf.cast(op(x, y, spec.exact, pad), tf.int64)
+
+    if sums is None:
+        ones_a, ones_b = tf.ones_like(qa), tf.ones_like(qb)
+        sum_a = code_sums(qa, ones_b, za)
+        sum_b = code_sums(ones_a, qb, tf.ones_like(za))
+        count = code_sums(ones_a, ones_b, tf.ones_like(za))
     else:
-        reference = ref_op(a, b)
-    return y + reference - tf.stop_gradient(reference)
+        sum_a = sums.a(lambda x, y: code_sums(x, y, za), qa, qb)
+        sum_b = sums.b(tf.cast(qb, tf.int64))
+        count = tf.constant(sums.count(qb), tf.int64)
+    return -zb * sum_a - za * sum_b + za * zb * count
+
+
+def _with_reference_gradient(y, a, b, ref_op, a_codes, b_codes, spec):
+    """``y`` with the gradients of ``ref_op`` at ``(a, b)`` (``"exact"``), or, with ``a_codes`` and
+    ``b_codes`` (``(q, scale, zero)`` each), at the dequantized codes, masked to the quantization
+    range (``"ste"``). The reference product runs in the gradient only: its forward value is not
+    needed, so a traced step leaves it out."""
+
+    def dequantized(q, s, z):
+        return (tf.cast(q, tf.float32) - tf.cast(z, tf.float32)) * s
+
+    @tf.custom_gradient
+    def attach(a, b):
+        def grad(dy):
+            xa = a if a_codes is None else dequantized(*a_codes)
+            xb = b if b_codes is None else dequantized(*b_codes)
+            with tf.GradientTape() as tape:
+                tape.watch([xa, xb])
+                reference = ref_op(xa, xb)
+            da, db = tape.gradient(reference, [xa, xb], output_gradients=dy)
+            if a_codes is not None:
+                da, db = da * _inside(a, *a_codes[1:], spec), db * _inside(b, *b_codes[1:], spec)
+            return da, db
+
+        return tf.identity(y), grad
+
+    return attach(a, b)
 
 
 def table_matmul(a, b, qa, qb, za, zb, sa, sb, spec):
     """A 2-D ``(M, K) x (K, N)`` surrogate whose gradients are the table ones (its value is 0)."""
     da_table, db_table = (tf.constant(t) for t in derivative_tables(spec.mult))
     mask = spec.fmt.mask
-
-    def inside(x, s, z):
-        v = x / s + tf.cast(z, tf.float32)
-        return tf.cast((v >= spec.lo - 0.5) & (v <= spec.hi + 0.5), tf.float32)
 
     @tf.custom_gradient
     def surrogate(a, b):
@@ -190,8 +237,8 @@ def table_matmul(a, b, qa, qb, za, zb, sa, sb, spec):
             index = pa * (mask + 1) + pb  # (M, K, N) flat table positions
             ga = tf.gather(tf.reshape(da_table, [-1]), index) - tf.cast(zb, tf.float32)
             gb = tf.gather(tf.reshape(db_table, [-1]), index) - tf.cast(za, tf.float32)
-            da = tf.einsum("mn,mkn->mk", dy * sb, ga) * inside(a, sa, za)
-            db = tf.einsum("mn,mkn->kn", dy * sa, gb) * inside(b, sb, zb)
+            da = tf.einsum("mn,mkn->mk", dy * sb, ga) * _inside(a, sa, za, spec)
+            db = tf.einsum("mn,mkn->kn", dy * sa, gb) * _inside(b, sb, zb, spec)
             return da, db
 
         return tf.zeros([tf.shape(a)[0], tf.shape(b)[1]], tf.float32), grad
