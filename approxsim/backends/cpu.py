@@ -161,6 +161,11 @@ def _batch_index(x, shape):
     return x.reshape((count,) + x.shape[-2:]), np.ascontiguousarray(idx)
 
 
+def _padded(geom) -> bool:
+    """Whether any filter tap of any output pixel falls in the padding."""
+    return bool(geom.pad_top or geom.pad_bottom or geom.pad_left or geom.pad_right)
+
+
 def _padded_taps(geom):
     """``(KH, KW, OH, OW)`` bool: whether filter tap (i, j) of output pixel (oh, ow) falls in the padding."""
     rows = np.arange(geom.oh)[None, :] * geom.sh - geom.pad_top + np.arange(geom.kh)[:, None] * geom.dh
@@ -205,7 +210,7 @@ class CpuIntKernels(IntegerKernels):
     def _conv2d(self, x, w, geom, out):
         terms = geom.kh * geom.kw * geom.cin_per_group
         y = _cpu.int_conv2d(self._encode(x), self._encode(w), native_geometry(geom), self._table(), self._wide(terms))
-        row = self._zero_row()
+        row = self._zero_row() if _padded(geom) else None
         if row is not None:  # sum over the padded taps of sum_ci f(0, w[i, j, ci, co])
             per_tap = row[self.multiplier.format.patterns(w)].sum(axis=2)  # (KH, KW, COUT)
             y += np.einsum("ijpq,ijc->pqc", _padded_taps(geom).astype(np.int64), per_tap).astype(y.dtype)[None]
@@ -220,7 +225,7 @@ class CpuIntKernels(IntegerKernels):
         terms = geom.n * geom.oh * geom.ow
         dw = _cpu.int_conv2d_filter_grad(self._encode(x), self._encode(dy), native_geometry(geom), self._table(),
                                          self._wide(terms))
-        row = self._zero_row()
+        row = self._zero_row() if _padded(geom) else None
         if row is not None:  # every channel of a padded pixel: sum over such pixels of f(0, dy[., co])
             per_pixel = row[self.multiplier.format.patterns(dy)].sum(axis=0)  # (OH, OW, COUT)
             per_tap = np.einsum("ijpq,pqc->ijc", _padded_taps(geom).astype(np.int64), per_pixel)
