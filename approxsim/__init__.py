@@ -24,8 +24,8 @@ __all__ = [
 # Parts that import TensorFlow, Keras or matplotlib load on first use, so that
 # `import approxsim` stays fast and works without them.
 _LAZY = {
-    "convert": ("approxsim.convert", "convert"),
-    "report": ("approxsim.convert", "report"),
+    "convert": ("approxsim.conversion", "convert"),
+    "report": ("approxsim.conversion", "report"),
     "quantize": ("approxsim.ptq", "quantize"),
     "calibrate": ("approxsim.ptq", "calibrate"),
     "Quantization": ("approxsim.quantization", "Quantization"),

@@ -79,7 +79,7 @@ def quantize(model, *, multiplier, calibration_data, quantization=None, backward
     Raises:
       As :func:`approxsim.convert`; ValueError for empty calibration data.
     """
-    from approxsim.convert import convert, report
+    from approxsim.conversion import convert, report
 
     new = convert(model, multiplier=multiplier, backward=backward, include=include, exclude=exclude,
                   backend=backend, quantization=quantization)

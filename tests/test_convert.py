@@ -179,3 +179,14 @@ def test_errors():
     sub(np.zeros((1, 3), np.float32))
     with pytest.raises(ValueError, match="subclassed"):
         approxsim.convert(sub, multiplier="fp32")
+
+
+def test_lazy_names_stay_what_they_name_after_their_modules_are_imported():
+    """A submodule named like the function it holds would replace it on the package once imported
+    (``approxsim.quantize`` imports the conversion module): every lazy name must survive that."""
+    import importlib
+
+    for name, (module_name, attr) in approxsim._LAZY.items():
+        module = importlib.import_module(module_name)
+        want = module if attr is None else getattr(module, attr)
+        assert getattr(approxsim, name) is want, name
