@@ -365,6 +365,38 @@ def test_every_cpu_method_and_simd_level(level, method, name, monkeypatch):
         cpu.check_settings()
 
 
+@needs_cpu
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch):
+    """The expanded kernels keep 16-bit panel entries where the table fits (unsigned: mitchell8u;
+    signed: int8) and int32 ones where it does not (a circuit with outputs above 2^16): each, for
+    both panel widths (8 and 16 columns), equals the NumPy sums of its table."""
+    from approxsim import _cpu
+    from approxsim.backends import cpu
+
+    if level not in cpu.supported_simd():
+        pytest.skip(f"this CPU cannot run the {level} kernels (it supports {', '.join(cpu.supported_simd())})")
+    src = _write(tmp_path, "wide.c", "#include <stdint.h>\nuint64_t wide(const uint64_t b, const uint64_t a) "
+                                     "{ return (a * b) * 4 + a; }\n")
+    wide = multipliers.register_c(src, function="wide", bits=8, signed=False, name="wide8u", replace=True)
+    assert wide.table.max() > 2 ** 16
+    rng = np.random.default_rng(5)
+    monkeypatch.setenv("APPROXSIM_SIMD", level)
+    _cpu.force_method("expanded")
+    try:
+        for mult in (wide, multipliers.get("mitchell8u"), multipliers.get("int8")):
+            fmt, table = mult.format, mult.table
+            for n in (5, 37):  # panels 8 and 16 wide
+                a, b = _codes(rng, fmt, (41, 70)), _codes(rng, fmt, (70, n))
+                np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
+                                              _np_matmul(table, fmt, a, b), err_msg=f"{mult.name} n={n}")
+                assert _cpu.last_method() == "expanded"
+    finally:
+        _cpu.force_method("auto")
+        monkeypatch.undo()
+        cpu.check_settings()
+
+
 @pytest.mark.parametrize("method", ["expanded", "lookup"])
 def test_long_sums_go_to_int64_exactly(method):
     """K * max|T| beyond int32: the result is int64 and exact (the int32 partials carry over)."""

@@ -32,6 +32,8 @@ IntTable make_int_table(const int32_t* table, int bits) {
       t.t[(i + 1) * t.s1 + j + 1] = v;
       t.tt[(j + 1) * t.s1 + i + 1] = v;
       t.max_abs = std::max<int64_t>(t.max_abs, v < 0 ? -int64_t(v) : v);
+      t.min_entry = std::min<int64_t>(t.min_entry, v);
+      t.max_entry = std::max<int64_t>(t.max_entry, v);
     }
   return t;
 }
@@ -40,6 +42,7 @@ namespace {
 
 constexpr int kMR = 4, kNR = 16;  // rows per micro-kernel; columns per task split
 constexpr int kMaxExpandedIntBits = 8;
+constexpr int kPackRows = 32;  // rows of A packed as floats at a time (expanded)
 
 enum class IntMethod { kExpanded, kLookup };
 
@@ -52,8 +55,14 @@ IntMethod choose(const IntTable& t, int64_t rows) {
   return t.bits <= kMaxExpandedIntBits && rows * 8 >= t.s1 ? IntMethod::kExpanded : IntMethod::kLookup;
 }
 
-// Contraction steps of one expanded panel: about 256 KiB at 8 bits (257 rows of 16 int32 per step).
-int expanded_kc(int64_t s1) { return static_cast<int>(std::max<int64_t>(8, std::min<int64_t>(128, 4096 / s1))); }
+// Contraction steps of one expanded panel of NR-wide rows of E: about 256 KiB (in L2), at least 8.
+// Measured at 8 bits, 16-bit entries (GEMM 1024^3, one thread, AMD Zen 4): 62 ms at 31 steps,
+// 65 ms at 15, 74 ms at 7; 128 KiB or less is slower (more accumulator traffic per step).
+template <int NR, class E>
+int expanded_kc(int64_t s1) {
+  const int64_t steps = (int64_t(256) << 10) / (s1 * NR * int64_t(sizeof(E)));
+  return static_cast<int>(std::max<int64_t>(8, std::min<int64_t>(128, steps)));
+}
 
 struct IntWork {
   std::vector<float> araw, braw;
@@ -68,34 +77,71 @@ IntWork& int_scratch() {
 
 // Expanded panels are NR = 16 columns wide, or 8 where the output has at most 8 columns (a first
 // convolution's few filters): the panel rows and the micro-kernel's loads are then half as wide.
+// Their entries are 16-bit where every table entry fits (E = uint16_t: unsigned 8-bit circuits;
+// int16_t: signed ones), int32 otherwise: half the panel, so half the traffic from L2 per product.
 
 // Expanded panel: wx[(k * s1 + e) * NR + c] = t[e][eb[k][c]] for e in [0, s1).
-template <int NR>
-void build_portable(const float* braw, int kc, const IntTable& t, int32_t* wx) {
+template <int NR, class E>
+void build_portable(const float* braw, int kc, const IntTable& t, void* out) {
+  E* wx = static_cast<E*>(out);
   const int64_t s1 = t.s1;
   for (int k = 0; k < kc; ++k)
     for (int c = 0; c < NR; ++c) {
       const int32_t* col = t.tt.data() + int64_t(braw[k * NR + c]) * s1;
-      int32_t* dst = wx + (int64_t(k) * s1) * NR + c;
-      for (int64_t e = 0; e < s1; ++e) dst[e * NR] = col[e];
+      E* dst = wx + (int64_t(k) * s1) * NR + c;
+      for (int64_t e = 0; e < s1; ++e) dst[e * NR] = static_cast<E>(col[e]);
     }
 }
 
 // acc[r * NR + c] += sum_k wx[(k * s1 + a[r * lda + k]) * NR + c].
-template <int NR>
-void kernel_portable(int kc, const uint16_t* a, int64_t lda, int64_t s1, const int32_t* wx, int32_t* acc) {
+template <int NR, class E>
+void kernel_portable(int kc, const uint16_t* a, int64_t lda, int64_t s1, const void* panel, int32_t* acc) {
+  const E* wx = static_cast<const E*>(panel);
   for (int k = 0; k < kc; ++k) {
-    const int32_t* kb = wx + int64_t(k) * s1 * NR;
+    const E* kb = wx + int64_t(k) * s1 * NR;
     for (int r = 0; r < kMR; ++r) {
-      const int32_t* row = kb + int64_t(a[r * lda + k]) * NR;
+      const E* row = kb + int64_t(a[r * lda + k]) * NR;
       for (int c = 0; c < NR; ++c) acc[r * NR + c] += row[c];
     }
   }
 }
 
 #ifdef APPROXSIM_X86
-template <int NR>
-APPROXSIM_AVX2 void build_avx2(const float* braw, int kc, const IntTable& t, int32_t* wx) {
+// Eight panel entries as eight int32 lanes, and back.
+template <class E>
+APPROXSIM_AVX2 inline __m256i load8(const E* p);
+template <>
+APPROXSIM_AVX2 inline __m256i load8<int32_t>(const int32_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+template <>
+APPROXSIM_AVX2 inline __m256i load8<uint16_t>(const uint16_t* p) {
+  return _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+template <>
+APPROXSIM_AVX2 inline __m256i load8<int16_t>(const int16_t* p) {
+  return _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+template <class E>
+APPROXSIM_AVX2 inline void store8(E* p, __m256i v);
+template <>
+APPROXSIM_AVX2 inline void store8<int32_t>(int32_t* p, __m256i v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
+}
+template <>
+APPROXSIM_AVX2 inline void store8<uint16_t>(uint16_t* p, __m256i v) {  // entries in [0, 65535]: no saturation
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                   _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+}
+template <>
+APPROXSIM_AVX2 inline void store8<int16_t>(int16_t* p, __m256i v) {  // entries in [-32768, 32767]
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                   _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+}
+
+template <int NR, class E>
+APPROXSIM_AVX2 void build_avx2(const float* braw, int kc, const IntTable& t, void* out) {
+  E* wx = static_cast<E*>(out);
   const int64_t s1 = t.s1;
   for (int k = 0; k < kc; ++k)
     for (int c0 = 0; c0 < NR; c0 += 8) {
@@ -107,19 +153,19 @@ APPROXSIM_AVX2 void build_avx2(const float* braw, int kc, const IntTable& t, int
                                                reinterpret_cast<const __m256i*>(col[q] + e0)));
         transpose8(r);
         const int rows = static_cast<int>(std::min<int64_t>(8, s1 - e0));
-        for (int q = 0; q < rows; ++q)
-          _mm256_storeu_ps(reinterpret_cast<float*>(wx + ((int64_t(k) * s1) + e0 + q) * NR + c0), r[q]);
+        for (int q = 0; q < rows; ++q) store8<E>(wx + ((int64_t(k) * s1) + e0 + q) * NR + c0, _mm256_castps_si256(r[q]));
       }
     }
 }
 
-template <int NR>
-APPROXSIM_AVX2 void kernel_avx2(int kc, const uint16_t* a, int64_t lda, int64_t s1, const int32_t* wx,
+template <int NR, class E>
+APPROXSIM_AVX2 void kernel_avx2(int kc, const uint16_t* a, int64_t lda, int64_t s1, const void* panel,
                                 int32_t* acc);
 
-template <>
-APPROXSIM_AVX2 void kernel_avx2<16>(int kc, const uint16_t* a, int64_t lda, int64_t s1, const int32_t* wx,
-                                    int32_t* acc) {
+template <class E>
+APPROXSIM_AVX2 void kernel_avx2_16(int kc, const uint16_t* a, int64_t lda, int64_t s1, const void* panel,
+                                   int32_t* acc) {
+  const E* wx = static_cast<const E*>(panel);
   __m256i c00 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc));
   __m256i c01 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 8));
   __m256i c10 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 16));
@@ -130,19 +176,19 @@ APPROXSIM_AVX2 void kernel_avx2<16>(int kc, const uint16_t* a, int64_t lda, int6
   __m256i c31 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 56));
   const int64_t slab = s1 * 16;
   for (int k = 0; k < kc; ++k) {
-    const int32_t* kb = wx + k * slab;
-    const __m256i* p0 = reinterpret_cast<const __m256i*>(kb + int64_t(a[k]) * 16);
-    const __m256i* p1 = reinterpret_cast<const __m256i*>(kb + int64_t(a[lda + k]) * 16);
-    const __m256i* p2 = reinterpret_cast<const __m256i*>(kb + int64_t(a[2 * lda + k]) * 16);
-    const __m256i* p3 = reinterpret_cast<const __m256i*>(kb + int64_t(a[3 * lda + k]) * 16);
-    c00 = _mm256_add_epi32(c00, _mm256_loadu_si256(p0));
-    c01 = _mm256_add_epi32(c01, _mm256_loadu_si256(p0 + 1));
-    c10 = _mm256_add_epi32(c10, _mm256_loadu_si256(p1));
-    c11 = _mm256_add_epi32(c11, _mm256_loadu_si256(p1 + 1));
-    c20 = _mm256_add_epi32(c20, _mm256_loadu_si256(p2));
-    c21 = _mm256_add_epi32(c21, _mm256_loadu_si256(p2 + 1));
-    c30 = _mm256_add_epi32(c30, _mm256_loadu_si256(p3));
-    c31 = _mm256_add_epi32(c31, _mm256_loadu_si256(p3 + 1));
+    const E* kb = wx + k * slab;
+    const E* p0 = kb + int64_t(a[k]) * 16;
+    const E* p1 = kb + int64_t(a[lda + k]) * 16;
+    const E* p2 = kb + int64_t(a[2 * lda + k]) * 16;
+    const E* p3 = kb + int64_t(a[3 * lda + k]) * 16;
+    c00 = _mm256_add_epi32(c00, load8<E>(p0));
+    c01 = _mm256_add_epi32(c01, load8<E>(p0 + 8));
+    c10 = _mm256_add_epi32(c10, load8<E>(p1));
+    c11 = _mm256_add_epi32(c11, load8<E>(p1 + 8));
+    c20 = _mm256_add_epi32(c20, load8<E>(p2));
+    c21 = _mm256_add_epi32(c21, load8<E>(p2 + 8));
+    c30 = _mm256_add_epi32(c30, load8<E>(p3));
+    c31 = _mm256_add_epi32(c31, load8<E>(p3 + 8));
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc), c00);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 8), c01);
@@ -154,20 +200,21 @@ APPROXSIM_AVX2 void kernel_avx2<16>(int kc, const uint16_t* a, int64_t lda, int6
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 56), c31);
 }
 
-template <>
-APPROXSIM_AVX2 void kernel_avx2<8>(int kc, const uint16_t* a, int64_t lda, int64_t s1, const int32_t* wx,
-                                   int32_t* acc) {
+template <class E>
+APPROXSIM_AVX2 void kernel_avx2_8(int kc, const uint16_t* a, int64_t lda, int64_t s1, const void* panel,
+                                  int32_t* acc) {
+  const E* wx = static_cast<const E*>(panel);
   __m256i c0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc));
   __m256i c1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 8));
   __m256i c2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 16));
   __m256i c3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 24));
   const int64_t slab = s1 * 8;
   for (int k = 0; k < kc; ++k) {
-    const int32_t* kb = wx + k * slab;
-    c0 = _mm256_add_epi32(c0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + int64_t(a[k]) * 8)));
-    c1 = _mm256_add_epi32(c1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + int64_t(a[lda + k]) * 8)));
-    c2 = _mm256_add_epi32(c2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + int64_t(a[2 * lda + k]) * 8)));
-    c3 = _mm256_add_epi32(c3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + int64_t(a[3 * lda + k]) * 8)));
+    const E* kb = wx + k * slab;
+    c0 = _mm256_add_epi32(c0, load8<E>(kb + int64_t(a[k]) * 8));
+    c1 = _mm256_add_epi32(c1, load8<E>(kb + int64_t(a[lda + k]) * 8));
+    c2 = _mm256_add_epi32(c2, load8<E>(kb + int64_t(a[2 * lda + k]) * 8));
+    c3 = _mm256_add_epi32(c3, load8<E>(kb + int64_t(a[3 * lda + k]) * 8));
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc), c0);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 8), c1);
@@ -176,22 +223,22 @@ APPROXSIM_AVX2 void kernel_avx2<8>(int kc, const uint16_t* a, int64_t lda, int64
 }
 #endif
 
-using BuildFn = void (*)(const float*, int, const IntTable&, int32_t*);
-using KernelFn = void (*)(int, const uint16_t*, int64_t, int64_t, const int32_t*, int32_t*);
+using BuildFn = void (*)(const float*, int, const IntTable&, void*);
+using KernelFn = void (*)(int, const uint16_t*, int64_t, int64_t, const void*, int32_t*);
 
-template <int NR>
+template <int NR, class E>
 BuildFn select_build() {
 #ifdef APPROXSIM_X86
-  if (simd_level() >= kAvx2) return build_avx2<NR>;
+  if (simd_level() >= kAvx2) return build_avx2<NR, E>;
 #endif
-  return build_portable<NR>;
+  return build_portable<NR, E>;
 }
-template <int NR>
+template <int NR, class E>
 KernelFn select_kernel() {
 #ifdef APPROXSIM_X86
-  if (simd_level() >= kAvx2) return kernel_avx2<NR>;
+  if (simd_level() >= kAvx2) return NR == 16 ? kernel_avx2_16<E> : kernel_avx2_8<E>;
 #endif
-  return kernel_portable<NR>;
+  return kernel_portable<NR, E>;
 }
 
 template <class ASrc, class BSrc, class Out>
@@ -205,32 +252,50 @@ struct IntJob {
 // Terms an int32 partial sum can take without overflow.
 int64_t int32_terms(const IntTable& t) { return t.max_abs > 0 ? INT32_MAX / t.max_abs : INT64_MAX; }
 
-// Rows [r0, r1) x columns [c0, c1) of one job, all of the contraction, by expanded panels NR wide.
-template <int NR, class ASrc, class BSrc, class Out>
+// Rows [r0, r1) x columns [c0, c1) of one job, all of the contraction, by expanded panels NR wide
+// with entries of type E.
+template <int NR, class E, class ASrc, class BSrc, class Out>
 void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K,
                    const IntTable& t, IntWork& w) {
   const int64_t s1 = t.s1;
-  const int kcx = expanded_kc(s1);
+  const int kcx = expanded_kc<NR, E>(s1);
   const int64_t limit = int32_terms(t);
   const bool carry = K > limit;  // partial sums go to int64 every `limit` terms
-  const BuildFn build = select_build<NR>();
-  const KernelFn kernel = select_kernel<NR>();
+  const BuildFn build = select_build<NR, E>();
+  const KernelFn kernel = select_kernel<NR, E>();
   const int64_t rc = std::max<int64_t>(kMR, std::min<int64_t>((r1 - r0 + kMR - 1) / kMR * kMR,
                                                                (int64_t(2) << 20) / std::max<int64_t>(K, 1) / kMR * kMR));
-  w.araw.resize(size_t(rc) * K);
-  w.a16.resize(size_t(rc) * K + size_t(kMR) * K);
+  w.araw.resize(size_t(kPackRows) * K);
+  const int64_t chunks = (K + kcx - 1) / kcx;
+  w.a16.resize(size_t(chunks) * (rc + kMR) * kcx);
   w.braw.resize(size_t(kcx) * NR);
-  w.wx.resize(size_t(kcx) * s1 * NR + NR);
+  w.wx.resize((size_t(kcx) * s1 * NR * sizeof(E) + 64) / sizeof(int32_t) + 16);
+  // Panel rows start on cache lines.
+  void* wx = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(w.wx.data()) + 63) & ~uintptr_t(63));
   w.acc32.resize(size_t(rc) * NR);
   if (carry) w.acc64.resize(size_t(rc) * NR);
   for (int64_t ic = r0; ic < r1; ic += rc) {
     const int mc = static_cast<int>(std::min<int64_t>(rc, r1 - ic));
     const int mpan = (mc + kMR - 1) / kMR;
-    job.A.pack(ic, mc, 0, static_cast<int>(K), w.araw.data(), static_cast<int>(K));
-    // Row-major encoded codes; the rows of the last panel past mc are 0 (no product).
-    const size_t used = size_t(mc) * K, all = size_t(mpan) * kMR * K;
-    for (size_t q = 0; q < used; ++q) w.a16[q] = static_cast<uint16_t>(w.araw[q]);
-    std::fill(w.a16.begin() + used, w.a16.begin() + all, uint16_t(0));
+    // Encoded codes by contraction chunk, so that the kernel reads each chunk's rows as one stream:
+    // row r, step k of chunk q at a16[q * chunk + r * kcx + k - q * kcx]. The rows of the last
+    // panel past mc are 0 (no product).
+    // Packed as floats by blocks of kPackRows rows (which stay in L1/L2), then narrowed.
+    const size_t chunk = size_t(mpan) * kMR * kcx;
+    for (int rb = 0; rb < mc; rb += kPackRows) {
+      const int nrows = std::min(kPackRows, mc - rb);
+      job.A.pack(ic + rb, nrows, 0, static_cast<int>(K), w.araw.data(), static_cast<int>(K));
+      for (int64_t q = 0; q < chunks; ++q) {
+        const int64_t k0 = q * kcx, kc = std::min<int64_t>(kcx, K - k0);
+        uint16_t* dst = w.a16.data() + q * chunk + size_t(rb) * kcx;
+        for (int r = 0; r < nrows; ++r) {
+          const float* src = w.araw.data() + size_t(r) * K + k0;
+          for (int64_t k = 0; k < kc; ++k) dst[size_t(r) * kcx + k] = static_cast<uint16_t>(src[k]);
+        }
+      }
+    }
+    for (int64_t q = 0; q < chunks; ++q)
+      std::fill(w.a16.data() + q * chunk + size_t(mc) * kcx, w.a16.data() + (q + 1) * chunk, uint16_t(0));
     for (int64_t col0 = c0; col0 < c1; col0 += NR) {
       const int cols = static_cast<int>(std::min<int64_t>(NR, c1 - col0));
       int32_t* acc = w.acc32.data();
@@ -240,14 +305,15 @@ void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, i
       for (int64_t k0 = 0; k0 < K; k0 += kcx) {
         const int kc = static_cast<int>(std::min<int64_t>(kcx, K - k0));
         job.B.pack(k0, kc, col0, cols, w.braw.data(), NR);
-        build(w.braw.data(), kc, t, w.wx.data());
+        build(w.braw.data(), kc, t, wx);
         if (carry && terms + kc > limit) {
           for (size_t q = 0; q < size_t(mpan) * kMR * NR; ++q) w.acc64[q] += acc[q];
           std::memset(acc, 0, sizeof(int32_t) * size_t(mpan) * kMR * NR);
           terms = 0;
         }
         for (int ip = 0; ip < mpan; ++ip)
-          kernel(kc, w.a16.data() + size_t(ip) * kMR * K + k0, K, s1, w.wx.data(), acc + size_t(ip) * kMR * NR);
+          kernel(kc, w.a16.data() + (k0 / kcx) * chunk + size_t(ip) * kMR * kcx, kcx, s1, wx,
+                 acc + size_t(ip) * kMR * NR);
         terms += kc;
       }
       for (int r = 0; r < mc; ++r)
@@ -257,6 +323,21 @@ void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, i
         }
     }
   }
+}
+
+// task_expanded with the panel width for N output columns and the narrowest entries for the table.
+template <int NR, class ASrc, class BSrc, class Out>
+void expanded_of_width(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                       int64_t K, const IntTable& t, IntWork& w) {
+  if (t.min_entry >= 0 && t.max_entry <= UINT16_MAX) return task_expanded<NR, uint16_t>(job, r0, r1, c0, c1, K, t, w);
+  if (t.min_entry >= INT16_MIN && t.max_entry <= INT16_MAX) return task_expanded<NR, int16_t>(job, r0, r1, c0, c1, K, t, w);
+  task_expanded<NR, int32_t>(job, r0, r1, c0, c1, K, t, w);
+}
+template <class ASrc, class BSrc, class Out>
+void expanded_by_entry(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                       int64_t K, int64_t N, const IntTable& t, IntWork& w) {
+  if (N <= 8) return expanded_of_width<8>(job, r0, r1, c0, c1, K, t, w);
+  expanded_of_width<16>(job, r0, r1, c0, c1, K, t, w);
 }
 
 // Rows [r0, r1) x columns [c0, c1), one lookup per product, int64 sums.
@@ -314,7 +395,10 @@ void run_int_jobs(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
   const int64_t want = threads > 1 ? int64_t(4) * threads : 1;
   const int64_t per_job = std::max<int64_t>(1, (want + njobs - 1) / njobs);
   const int64_t col_panels = (N + kNR - 1) / kNR;
-  const int64_t tasks_n = method == IntMethod::kExpanded ? std::min(per_job, col_panels) : 1;
+  // Expanded: split the rows where every task keeps at least 4 * s1 of them (each panel serves
+  // them all, and each task's A block is packed once for all its columns); else the columns.
+  const int64_t row_tasks = std::max<int64_t>(1, std::min<int64_t>(per_job, M / (4 * t.s1)));
+  const int64_t tasks_n = method == IntMethod::kExpanded ? std::min(per_job / row_tasks, col_panels) : 1;
   const int64_t tasks_m = std::max<int64_t>(1, std::min<int64_t>(per_job / tasks_n, (M + 63) / 64));
   const int64_t tiles = tasks_m * tasks_n;
   ThreadPool::instance().parallel_for(static_cast<int>(njobs * tiles), threads, [&](int task) {
@@ -325,11 +409,7 @@ void run_int_jobs(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
     if (r0 >= r1 || c0 >= c1) return;
     IntWork& w = int_scratch();
     if (method == IntMethod::kExpanded) {
-      if (N <= 8) {
-        task_expanded<8>(job, r0, r1, c0, c1, K, t, w);
-      } else {
-        task_expanded<16>(job, r0, r1, c0, c1, K, t, w);
-      }
+      expanded_by_entry(job, r0, r1, c0, c1, K, N, t, w);
     } else {
       task_lookup(job, r0, r1, c0, c1, K, t, w);
     }

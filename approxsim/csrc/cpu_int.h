@@ -9,9 +9,10 @@
 // code 0 (forward and filter-gradient padding) is added by the caller (approxsim.backends.cpu).
 //
 // Sums are exact: int32 partial sums over at most INT32_MAX / max|T| products, carried into int64
-// where the output is int64. Methods: "expanded" (bits <= 8, many rows): for each B panel the rows
-// Wx[e][k][c] = t[e][e_b[k][c]] for every encoded A value e, so that a row of A selects a
-// contiguous row of Wx and the micro-kernel is vector integer adds, no multiply, no gather;
+// where the output is int64. Methods: "expanded" (bits <= 8, from s1 / 8 rows): for each B panel
+// the rows Wx[e][k][c] = t[e][e_b[k][c]] for every encoded A value e, so that a row of A selects a
+// contiguous row of Wx and the micro-kernel is vector integer adds, no multiply, no gather (16-bit
+// panel entries where the table fits them, 8-column panels for outputs of at most 8 columns);
 // "lookup" otherwise: one table lookup per product.
 #ifndef APPROXSIM_CPU_INT_H_
 #define APPROXSIM_CPU_INT_H_
@@ -29,6 +30,7 @@ struct IntTable {
   std::vector<int32_t> t;  // t[e_a * s1 + e_b]; row and column 0 are 0 (+ padding for vector loads)
   std::vector<int32_t> tt; // the transpose, tt[e_b * s1 + e_a]
   int64_t max_abs = 0;     // max |entry|
+  int64_t min_entry = 0, max_entry = 0;  // the entries' range (0 included: the padding row and column)
 };
 
 // The padded tables of a 2^n x 2^n int32 table (row-major by patterns, first operand outer).
