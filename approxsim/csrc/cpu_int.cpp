@@ -35,6 +35,10 @@ IntTable make_int_table(const int32_t* table, int bits) {
       t.min_entry = std::min<int64_t>(t.min_entry, v);
       t.max_entry = std::max<int64_t>(t.max_entry, v);
     }
+  if ((t.min_entry >= 0 && t.max_entry <= UINT16_MAX) || (t.min_entry >= INT16_MIN && t.max_entry <= INT16_MAX)) {
+    t.tt16.assign(t.tt.size() + 16, 0);  // padded: the panel build reads 16 rows at a time
+    for (size_t q = 0; q < t.tt.size(); ++q) t.tt16[q] = static_cast<uint16_t>(t.tt[q]);
+  }
   return t;
 }
 
@@ -139,6 +143,53 @@ APPROXSIM_AVX2 inline void store8<int16_t>(int16_t* p, __m256i v) {  // entries 
                    _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
 }
 
+// 16-bit entries: 16 table columns (contiguous over e) transposed 16 x 16 into panel rows, by
+// unpacks within 128-bit lanes (an 8 x 8 transpose per lane and half) and a final lane exchange.
+template <int NR, class E>
+APPROXSIM_AVX2 void build16_avx2(const float* braw, int kc, const IntTable& t, void* out) {
+  static_assert(sizeof(E) == 2, "16-bit entries");
+  uint16_t* wx = static_cast<uint16_t*>(out);
+  const int64_t s1 = t.s1;
+  for (int k = 0; k < kc; ++k) {
+    const uint16_t* col[16];
+    for (int q = 0; q < NR; ++q) col[q] = t.tt16.data() + int64_t(braw[k * NR + q]) * s1;
+    uint16_t* slab = wx + int64_t(k) * s1 * NR;
+    for (int64_t e0 = 0; e0 < s1; e0 += 16) {  // tt16 is padded: loads past s1 stay inside it
+      __m256i c[2][8];  // [column half][x]: lane 0 = panel row e0 + x, lane 1 = row e0 + 8 + x
+      for (int h = 0; h < NR / 8; ++h) {
+        __m256i r[8], a[8], b[8];
+        for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col[h * 8 + q] + e0));
+        for (int q = 0; q < 4; ++q) {
+          a[2 * q] = _mm256_unpacklo_epi16(r[2 * q], r[2 * q + 1]);
+          a[2 * q + 1] = _mm256_unpackhi_epi16(r[2 * q], r[2 * q + 1]);
+        }
+        for (int g = 0; g < 2; ++g) {  // rows 4g .. 4g + 3
+          b[4 * g] = _mm256_unpacklo_epi32(a[4 * g], a[4 * g + 2]);
+          b[4 * g + 1] = _mm256_unpackhi_epi32(a[4 * g], a[4 * g + 2]);
+          b[4 * g + 2] = _mm256_unpacklo_epi32(a[4 * g + 1], a[4 * g + 3]);
+          b[4 * g + 3] = _mm256_unpackhi_epi32(a[4 * g + 1], a[4 * g + 3]);
+        }
+        for (int q = 0; q < 4; ++q) {
+          c[h][2 * q] = _mm256_unpacklo_epi64(b[q], b[q + 4]);
+          c[h][2 * q + 1] = _mm256_unpackhi_epi64(b[q], b[q + 4]);
+        }
+      }
+      const int rows = static_cast<int>(std::min<int64_t>(16, s1 - e0));
+      for (int x = 0; x < 8; ++x) {
+        uint16_t* lo = slab + (e0 + x) * NR;
+        uint16_t* hi = slab + (e0 + 8 + x) * NR;
+        if (NR == 16) {
+          if (x < rows) _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo), _mm256_permute2x128_si256(c[0][x], c[1][x], 0x20));
+          if (x + 8 < rows) _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi), _mm256_permute2x128_si256(c[0][x], c[1][x], 0x31));
+        } else {
+          if (x < rows) _mm_storeu_si128(reinterpret_cast<__m128i*>(lo), _mm256_castsi256_si128(c[0][x]));
+          if (x + 8 < rows) _mm_storeu_si128(reinterpret_cast<__m128i*>(hi), _mm256_extracti128_si256(c[0][x], 1));
+        }
+      }
+    }
+  }
+}
+
 template <int NR, class E>
 APPROXSIM_AVX2 void build_avx2(const float* braw, int kc, const IntTable& t, void* out) {
   E* wx = static_cast<E*>(out);
@@ -221,6 +272,42 @@ APPROXSIM_AVX2 void kernel_avx2_8(int kc, const uint16_t* a, int64_t lda, int64_
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 16), c2);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 24), c3);
 }
+
+// AVX-512, 16-bit entries: one row of 16 columns is one widening load and one add.
+template <class E>
+APPROXSIM_AVX512 inline __m512i load16w(const E* p);
+template <>
+APPROXSIM_AVX512 inline __m512i load16w<uint16_t>(const uint16_t* p) {
+  return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+template <>
+APPROXSIM_AVX512 inline __m512i load16w<int16_t>(const int16_t* p) {
+  return _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+template <>
+APPROXSIM_AVX512 inline __m512i load16w<int32_t>(const int32_t* p) {
+  return _mm512_loadu_si512(p);
+}
+
+template <class E>
+APPROXSIM_AVX512 void kernel_avx512_16(int kc, const uint16_t* a, int64_t lda, int64_t s1, const void* panel,
+                                       int32_t* acc) {
+  const E* wx = static_cast<const E*>(panel);
+  __m512i c0 = _mm512_loadu_si512(acc), c1 = _mm512_loadu_si512(acc + 16);
+  __m512i c2 = _mm512_loadu_si512(acc + 32), c3 = _mm512_loadu_si512(acc + 48);
+  const int64_t slab = s1 * 16;
+  for (int k = 0; k < kc; ++k) {
+    const E* kb = wx + k * slab;
+    c0 = _mm512_add_epi32(c0, load16w<E>(kb + int64_t(a[k]) * 16));
+    c1 = _mm512_add_epi32(c1, load16w<E>(kb + int64_t(a[lda + k]) * 16));
+    c2 = _mm512_add_epi32(c2, load16w<E>(kb + int64_t(a[2 * lda + k]) * 16));
+    c3 = _mm512_add_epi32(c3, load16w<E>(kb + int64_t(a[3 * lda + k]) * 16));
+  }
+  _mm512_storeu_si512(acc, c0);
+  _mm512_storeu_si512(acc + 16, c1);
+  _mm512_storeu_si512(acc + 32, c2);
+  _mm512_storeu_si512(acc + 48, c3);
+}
 #endif
 
 using BuildFn = void (*)(const float*, int, const IntTable&, void*);
@@ -229,13 +316,18 @@ using KernelFn = void (*)(int, const uint16_t*, int64_t, int64_t, const void*, i
 template <int NR, class E>
 BuildFn select_build() {
 #ifdef APPROXSIM_X86
-  if (simd_level() >= kAvx2) return build_avx2<NR, E>;
+  if constexpr (sizeof(E) == 2) {
+    if (simd_level() >= kAvx2) return build16_avx2<NR, E>;
+  } else {
+    if (simd_level() >= kAvx2) return build_avx2<NR, E>;
+  }
 #endif
   return build_portable<NR, E>;
 }
 template <int NR, class E>
 KernelFn select_kernel() {
 #ifdef APPROXSIM_X86
+  if (NR == 16 && simd_level() >= kAvx512) return kernel_avx512_16<E>;
   if (simd_level() >= kAvx2) return NR == 16 ? kernel_avx2_16<E> : kernel_avx2_8<E>;
 #endif
   return kernel_portable<NR, E>;

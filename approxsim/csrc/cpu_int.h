@@ -12,7 +12,8 @@
 // where the output is int64. Methods: "expanded" (bits <= 8, from s1 / 8 rows): for each B panel
 // the rows Wx[e][k][c] = t[e][e_b[k][c]] for every encoded A value e, so that a row of A selects a
 // contiguous row of Wx and the micro-kernel is vector integer adds, no multiply, no gather (16-bit
-// panel entries where the table fits them, 8-column panels for outputs of at most 8 columns);
+// panel entries where the table fits them, built by 16 x 16 transposes of a 16-bit transposed table;
+// 8-column panels for outputs of at most 8 columns; AVX-512: one widening load per 16-column row);
 // "lookup" otherwise: one table lookup per product.
 #ifndef APPROXSIM_CPU_INT_H_
 #define APPROXSIM_CPU_INT_H_
@@ -31,6 +32,7 @@ struct IntTable {
   std::vector<int32_t> tt; // the transpose, tt[e_b * s1 + e_a]
   int64_t max_abs = 0;     // max |entry|
   int64_t min_entry = 0, max_entry = 0;  // the entries' range (0 included: the padding row and column)
+  std::vector<uint16_t> tt16;  // tt as 16-bit patterns where every entry fits 16 bits (else empty)
 };
 
 // The padded tables of a 2^n x 2^n int32 table (row-major by patterns, first operand outer).
