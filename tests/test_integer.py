@@ -449,3 +449,21 @@ def test_stats_and_compare_refuse_mixed_kinds(capsys):
     assert main(["compare", "uint8", "drum8u_k4", "--json"]) == 0
     out = capsys.readouterr().out
     assert '"MAE": 0.0' in out and '"exhaustive": true' in out
+
+
+@needs_cpu
+@pytest.mark.parametrize("bad", [np.nan, -1.0, 257.5, 258.0, 3.5, np.inf])
+def test_the_extension_refuses_encoded_codes_outside_the_table(bad):
+    """The integer kernels' own guard (below the Python checks): an encoded code (pattern + 1) must be
+    an integer in 0..2^n, whatever the caller passed."""
+    from approxsim import _cpu
+
+    table = _cpu.prepare_int_table(multipliers.get("uint8").table, 8)
+    a = np.ones((1, 40, 33), np.float32)
+    a[0, 17, 5] = bad
+    b = np.ones((1, 33, 20), np.float32)
+    idx = np.zeros(1, np.int64)
+    with pytest.raises(ValueError, match="encoded codes must be integers in 0..2\\^n"):
+        _cpu.int_matmul(a, b, table, False, False, idx, idx, False)
+    good = np.full_like(a, 3.0)  # code 2
+    np.testing.assert_array_equal(_cpu.int_matmul(good, 3 * b, table, False, False, idx, idx, False), 4 * 33)

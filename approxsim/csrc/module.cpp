@@ -194,9 +194,12 @@ std::shared_ptr<IntTable> prepare_int_table(const I32Array& table, int bits) {
 void check_codes(const FArray& a, const IntTable& t, const char* what) {
   const float* p = a.data();
   const float hi = static_cast<float>(t.s1 - 1);
-  for (py::ssize_t q = 0; q < a.size(); ++q)
-    if (!(p[q] >= 0.0f && p[q] <= hi) || p[q] != static_cast<float>(static_cast<int64_t>(p[q])))
-      throw std::invalid_argument(std::string(what) + ": encoded codes must be integers in 0..2^n");
+  bool ok = true;  // no early exit, so that the loop vectorizes
+  for (py::ssize_t q = 0; q < a.size(); ++q) {
+    const float v = p[q], lo_clamped = v > 0.0f ? v : 0.0f, c = lo_clamped < hi ? lo_clamped : hi;  // NaN -> 0
+    ok &= (c == v) & (c == static_cast<float>(static_cast<int32_t>(c)));
+  }
+  if (!ok) throw std::invalid_argument(std::string(what) + ": encoded codes must be integers in 0..2^n");
 }
 
 template <class Out>
