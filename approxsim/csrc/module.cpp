@@ -194,12 +194,15 @@ std::shared_ptr<IntTable> prepare_int_table(const I32Array& table, int bits) {
 void check_codes(const FArray& a, const IntTable& t, const char* what) {
   const float* p = a.data();
   const float hi = static_cast<float>(t.s1 - 1);
-  bool ok = true;  // no early exit, so that the loop vectorizes
-  for (py::ssize_t q = 0; q < a.size(); ++q) {
-    const float v = p[q], lo_clamped = v > 0.0f ? v : 0.0f, c = lo_clamped < hi ? lo_clamped : hi;  // NaN -> 0
-    ok &= (c == v) & (c == static_cast<float>(static_cast<int32_t>(c)));
+  // No early exit and no conversion, so that the loop vectorizes: v is clamped to [0, hi] (NaN to 0),
+  // and c < 2^23 is an integer exactly when (c + 2^23) - 2^23 == c (round to nearest).
+  int32_t bad = 0;
+  const int64_t n = a.size();
+  for (int64_t q = 0; q < n; ++q) {
+    const float v = p[q], lo_clamped = v > 0.0f ? v : 0.0f, c = lo_clamped < hi ? lo_clamped : hi;
+    bad |= static_cast<int32_t>(c != v) | static_cast<int32_t>((c + 8388608.0f) - 8388608.0f != c);
   }
-  if (!ok) throw std::invalid_argument(std::string(what) + ": encoded codes must be integers in 0..2^n");
+  if (bad) throw std::invalid_argument(std::string(what) + ": encoded codes must be integers in 0..2^n");
 }
 
 template <class Out>
