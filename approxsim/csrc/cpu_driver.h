@@ -304,7 +304,8 @@ void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, boo
   const int ks = static_cast<int>(stretch);
   const int nblk = (ks + kcx - 1) / kcx;
   w.araw.resize(size_t(rc) * ks);
-  w.a16.resize(size_t(nblk) * kcx * rc + 8);  // block-major: block b of row panel ip at (b * panels + ip) * kcx * mr
+  // Block-major: block b of row panel ip at (b * panels + ip) * kcx * mr; +16: the kernels decode 16 at a time.
+  w.a16.resize(size_t(nblk) * kcx * rc + 16);
   w.astats.resize(size_t(rc / mr + 1) * nblk);
   w.braw.resize(size_t(kcx) * nr);
   w.bx.resize(size_t(side) * kcx * nr + 16);

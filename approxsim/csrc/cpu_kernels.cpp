@@ -57,6 +57,7 @@ LinearKernel select_linear_kernel(const Table& t) {
 
 ExpandedKernel select_expanded_kernel() {
 #ifdef APPROXSIM_X86
+  if (simd_level() >= kAvx512) return expanded_avx512;
   if (simd_level() >= kAvx2) return expanded_avx2;
 #endif
   return expanded_portable;

@@ -225,5 +225,39 @@ APPROXSIM_PERMUTE_WIDTH(6)
 APPROXSIM_PERMUTE_WIDTH(7)
 #undef APPROXSIM_PERMUTE_WIDTH
 
+// The expanded-operand kernel of cpu_kernels_avx2.cpp with one 16-lane FMA per panel row: the same
+// products and sums, lane for lane, in half the instructions.
+APPROXSIM_AVX512 void expanded_avx512(int kc, const uint16_t* a, int m, const float* bx, float* acc) {
+  alignas(64) int32_t arow[kExpandedMaxKc * kFreeMR + 16];
+  alignas(64) float asc[kExpandedMaxKc * kFreeMR + 16];
+  {
+    const __m512i low = _mm512_set1_epi32(0x7F), high = _mm512_set1_epi32(0xFF80);
+    const __m128i rshift = _mm_cvtsi32_si128(7 - m);
+    const int n = kc * kFreeMR;
+    for (int q = 0; q < n; q += 16) {  // a is padded: reads past n stay inside it
+      const __m512i e = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + q)));
+      const __m512i row = _mm512_slli_epi32(_mm512_srl_epi32(_mm512_and_si512(e, low), rshift), 4);
+      _mm512_store_si512(arow + q, row);
+      _mm512_store_ps(asc + q, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_and_si512(e, high), 16)));
+    }
+  }
+  __m512 c0 = _mm512_loadu_ps(acc), c1 = _mm512_loadu_ps(acc + 16);
+  __m512 c2 = _mm512_loadu_ps(acc + 32), c3 = _mm512_loadu_ps(acc + 48);
+  const size_t slab = size_t(16) << m;  // floats of one contraction step of the panel
+  for (int k = 0; k < kc; ++k) {
+    const float* kb = bx + k * slab;
+    const int32_t* ar = arow + 4 * k;
+    const float* sc = asc + 4 * k;
+    c0 = _mm512_fmadd_ps(_mm512_loadu_ps(kb + ar[0]), _mm512_set1_ps(sc[0]), c0);
+    c1 = _mm512_fmadd_ps(_mm512_loadu_ps(kb + ar[1]), _mm512_set1_ps(sc[1]), c1);
+    c2 = _mm512_fmadd_ps(_mm512_loadu_ps(kb + ar[2]), _mm512_set1_ps(sc[2]), c2);
+    c3 = _mm512_fmadd_ps(_mm512_loadu_ps(kb + ar[3]), _mm512_set1_ps(sc[3]), c3);
+  }
+  _mm512_storeu_ps(acc, c0);
+  _mm512_storeu_ps(acc + 16, c1);
+  _mm512_storeu_ps(acc + 32, c2);
+  _mm512_storeu_ps(acc + 48, c3);
+}
+
 }  // namespace approxsim
 #endif  // APPROXSIM_X86
