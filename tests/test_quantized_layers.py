@@ -238,6 +238,32 @@ def test_ste_gradients_are_those_of_the_fake_quantized_product():
     np.testing.assert_allclose(dw, (qx * sx).T @ dy, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("mult", ["int8", "mitchell8u"])
+def test_ste_gradients_of_a_conv_are_those_of_the_fake_quantized_conv(mult):
+    """Symmetric (int8) and affine (unsigned) codes: the STE gradients of AMConv2D equal TF's conv2d
+    gradients at the dequantized operands, computed here from NumPy codes."""
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(2, 6, 6, 3)).astype(np.float32)
+    layer = AMConv2D(4, 3, padding="same", multiplier=mult, backend=BACKEND, use_bias=False,
+                     kernel_initializer=keras.initializers.RandomNormal(seed=15))
+    layer.build(x.shape)
+    dx, dw, dy = _grads(layer, x)
+    w = layer.kernel.numpy()
+    if multipliers.get(mult).signed:
+        (sx, qx), (sw, qw) = _symmetric(x, 127), _symmetric(w, 127)
+        fx, fw = qx * sx, qw * sw
+    else:
+        (sx, zx, qx), (sw, zw, qw) = _affine(x, 0, 255), _affine(w, 0, 255)
+        fx, fw = (qx - zx) * sx, (qw - zw) * sw
+    tx, tw = tf.constant(fx, tf.float32), tf.constant(fw, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch([tx, tw])
+        y = tf.nn.conv2d(tx, tw, 1, "SAME")
+    want_dx, want_dw = tape.gradient(y, [tx, tw], output_gradients=tf.constant(dy))
+    np.testing.assert_allclose(dx, want_dx.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, want_dw.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_ste_clips_outside_the_calibrated_range():
     x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
     layer = _dense("int8", 2, x)

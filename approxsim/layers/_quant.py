@@ -6,9 +6,12 @@ an integer multiplier, :func:`quantized_product` computes (DESIGN.md section 1b)
     q_a = clip(round(a / s_a) + z_a),  q_b = clip(round(b / s_b) + z_b)
     y   = s_a s_b * (sum f(q_a, q_b) - z_b sum q_a - z_a sum q_b + z_a z_b K)
 
-with every sum exact integer arithmetic (the zero-point sums through the same op with the exact
-multiplier of the format; convolutions pad ``q_a`` with its zero point, the code of 0.0) and
-one float multiply at the end. Gradients (``backward``):
+with every sum exact integer arithmetic and one float multiply at the end. Convolutions pad
+``q_a`` with its zero point, the code of 0.0. The zero-point sums take closed forms where the
+layer gives them (:class:`CodeSums`): ``sum q_a`` per output window as the product with a kernel
+of ones, one column per group; ``sum q_b`` as a reduction of the kernel; ``K`` as a number. They
+are exact in float32 below ``2^24`` (TF's own product), else go through the exact integer
+multiplier of the format. Gradients (``backward``), computed in the backward pass only:
 
 * ``"ste"``: those of the exact product of the fake-quantized operands, clipped to the
   quantization range (straight-through estimator);
