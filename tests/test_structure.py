@@ -98,14 +98,16 @@ def test_backend_uses_the_structure_and_the_methods():
     for name, linear in [("mitchell11", True), ("mbm7", True), ("bf16", False)]:
         mult = approxsim.multipliers.get(name)
         table = cpu.create().bind(mult)._table()
+        level = cpu.simd_name(_cpu.simd_level())  # the level the kernels run at ($APPROXSIM_SIMD applied)
         assert table.linear_sum is linear, name
-        big = _cpu.method_for(table, 1 << 20)
-        assert big == ("expanded" if mult.mantissa_bits <= 7 and cpu.detected_simd() != "portable"
-                       else "linear" if linear else "lookup"), (name, big)
-        # few rows: the linear-sum kernels, unless VBMI byte permutes do the lookups (M <= 7, every
-        # entry a normal bfloat16 value), which are faster than computing the entry
+        # VBMI byte permutes do the lookups where they can (M <= 7, every entry a normal bfloat16
+        # value), at any size: faster than the expanded operand and than computing the entry
         t = mult.table
         exponents = (t.view(np.uint32) >> 23) & 0xFF
-        bytes_ok = (cpu.detected_simd() == "vbmi" and mult.mantissa_bits <= 7
+        bytes_ok = (level == "vbmi" and mult.mantissa_bits <= 7
                     and not np.any(t.view(np.uint32) & 0xFFFF) and np.all((exponents != 0) & (exponents != 0xFF)))
+        big = _cpu.method_for(table, 1 << 20)
+        assert big == ("lookup" if bytes_ok else "expanded" if mult.mantissa_bits <= 7 and level != "portable"
+                       else "linear" if linear else "lookup"), (name, big)
+        # few rows: the linear-sum kernels, unless byte permutes do the lookups
         assert _cpu.method_for(table, 4) == ("linear" if linear and not bytes_ok else "lookup"), name
