@@ -299,6 +299,9 @@ void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, boo
   const int m = t.m, side = 1 << m, kcx = expanded_kc(m);
   const ExpandedKernel kernel = select_expanded_kernel();
   const ExpandBuild build = select_expand_build();
+  // bfloat16 panel entries where the table allows them (half the panel, half the L2 traffic).
+  const ExpandedBf16Kernel kernel16 = t.bf16_exact ? select_expanded_bf16_kernel() : nullptr;
+  const ExpandBuildBf16 build16 = kernel16 != nullptr ? select_expand_build_bf16() : nullptr;
   zero_block(C, ldc, trans_c, r0, r1, c0, c1);
   if (k1 <= k0) return;
   // A stretch of the contraction (a multiple of the block) and a chunk of rows: about 8 MiB of A.
@@ -347,12 +350,20 @@ void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, boo
           const int64_t kb = pk + int64_t(b) * kcx;
           B.pack(kb, kc, col0, cols, w.braw.data(), nr);
           Stats bs;
-          build(w.braw.data(), kc, t, bx, bs);
+          if (kernel16 != nullptr) {
+            build16(w.braw.data(), kc, t, reinterpret_cast<uint16_t*>(bx), bs);
+          } else {
+            build(w.braw.data(), kc, t, bx, bs);
+          }
           const uint16_t* ablock = w.a16.data() + size_t(b) * mpan * kcx * mr;
           for (int ip = 0; ip < mpan; ++ip) {
             float* a = acc + size_t(ip) * mr * nr;
             if (float_domain_exact(t, w.astats[size_t(ip) * nblk + b], bs)) {
-              kernel(kc, ablock + size_t(ip) * kcx * mr, m, bx, a);
+              if (kernel16 != nullptr) {
+                kernel16(kc, ablock + size_t(ip) * kcx * mr, m, reinterpret_cast<const uint16_t*>(bx), a);
+              } else {
+                kernel(kc, ablock + size_t(ip) * kcx * mr, m, bx, a);
+              }
             } else {
               float* tile = w.tile.data();
               exact_tile(A, B, ic + int64_t(ip) * mr, std::min(mr, mc - ip * mr), col0, cols, kb, kc, t, nr, tile);

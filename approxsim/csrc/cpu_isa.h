@@ -40,6 +40,8 @@ APPROXSIM_AVX2 void linear_avx2(int kc, int as, const float* au, const float* as
                                 const LinearSum& lin, float* tile);
 APPROXSIM_AVX2 void expanded_avx2(int kc, const uint16_t* a, int m, const float* bx, float* acc);
 APPROXSIM_AVX2 void expand_build_avx2(const float* raw, int kc, const Table& t, float* bx, Stats& s);
+APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
+APPROXSIM_AVX2 void expand_build_bf16_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s);
 APPROXSIM_AVX2 APPROXSIM_TABLE_KERNEL(table_avx2);
 APPROXSIM_AVX2 APPROXSIM_EXACT_KERNEL(exact_avx2);
 APPROXSIM_AVX512 APPROXSIM_TABLE_KERNEL(table_avx512_gather);
@@ -48,6 +50,7 @@ APPROXSIM_AVX512 APPROXSIM_TABLE_KERNEL(table_avx512_permute);
 APPROXSIM_VBMI APPROXSIM_TABLE_KERNEL(table_avx512_bytes);
 APPROXSIM_AVX512 APPROXSIM_EXACT_KERNEL(exact_avx512);
 APPROXSIM_AVX512 void expanded_avx512(int kc, const uint16_t* a, int m, const float* bx, float* acc);
+APPROXSIM_AVX512 void expanded_bf16_avx512(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
 APPROXSIM_AVX512 void convert_a_avx512(const float* raw, int n, int m, int aoff_shift, int32_t* off, float* sc,
                                        Stats& s);
 APPROXSIM_AVX512_BMI2 void convert_b_bytes8_avx512(const float* raw, int m, uint8_t* idx, uint16_t* ext,

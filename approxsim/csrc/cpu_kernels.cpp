@@ -63,6 +63,21 @@ ExpandedKernel select_expanded_kernel() {
   return expanded_portable;
 }
 
+ExpandedBf16Kernel select_expanded_bf16_kernel() {
+#ifdef APPROXSIM_X86
+  if (simd_level() >= kAvx512) return expanded_bf16_avx512;
+  if (simd_level() >= kAvx2) return expanded_bf16_avx2;
+#endif
+  return nullptr;
+}
+
+ExpandBuildBf16 select_expand_build_bf16() {
+#ifdef APPROXSIM_X86
+  if (simd_level() >= kAvx2) return expand_build_bf16_avx2;
+#endif
+  return nullptr;
+}
+
 ExpandBuild select_expand_build() {
 #ifdef APPROXSIM_X86
   if (simd_level() >= kAvx2) return expand_build_avx2;

@@ -106,6 +106,13 @@ inline float compact_scale(uint16_t a) { return from_bits(uint32_t(a & 0xFF80u) 
 using ExpandBuild = void (*)(const float* raw, int kc, const Table& t, float* bx, Stats& s);  // raw: kc x 16
 ExpandedKernel select_expanded_kernel();
 ExpandBuild select_expand_build();
+// The same with bfloat16 panel entries (the upper halves), for tables whose entries are all
+// bfloat16 (Table::bf16_exact): a scaled entry T * 2^E is then bfloat16 too, exactly (the panel's
+// range check keeps it normal), and the panel is half the size. Null where there is no such kernel.
+using ExpandedBf16Kernel = void (*)(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
+using ExpandBuildBf16 = void (*)(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s);
+ExpandedBf16Kernel select_expanded_bf16_kernel();
+ExpandBuildBf16 select_expand_build_bf16();
 
 // Adds one operand (bit pattern u) to the stats of its panel.
 inline void account(uint32_t u, Stats& s) { approxsim_range_add(&s, u); }

@@ -100,9 +100,24 @@ APPROXSIM_LINEAR_PIECES(3)
 APPROXSIM_LINEAR_PIECES(4)
 #undef APPROXSIM_LINEAR_PIECES
 
+// Panel entries as 8 float lanes: float32 ones, or bfloat16 ones (the upper halves of float32
+// values, for tables whose entries are all bfloat16: every scaled entry is too, exactly).
+APPROXSIM_AVX2 inline __m256 panel8(const float* p) { return _mm256_loadu_ps(p); }
+APPROXSIM_AVX2 inline __m256 panel8(const uint16_t* p) {
+  return _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+APPROXSIM_AVX2 inline void store_panel8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+APPROXSIM_AVX2 inline void store_panel8(uint16_t* p, __m256 v) {
+  const __m256i hi = _mm256_srli_epi32(_mm256_castps_si256(v), 16);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                   _mm_packus_epi32(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1)));
+}
+
 // Expanded operand: a row of A selects a contiguous row of the panel; broadcast-FMA, no gather.
 // The two-byte A operands are first decoded, 8 at a time, into row offsets and scales (in L1).
-APPROXSIM_AVX2 void expanded_avx2(int kc, const uint16_t* a, int m, const float* bx, float* acc) {
+template <class E>
+APPROXSIM_AVX2 void expanded_avx2_t(int kc, const uint16_t* a, int m, const E* bx, float* acc) {
   alignas(32) int32_t arow[kExpandedMaxKc * kFreeMR + 8];
   alignas(32) float asc[kExpandedMaxKc * kFreeMR + 8];
   {
@@ -119,25 +134,25 @@ APPROXSIM_AVX2 void expanded_avx2(int kc, const uint16_t* a, int m, const float*
   __m256 c00 = _mm256_loadu_ps(acc), c01 = _mm256_loadu_ps(acc + 8), c10 = _mm256_loadu_ps(acc + 16);
   __m256 c11 = _mm256_loadu_ps(acc + 24), c20 = _mm256_loadu_ps(acc + 32), c21 = _mm256_loadu_ps(acc + 40);
   __m256 c30 = _mm256_loadu_ps(acc + 48), c31 = _mm256_loadu_ps(acc + 56);
-  const size_t slab = size_t(16) << m;  // floats of one contraction step of the panel
+  const size_t slab = size_t(16) << m;  // entries of one contraction step of the panel
   for (int k = 0; k < kc; ++k) {
-    const float* kb = bx + k * slab;
+    const E* kb = bx + k * slab;
     const int32_t* ar = arow + 4 * k;
     const float* sc = asc + 4 * k;
-    const float* p0 = kb + ar[0];
-    const float* p1 = kb + ar[1];
-    const float* p2 = kb + ar[2];
-    const float* p3 = kb + ar[3];
+    const E* p0 = kb + ar[0];
+    const E* p1 = kb + ar[1];
+    const E* p2 = kb + ar[2];
+    const E* p3 = kb + ar[3];
     const __m256 s0 = _mm256_broadcast_ss(sc), s1 = _mm256_broadcast_ss(sc + 1);
     const __m256 s2 = _mm256_broadcast_ss(sc + 2), s3 = _mm256_broadcast_ss(sc + 3);
-    c00 = _mm256_fmadd_ps(_mm256_loadu_ps(p0), s0, c00);
-    c01 = _mm256_fmadd_ps(_mm256_loadu_ps(p0 + 8), s0, c01);
-    c10 = _mm256_fmadd_ps(_mm256_loadu_ps(p1), s1, c10);
-    c11 = _mm256_fmadd_ps(_mm256_loadu_ps(p1 + 8), s1, c11);
-    c20 = _mm256_fmadd_ps(_mm256_loadu_ps(p2), s2, c20);
-    c21 = _mm256_fmadd_ps(_mm256_loadu_ps(p2 + 8), s2, c21);
-    c30 = _mm256_fmadd_ps(_mm256_loadu_ps(p3), s3, c30);
-    c31 = _mm256_fmadd_ps(_mm256_loadu_ps(p3 + 8), s3, c31);
+    c00 = _mm256_fmadd_ps(panel8(p0), s0, c00);
+    c01 = _mm256_fmadd_ps(panel8(p0 + 8), s0, c01);
+    c10 = _mm256_fmadd_ps(panel8(p1), s1, c10);
+    c11 = _mm256_fmadd_ps(panel8(p1 + 8), s1, c11);
+    c20 = _mm256_fmadd_ps(panel8(p2), s2, c20);
+    c21 = _mm256_fmadd_ps(panel8(p2 + 8), s2, c21);
+    c30 = _mm256_fmadd_ps(panel8(p3), s3, c30);
+    c31 = _mm256_fmadd_ps(panel8(p3 + 8), s3, c31);
   }
   _mm256_storeu_ps(acc, c00);
   _mm256_storeu_ps(acc + 8, c01);
@@ -149,11 +164,18 @@ APPROXSIM_AVX2 void expanded_avx2(int kc, const uint16_t* a, int m, const float*
   _mm256_storeu_ps(acc + 56, c31);
 }
 
+APPROXSIM_AVX2 void expanded_avx2(int kc, const uint16_t* a, int m, const float* bx, float* acc) {
+  expanded_avx2_t(kc, a, m, bx, acc);
+}
+APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc) {
+  expanded_avx2_t(kc, a, m, bx, acc);
+}
+
 // Builds an expanded panel from the transposed table: for 8 columns at a time, 8 table columns
 // (contiguous over i) are transposed in 8x8 blocks into rows of the panel and scaled.
-APPROXSIM_AVX2 void expand_build_avx2(const float* raw, int kc, const Table& t, float* bx, Stats& s) {
+template <class E>
+APPROXSIM_AVX2 void expand_build_avx2_t(const float* raw, int kc, const Table& t, E* bx, Stats& s) {
   const int m = t.m, side = 1 << m;
-  if (side < 8) return expand_build_portable(raw, kc, t, bx, s);
   const int shift = 23 - m;
   const uint32_t imask = (1u << m) - 1;
   const float* cols = t.cols.data();
@@ -168,15 +190,29 @@ APPROXSIM_AVX2 void expand_build_avx2(const float* raw, int kc, const Table& t, 
         sb[q] = scale_of(u);
       }
       const __m256 scale = _mm256_load_ps(sb);
+      if (side < 8) {  // fewer rows than a transpose block: one row at a time
+        for (int i = 0; i < side; ++i) {
+          alignas(32) float row[8];
+          for (int q = 0; q < 8; ++q) row[q] = col[q][i];
+          store_panel8(bx + ((size_t(k) << m) + i) * 16 + c0, _mm256_mul_ps(_mm256_load_ps(row), scale));
+        }
+        continue;
+      }
       for (int i0 = 0; i0 < side; i0 += 8) {
         __m256 r[8];
         for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(col[q] + i0);
         transpose8(r);
-        for (int q = 0; q < 8; ++q)
-          _mm256_storeu_ps(bx + ((size_t(k) << m) + i0 + q) * 16 + c0, _mm256_mul_ps(r[q], scale));
+        for (int q = 0; q < 8; ++q) store_panel8(bx + ((size_t(k) << m) + i0 + q) * 16 + c0, _mm256_mul_ps(r[q], scale));
       }
     }
   }
+}
+
+APPROXSIM_AVX2 void expand_build_avx2(const float* raw, int kc, const Table& t, float* bx, Stats& s) {
+  expand_build_avx2_t(raw, kc, t, bx, s);
+}
+APPROXSIM_AVX2 void expand_build_bf16_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s) {
+  expand_build_avx2_t(raw, kc, t, bx, s);
 }
 
 }  // namespace approxsim

@@ -226,8 +226,15 @@ APPROXSIM_PERMUTE_WIDTH(7)
 #undef APPROXSIM_PERMUTE_WIDTH
 
 // The expanded-operand kernel of cpu_kernels_avx2.cpp with one 16-lane FMA per panel row: the same
-// products and sums, lane for lane, in half the instructions.
-APPROXSIM_AVX512 void expanded_avx512(int kc, const uint16_t* a, int m, const float* bx, float* acc) {
+// products and sums, lane for lane, in half the instructions (float32 or bfloat16 panel entries).
+APPROXSIM_AVX512 inline __m512 panel16(const float* p) { return _mm512_loadu_ps(p); }
+APPROXSIM_AVX512 inline __m512 panel16(const uint16_t* p) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+
+template <class E>
+APPROXSIM_AVX512 void expanded_avx512_t(int kc, const uint16_t* a, int m, const E* bx, float* acc) {
   alignas(64) int32_t arow[kExpandedMaxKc * kFreeMR + 16];
   alignas(64) float asc[kExpandedMaxKc * kFreeMR + 16];
   {
@@ -243,20 +250,27 @@ APPROXSIM_AVX512 void expanded_avx512(int kc, const uint16_t* a, int m, const fl
   }
   __m512 c0 = _mm512_loadu_ps(acc), c1 = _mm512_loadu_ps(acc + 16);
   __m512 c2 = _mm512_loadu_ps(acc + 32), c3 = _mm512_loadu_ps(acc + 48);
-  const size_t slab = size_t(16) << m;  // floats of one contraction step of the panel
+  const size_t slab = size_t(16) << m;  // entries of one contraction step of the panel
   for (int k = 0; k < kc; ++k) {
-    const float* kb = bx + k * slab;
+    const E* kb = bx + k * slab;
     const int32_t* ar = arow + 4 * k;
     const float* sc = asc + 4 * k;
-    c0 = _mm512_fmadd_ps(_mm512_loadu_ps(kb + ar[0]), _mm512_set1_ps(sc[0]), c0);
-    c1 = _mm512_fmadd_ps(_mm512_loadu_ps(kb + ar[1]), _mm512_set1_ps(sc[1]), c1);
-    c2 = _mm512_fmadd_ps(_mm512_loadu_ps(kb + ar[2]), _mm512_set1_ps(sc[2]), c2);
-    c3 = _mm512_fmadd_ps(_mm512_loadu_ps(kb + ar[3]), _mm512_set1_ps(sc[3]), c3);
+    c0 = _mm512_fmadd_ps(panel16(kb + ar[0]), _mm512_set1_ps(sc[0]), c0);
+    c1 = _mm512_fmadd_ps(panel16(kb + ar[1]), _mm512_set1_ps(sc[1]), c1);
+    c2 = _mm512_fmadd_ps(panel16(kb + ar[2]), _mm512_set1_ps(sc[2]), c2);
+    c3 = _mm512_fmadd_ps(panel16(kb + ar[3]), _mm512_set1_ps(sc[3]), c3);
   }
   _mm512_storeu_ps(acc, c0);
   _mm512_storeu_ps(acc + 16, c1);
   _mm512_storeu_ps(acc + 32, c2);
   _mm512_storeu_ps(acc + 48, c3);
+}
+
+APPROXSIM_AVX512 void expanded_avx512(int kc, const uint16_t* a, int m, const float* bx, float* acc) {
+  expanded_avx512_t(kc, a, m, bx, acc);
+}
+APPROXSIM_AVX512 void expanded_bf16_avx512(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc) {
+  expanded_avx512_t(kc, a, m, bx, acc);
 }
 
 }  // namespace approxsim
