@@ -38,6 +38,9 @@ void expand_build_portable(const float* raw, int kc, const Table& t, float* bx, 
 template <int P>
 APPROXSIM_AVX2 void linear_avx2(int kc, int as, const float* au, const float* asc, const float* bv, const float* bsc,
                                 const LinearSum& lin, float* tile);
+template <int P>
+APPROXSIM_AVX512 void linear_avx512(int kc, int as, const float* au, const float* asc, const float* bv,
+                                    const float* bsc, const LinearSum& lin, float* tile);
 APPROXSIM_AVX2 void expanded_avx2(int kc, const uint16_t* a, int m, const float* bx, float* acc);
 APPROXSIM_AVX2 void expand_build_avx2(const float* raw, int kc, const Table& t, float* bx, Stats& s);
 APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);

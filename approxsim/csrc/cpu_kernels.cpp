@@ -49,6 +49,8 @@ LinearKernel select_linear_kernel(const Table& t) {
                                           linear_portable<4>};
   const int p = t.lin.pieces < 1 ? 1 : t.lin.pieces;
 #ifdef APPROXSIM_X86
+  static const LinearKernel avx512[] = {linear_avx512<1>, linear_avx512<2>, linear_avx512<3>, linear_avx512<4>};
+  if (simd_level() >= kAvx512) return avx512[p - 1];
   static const LinearKernel avx2[] = {linear_avx2<1>, linear_avx2<2>, linear_avx2<3>, linear_avx2<4>};
   if (simd_level() >= kAvx2) return avx2[p - 1];
 #endif

@@ -273,5 +273,42 @@ APPROXSIM_AVX512 void expanded_bf16_avx512(int kc, const uint16_t* a, int m, con
   expanded_avx512_t(kc, a, m, bx, acc);
 }
 
+// The linear-sum kernel of cpu_kernels_avx2.cpp with 16 lanes: the same operations, lane for lane.
+template <int P>
+APPROXSIM_AVX512 void linear_avx512(int kc, int as, const float* au, const float* asc, const float* bv,
+                                    const float* bsc, const LinearSum& lin, float* tile) {
+  __m512 al[P], be[P], th[P];
+  for (int p = 0; p < P; ++p) {
+    al[p] = _mm512_set1_ps(lin.alpha[p]);
+    be[p] = _mm512_set1_ps(lin.beta[p]);
+    th[p] = _mm512_set1_ps(lin.theta[p]);
+  }
+  __m512 acc[4];
+  for (int r = 0; r < 4; ++r) acc[r] = _mm512_setzero_ps();
+  for (int k = 0; k < kc; ++k) {
+    const __m512 v = _mm512_loadu_ps(bv + k * 16);
+    const __m512 sb = _mm512_loadu_ps(bsc + k * 16);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      const __m512 sum = _mm512_add_ps(_mm512_set1_ps(au[r * as + k]), v);
+      __m512 t = _mm512_fmadd_ps(be[0], sum, al[0]);
+#pragma GCC unroll 4
+      for (int p = 1; p < P; ++p)
+        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(sum, th[p], _CMP_GE_OQ), t, _mm512_fmadd_ps(be[p], sum, al[p]));
+      acc[r] = _mm512_fmadd_ps(t, _mm512_mul_ps(_mm512_set1_ps(asc[r * as + k]), sb), acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) _mm512_storeu_ps(tile + r * 16, acc[r]);
+}
+
+#define APPROXSIM_LINEAR_PIECES(P)                                                                                 \
+  template APPROXSIM_AVX512 void linear_avx512<P>(int, int, const float*, const float*, const float*, const float*, \
+                                                  const LinearSum&, float*);
+APPROXSIM_LINEAR_PIECES(1)
+APPROXSIM_LINEAR_PIECES(2)
+APPROXSIM_LINEAR_PIECES(3)
+APPROXSIM_LINEAR_PIECES(4)
+#undef APPROXSIM_LINEAR_PIECES
+
 }  // namespace approxsim
 #endif  // APPROXSIM_X86
