@@ -397,6 +397,26 @@ def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch):
         cpu.check_settings()
 
 
+@needs_cpu
+def test_huge_entries_are_summed_exactly(tmp_path):
+    """Entries near 2^30: a few of them overflow an int32 partial sum, so the expanded kernels (int32
+    partial sums over a panel's steps) must not take the table, even when forced."""
+    from approxsim import _cpu
+
+    src = _write(tmp_path, "huge.c", "#include <stdint.h>\nuint64_t huge(const uint64_t b, const uint64_t a) "
+                                     "{ return (a * b) << 14; }\n")
+    mult = multipliers.register_c(src, function="huge", bits=8, signed=False, name="huge8u", replace=True)
+    rng = np.random.default_rng(6)
+    a, b = rng.integers(200, 256, (40, 300)), rng.integers(200, 256, (300, 20))
+    _cpu.force_method("expanded")
+    try:
+        got = approxsim.matmul(a, b, multiplier=mult, backend="cpu")
+    finally:
+        _cpu.force_method("auto")
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, (a @ b) << 14)
+
+
 @pytest.mark.parametrize("method", ["expanded", "lookup"])
 def test_long_sums_go_to_int64_exactly(method):
     """K * max|T| beyond int32: the result is int64 and exact (the int32 partials carry over)."""

@@ -46,17 +46,21 @@ namespace {
 
 constexpr int kMR = 4, kNR = 16;  // rows per micro-kernel; columns per task split
 constexpr int kMaxExpandedIntBits = 8;
+constexpr int kMaxIntKc = 128;  // contraction steps of one expanded panel, at most
 constexpr int kPackRows = 32;  // rows of A packed as floats at a time (expanded)
 
 enum class IntMethod { kExpanded, kLookup };
 
+// Whether the expanded kernels can take the table: at most 8 bits, and entries small enough that a
+// kernel call's int32 partial sums (up to kMaxIntKc steps before they are carried) cannot overflow.
+bool expandable(const IntTable& t) { return t.bits <= kMaxExpandedIntBits && t.max_abs <= INT32_MAX / kMaxIntKc; }
+
 IntMethod choose(const IntTable& t, int64_t rows) {
   const int forced = forced_method();  // the float driver's hook: "expanded" or any other
-  if (forced >= 0) return forced == int(Method::kExpanded) && t.bits <= kMaxExpandedIntBits ? IntMethod::kExpanded
-                                                                                         : IntMethod::kLookup;
-  // The panel costs s1 rows per contraction step whatever the rows of A; measured (AMD Zen 4, 8 bits,
+  if (forced >= 0) return forced == int(Method::kExpanded) && expandable(t) ? IntMethod::kExpanded : IntMethod::kLookup;
+  // The panel costs s1 rows per contraction step whatever the rows of A; measured (AMD Zen 5, 8 bits,
   // K = 400, N = 120): it beats one lookup per product from about 24 rows (32: 0.93 ms against 1.25).
-  return t.bits <= kMaxExpandedIntBits && rows * 8 >= t.s1 ? IntMethod::kExpanded : IntMethod::kLookup;
+  return expandable(t) && rows * 8 >= t.s1 ? IntMethod::kExpanded : IntMethod::kLookup;
 }
 
 // Contraction steps of one expanded panel of NR-wide rows of E: about 256 KiB (in L2), at least 8.
@@ -65,7 +69,7 @@ IntMethod choose(const IntTable& t, int64_t rows) {
 template <int NR, class E>
 int expanded_kc(int64_t s1) {
   const int64_t steps = (int64_t(256) << 10) / (s1 * NR * int64_t(sizeof(E)));
-  return static_cast<int>(std::max<int64_t>(8, std::min<int64_t>(128, steps)));
+  return static_cast<int>(std::max<int64_t>(8, std::min<int64_t>(kMaxIntKc, steps)));
 }
 
 struct IntWork {
