@@ -31,11 +31,10 @@ IntTable make_int_table(const int32_t* table, int bits) {
       const int32_t v = table[i * side + j];
       t.t[(i + 1) * t.s1 + j + 1] = v;
       t.tt[(j + 1) * t.s1 + i + 1] = v;
-      t.max_abs = std::max<int64_t>(t.max_abs, v < 0 ? -int64_t(v) : v);
       t.min_entry = std::min<int64_t>(t.min_entry, v);
       t.max_entry = std::max<int64_t>(t.max_entry, v);
     }
-  if ((t.min_entry >= 0 && t.max_entry <= UINT16_MAX) || (t.min_entry >= INT16_MIN && t.max_entry <= INT16_MAX)) {
+  if (t.fits_uint16() || t.fits_int16()) {
     t.tt16.assign(t.tt.size() + 16, 0);  // padded: the panel build reads 16 rows at a time
     for (size_t q = 0; q < t.tt.size(); ++q) t.tt16[q] = static_cast<uint16_t>(t.tt[q]);
   }
@@ -53,7 +52,7 @@ enum class IntMethod { kExpanded, kLookup };
 
 // Whether the expanded kernels can take the table: at most 8 bits, and entries small enough that a
 // kernel call's int32 partial sums (up to kMaxIntKc steps before they are carried) cannot overflow.
-bool expandable(const IntTable& t) { return t.bits <= kMaxExpandedIntBits && t.max_abs <= INT32_MAX / kMaxIntKc; }
+bool expandable(const IntTable& t) { return t.bits <= kMaxExpandedIntBits && t.max_abs() <= INT32_MAX / kMaxIntKc; }
 
 IntMethod choose(const IntTable& t, int64_t rows) {
   const int forced = forced_method();  // the float driver's hook: "expanded" or any other
@@ -140,23 +139,6 @@ template <>
 APPROXSIM_AVX2 inline __m256i load8<int16_t>(const int16_t* p) {
   return _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
-template <class E>
-APPROXSIM_AVX2 inline void store8(E* p, __m256i v);
-template <>
-APPROXSIM_AVX2 inline void store8<int32_t>(int32_t* p, __m256i v) {
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
-}
-template <>
-APPROXSIM_AVX2 inline void store8<uint16_t>(uint16_t* p, __m256i v) {  // entries in [0, 65535]: no saturation
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
-                   _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
-}
-template <>
-APPROXSIM_AVX2 inline void store8<int16_t>(int16_t* p, __m256i v) {  // entries in [-32768, 32767]
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
-                   _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
-}
-
 // 16-bit entries: 16 table columns (contiguous over e) transposed 16 x 16 into panel rows, by
 // unpacks within 128-bit lanes (an 8 x 8 transpose per lane and half) and a final lane exchange.
 template <int NR, class E>
@@ -193,8 +175,10 @@ APPROXSIM_AVX2 void build16_avx2(const float* braw, int kc, const IntTable& t, v
         uint16_t* lo = slab + (e0 + x) * NR;
         uint16_t* hi = slab + (e0 + 8 + x) * NR;
         if (NR == 16) {
-          if (x < rows) _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo), _mm256_permute2x128_si256(c[0][x], c[1][x], 0x20));
-          if (x + 8 < rows) _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi), _mm256_permute2x128_si256(c[0][x], c[1][x], 0x31));
+          const __m256i rlo = _mm256_permute2x128_si256(c[0][x], c[1][x], 0x20);
+          const __m256i rhi = _mm256_permute2x128_si256(c[0][x], c[1][x], 0x31);
+          if (x < rows) _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo), rlo);
+          if (x + 8 < rows) _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi), rhi);
         } else {
           if (x < rows) _mm_storeu_si128(reinterpret_cast<__m128i*>(lo), _mm256_castsi256_si128(c[0][x]));
           if (x + 8 < rows) _mm_storeu_si128(reinterpret_cast<__m128i*>(hi), _mm256_extracti128_si256(c[0][x], 1));
@@ -204,9 +188,10 @@ APPROXSIM_AVX2 void build16_avx2(const float* braw, int kc, const IntTable& t, v
   }
 }
 
-template <int NR, class E>
-APPROXSIM_AVX2 void build_avx2(const float* braw, int kc, const IntTable& t, void* out) {
-  E* wx = static_cast<E*>(out);
+// int32 entries: 8 table columns transposed 8 x 8 into panel rows.
+template <int NR>
+APPROXSIM_AVX2 void build32_avx2(const float* braw, int kc, const IntTable& t, void* out) {
+  int32_t* wx = static_cast<int32_t*>(out);
   const int64_t s1 = t.s1;
   for (int k = 0; k < kc; ++k)
     for (int c0 = 0; c0 < NR; c0 += 8) {
@@ -218,7 +203,8 @@ APPROXSIM_AVX2 void build_avx2(const float* braw, int kc, const IntTable& t, voi
                                                reinterpret_cast<const __m256i*>(col[q] + e0)));
         transpose8(r);
         const int rows = static_cast<int>(std::min<int64_t>(8, s1 - e0));
-        for (int q = 0; q < rows; ++q) store8<E>(wx + ((int64_t(k) * s1) + e0 + q) * NR + c0, _mm256_castps_si256(r[q]));
+        for (int q = 0; q < rows; ++q)
+          _mm256_storeu_ps(reinterpret_cast<float*>(wx + ((int64_t(k) * s1) + e0 + q) * NR + c0), r[q]);
       }
     }
 }
@@ -333,7 +319,7 @@ BuildFn select_build() {
   if constexpr (sizeof(E) == 2) {
     if (simd_level() >= kAvx2) return build16_avx2<NR, E>;
   } else {
-    if (simd_level() >= kAvx2) return build_avx2<NR, E>;
+    if (simd_level() >= kAvx2) return build32_avx2<NR>;
   }
 #endif
   return build_portable<NR, E>;
@@ -356,7 +342,7 @@ struct IntJob {
 };
 
 // Terms an int32 partial sum can take without overflow.
-int64_t int32_terms(const IntTable& t) { return t.max_abs > 0 ? INT32_MAX / t.max_abs : INT64_MAX; }
+int64_t int32_terms(const IntTable& t) { return t.max_abs() > 0 ? INT32_MAX / t.max_abs() : INT64_MAX; }
 
 // Rows [r0, r1) x columns [c0, c1) of one job, all of the contraction, by expanded panels NR wide
 // with entries of type E.
@@ -435,8 +421,8 @@ void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, i
 template <int NR, class ASrc, class BSrc, class Out>
 void expanded_of_width(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
                        int64_t K, const IntTable& t, IntWork& w) {
-  if (t.min_entry >= 0 && t.max_entry <= UINT16_MAX) return task_expanded<NR, uint16_t>(job, r0, r1, c0, c1, K, t, w);
-  if (t.min_entry >= INT16_MIN && t.max_entry <= INT16_MAX) return task_expanded<NR, int16_t>(job, r0, r1, c0, c1, K, t, w);
+  if (t.fits_uint16()) return task_expanded<NR, uint16_t>(job, r0, r1, c0, c1, K, t, w);
+  if (t.fits_int16()) return task_expanded<NR, int16_t>(job, r0, r1, c0, c1, K, t, w);
   task_expanded<NR, int32_t>(job, r0, r1, c0, c1, K, t, w);
 }
 template <class ASrc, class BSrc, class Out>

@@ -18,6 +18,7 @@
 #ifndef APPROXSIM_CPU_INT_H_
 #define APPROXSIM_CPU_INT_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -30,9 +31,11 @@ struct IntTable {
   int64_t s1 = 0;          // 2^n + 1: rows and columns of the padded tables
   std::vector<int32_t> t;  // t[e_a * s1 + e_b]; row and column 0 are 0 (+ padding for vector loads)
   std::vector<int32_t> tt; // the transpose, tt[e_b * s1 + e_a]
-  int64_t max_abs = 0;     // max |entry|
   int64_t min_entry = 0, max_entry = 0;  // the entries' range (0 included: the padding row and column)
   std::vector<uint16_t> tt16;  // tt as 16-bit patterns where every entry fits 16 bits (else empty)
+  int64_t max_abs() const { return std::max(-min_entry, max_entry); }
+  bool fits_uint16() const { return min_entry >= 0 && max_entry <= UINT16_MAX; }
+  bool fits_int16() const { return min_entry >= INT16_MIN && max_entry <= INT16_MAX; }
 };
 
 // The padded tables of a 2^n x 2^n int32 table (row-major by patterns, first operand outer).

@@ -202,7 +202,8 @@ APPROXSIM_AVX2 void expand_build_avx2_t(const float* raw, int kc, const Table& t
         __m256 r[8];
         for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(col[q] + i0);
         transpose8(r);
-        for (int q = 0; q < 8; ++q) store_panel8(bx + ((size_t(k) << m) + i0 + q) * 16 + c0, _mm256_mul_ps(r[q], scale));
+        for (int q = 0; q < 8; ++q)
+          store_panel8(bx + ((size_t(k) << m) + i0 + q) * 16 + c0, _mm256_mul_ps(r[q], scale));
       }
     }
   }

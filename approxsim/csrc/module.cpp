@@ -359,7 +359,7 @@ PYBIND11_MODULE(_cpu, mod) {
   }, py::arg("table"), py::arg("rows"), "The GEMM method the driver chooses for a table and a number of rows.");
   py::class_<IntTable, std::shared_ptr<IntTable>>(mod, "IntTable", "An integer table prepared for the CPU kernels.")
       .def_property_readonly("bits", [](const IntTable& t) { return t.bits; })
-      .def_property_readonly("max_abs", [](const IntTable& t) { return t.max_abs; });
+      .def_property_readonly("max_abs", [](const IntTable& t) { return t.max_abs(); });
   mod.def("prepare_int_table", &prepare_int_table, py::arg("table"), py::arg("bits"),
           "Prepares a (2^n, 2^n) int32 table, indexed by the codes' patterns, for the integer kernels.");
   mod.def("int_matmul", &int_matmul, py::arg("a"), py::arg("b"), py::arg("table"), py::arg("transpose_a"),
