@@ -62,6 +62,7 @@ def test_fp32_conversion_keeps_outputs_and_gradients():
 
 
 def test_table_conversion_deviates_plausibly_and_survives_save(tmp_path):
+    keras.utils.set_random_seed(0)  # seeded weights: unseeded, a rare draw cancels the outputs (rel 0.24 seen)
     model = checked_model()
     am = approxsim.convert(model, multiplier="mbm7")
     x = _x(2, 4, 10, 10, 3)
