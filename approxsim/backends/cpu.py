@@ -188,7 +188,11 @@ class CpuIntKernels(IntegerKernels):
         return mult.derived("cpu_int_table", lambda: _cpu.prepare_int_table(mult.table, mult.bits))
 
     def _encode(self, codes):
-        return ((codes.astype(np.int64) & self.multiplier.format.mask) + 1).astype(np.float32)
+        # int32 codes (check_codes) to patterns + 1 in place of a fresh int32 array, then float32
+        # (exact: below 2^24); one pass each, no int64 temporaries.
+        encoded = np.bitwise_and(codes, self.multiplier.format.mask, dtype=np.int32)
+        encoded += 1
+        return encoded.astype(np.float32)
 
     def _wide(self, terms):
         return self.result_dtype(terms) == np.int64
