@@ -344,7 +344,8 @@ def test_every_cpu_method_and_simd_level(level, method, name, monkeypatch):
     fmt, table = mult.format, mult.table
     rng = np.random.default_rng(3)
     a, b = _codes(rng, fmt, (70, 45)), _codes(rng, fmt, (45, 37))
-    x, w = _codes(rng, fmt, (2, 7, 7, 4)), _codes(rng, fmt, (3, 3, 2, 6))  # SAME, stride 2: pads 1 each side
+    # SAME, stride 2: pads 1 each side; 10 channels per group: transposed patches by 8 rows and one by one
+    x, w = _codes(rng, fmt, (2, 7, 7, 20)), _codes(rng, fmt, (3, 3, 10, 6))
     dy = _codes(rng, fmt, (2, 4, 4, 6))
     monkeypatch.setenv("APPROXSIM_SIMD", level)  # each backend lookup applies it again
     _cpu.force_method(method)

@@ -14,6 +14,8 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu_simd.h"
+#include "cpu_transpose.h"
 #include "geometry.h"
 
 namespace approxsim {
@@ -237,36 +239,49 @@ struct PatchTA {
     PatchA pa{x, g, c0};
     return pa.get(k, r, v);
   }
-  // The kc pixels are cut into runs along image rows once; each row (tap, channel) is then
-  // one clipped strided copy per run.
+  // The kc pixels are cut into runs along image rows once; each row (tap, channel) is then one
+  // clipped strided copy per run, or, for 8 rows of one tap (AVX2), one 8 x 8 transposing copy
+  // (the 8 channels are consecutive in each pixel).
   void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
     const int64_t cig = cin_per_group(g), step = g.sw * g.c;
     thread_local std::vector<RowSeg> segs;
     std::vector<RowSeg>& sg = segs;
     row_segments(k0, kc, g.oh, g.ow, sg);
+#ifdef APPROXSIM_X86
+    const bool by8 = simd_level() >= kAvx2;
+#else
+    const bool by8 = false;
+#endif
     int64_t tap = r0 / cig, ci = r0 % cig;
-    for (int r = 0; r < nr; ++r) {
+    for (int r = 0; r < nr;) {
+      const int rows = by8 && r + 8 <= nr && ci + 8 <= cig ? 8 : 1;  // rows of this tap at once
       const int64_t kx = tap % g.kw, ky = tap / g.kw;
       float* dst = raw + int64_t(r) * ld;
       for (const RowSeg& s : sg) {
         float* d = dst + s.off;
         const int64_t iy = s.y * g.sh - g.pad_top + ky * g.dh;
-        if (iy < 0 || iy >= g.h) {
-          for (int t = 0; t < s.len; ++t) d[t] = 0.0f;
+        int64_t lo = s.x0, hi = s.x0;  // an empty range where the input row is outside
+        const int64_t xoff = kx * g.dw - g.pad_left;
+        if (iy >= 0 && iy < g.h) valid_range(s.x0, s.len, g.sw, xoff, g.w, lo, hi);
+        const int a = static_cast<int>(lo - s.x0), b = static_cast<int>(hi - s.x0);
+        for (int j = 0; j < rows; ++j) {
+          std::fill(d + int64_t(j) * ld, d + int64_t(j) * ld + a, 0.0f);
+          std::fill(d + int64_t(j) * ld + std::max(a, b), d + int64_t(j) * ld + s.len, 0.0f);
+        }
+        if (b <= a) continue;
+        // src: the input element of the first valid output position lo (inside the input)
+        const float* src = x + ((s.n * g.h + iy) * g.w + lo * g.sw + xoff) * g.c + c0 + ci;
+#ifdef APPROXSIM_X86
+        if (rows == 8) {
+          transpose_strided8(src, step, b - a, d + a, ld);
           continue;
         }
-        int64_t lo, hi;
-        const int64_t xoff = kx * g.dw - g.pad_left;
-        valid_range(s.x0, s.len, g.sw, xoff, g.w, lo, hi);
-        const int a = static_cast<int>(lo - s.x0), b = static_cast<int>(hi - s.x0);
-        for (int t = 0; t < a; ++t) d[t] = 0.0f;
-        if (b > a) {  // src: the input element of the first valid output position lo (inside the input)
-          const float* src = x + ((s.n * g.h + iy) * g.w + lo * g.sw + xoff) * g.c + c0 + ci;
-          for (int t = a; t < b; ++t) d[t] = src[int64_t(t - a) * step];
-        }
-        for (int t = b; t < s.len; ++t) d[t] = 0.0f;
+#endif
+        for (int t = a; t < b; ++t) d[t] = src[int64_t(t - a) * step];
       }
-      if (++ci == cig) {
+      r += rows;
+      ci += rows;
+      if (ci == cig) {
         ci = 0;
         ++tap;
       }

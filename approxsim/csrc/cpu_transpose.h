@@ -1,4 +1,5 @@
-// cpu_transpose.h: the AVX2 8x8 transpose the expanded-panel builders share (float and integer).
+// cpu_transpose.h: the AVX2 8x8 transpose that the expanded-panel builders (float and integer) and
+// the transposed-patch packer share.
 #ifndef APPROXSIM_CPU_TRANSPOSE_H_
 #define APPROXSIM_CPU_TRANSPOSE_H_
 
@@ -25,6 +26,20 @@ APPROXSIM_AVX2 inline void transpose8(__m256 r[8]) {
     r[q] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20);
     r[q + 4] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
   }
+}
+
+// dst[j * ld + t] = src[t * step + j] for j < 8, t < n: the same 8 consecutive values of n records
+// step floats apart, as 8 rows of n (8 x 8 blocks through registers, the tail element by element).
+APPROXSIM_AVX2 inline void transpose_strided8(const float* src, int64_t step, int n, float* dst, int64_t ld) {
+  int t = 0;
+  for (; t + 8 <= n; t += 8) {
+    __m256 r[8];
+    for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(src + (t + q) * step);
+    transpose8(r);
+    for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + j * ld + t, r[j]);
+  }
+  for (; t < n; ++t)
+    for (int j = 0; j < 8; ++j) dst[j * ld + t] = src[t * step + j];
 }
 
 }  // namespace approxsim
