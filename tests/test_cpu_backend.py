@@ -310,6 +310,7 @@ GEOMETRIES = [
     dict(x=(3, 6, 6, 70), w=(1, 1, 70, 66), strides=1, padding="VALID"),          # more than one panel
     dict(x=(1, 5, 5, 2), w=(5, 5, 2, 3), strides=3, padding="SAME", dilations=1),
     dict(x=(2, 9, 10, 20), w=(3, 3, 10, 6), strides=2, padding="SAME", groups=2),  # patches by 8 channels + 2
+    dict(x=(2, 9, 10, 3), w=(3, 3, 3, 12), strides=1, padding=((1, 2), (2, 0))),  # transposed dx, by 8 + 4
 ]
 
 
@@ -346,8 +347,8 @@ def _check_conv(geo, name, fast_backend):
 
 
 @needs_cpu
-@pytest.mark.parametrize("geo", [GEOMETRIES[5], GEOMETRIES[6], GEOMETRIES[3], GEOMETRIES[8]],
-                         ids=["depthwise", "panels", "dilated", "patch-blocks"])
+@pytest.mark.parametrize("geo", [GEOMETRIES[5], GEOMETRIES[6], GEOMETRIES[3], GEOMETRIES[8], GEOMETRIES[9]],
+                         ids=["depthwise", "panels", "dilated", "patch-blocks", "transposed-blocks"])
 @pytest.mark.parametrize("name", ["mitchell7", "bf16", "mbm11"])
 def test_conv_every_simd_path_and_method(simd, method, geo, name):
     """Forward and both gradients on every forced kernel (batch, groups and tiles in one parallel loop)."""

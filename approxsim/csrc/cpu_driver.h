@@ -117,16 +117,15 @@ inline void add_tile(float* C, int64_t ldc, bool trans_c, int64_t row0, int rows
     }
     return;
   }
-  for (int r = 0; r < rows; ++r) {
-    float* dst = C + row0 + r + col0 * ldc;
-    for (int c = 0; c < cols; ++c) dst[c * ldc] += tile[r * nr + c];
+  for (int c = 0; c < cols; ++c) {  // the rows of a column are contiguous
+    float* dst = C + row0 + (col0 + c) * ldc;
+    for (int r = 0; r < rows; ++r) dst[r] += tile[r * nr + c];
   }
 }
 
 inline void zero_block(float* C, int64_t ldc, bool trans_c, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-  const int64_t rs = trans_c ? 1 : ldc, cs = trans_c ? ldc : 1;
-  for (int64_t r = r0; r < r1; ++r)
-    for (int64_t c = c0; c < c1; ++c) C[r * rs + c * cs] = 0.0f;
+  if (trans_c) std::swap(r0, c0), std::swap(r1, c1);  // C^T's rows are C's columns
+  for (int64_t r = r0; r < r1; ++r) std::fill(C + r * ldc + c0, C + r * ldc + c1, 0.0f);
 }
 
 // Converts a packed B panel (kc x nr raw operands) to the kernels' format; returns its stats.
@@ -460,15 +459,32 @@ void run_jobs(const std::vector<Job<ASrc, BSrc>>& jobs, int64_t M, int64_t N, in
   }
 }
 
-// C = A (*) B for every job. With few columns (most of each 16-wide panel would be padding) and more
-// rows, it computes C^T = B^T (*)' A^T, where (*)' looks up the transposed
-// table: the products are the same, T'[j][i] = T[i][j].
+// Multiply-adds of an M x N result computed in whole mr x nr tiles (padding included).
+inline int64_t padded_products(int64_t M, int64_t N, int mr, int nr) {
+  return (M + mr - 1) / mr * mr * ((N + nr - 1) / nr * nr);
+}
+
+// Whether C^T = B^T (*)' A^T computes an M x N result with less padding than C = A (*) B. With few
+// columns (most of each 16-wide panel would be padding for any method: depthwise convolutions) and
+// more rows, always. Where the lookup method runs either way, whenever its tiles waste at least a
+// quarter less: the byte-permute kernel's tiles are 64 columns wide, so a LeNet layer's 6 or 16
+// filters fill a tenth or a quarter of them (AMD Zen 5, batch 128, 28 x 28 x 1 -> 6, 5 x 5:
+// forward 4.0 -> 1.0 ms).
+inline bool transposed_is_smaller(const Table& t, int64_t M, int64_t N) {
+  if (2 * N <= kFreeNR && M > N) return true;
+  if (choose_method(t, M) != Method::kLookup || choose_method(t, N) != Method::kLookup) return false;
+  const KernelSet ks = select_kernels(t);
+  return 4 * padded_products(N, M, ks.mr, ks.nr) <= 3 * padded_products(M, N, ks.mr, ks.nr);
+}
+
+// C = A (*) B for every job, or C^T = B^T (*)' A^T where that has less padding
+// (transposed_is_smaller), (*)' looking up the transposed table: the products are the same,
+// T'[j][i] = T[i][j].
 template <class ASrc>
 void gemm(const std::vector<Job<ASrc, detail::GeneralB>>& jobs, int64_t M, int64_t N, int64_t K, const Table& t,
           int threads) {
   if (jobs.empty() || M <= 0 || N <= 0) return;
-  // Few columns: most of each 16-wide panel would be padding for any method (depthwise convolutions).
-  const bool transpose = 2 * N <= kFreeNR && M > N;
+  const bool transpose = transposed_is_smaller(t, M, N);
   note_method(choose_method(t, transpose ? N : M), transpose);
   if (transpose) {
     using TJob = Job<detail::TransposedB, detail::TransposedA<ASrc>>;

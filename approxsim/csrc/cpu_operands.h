@@ -59,6 +59,32 @@ inline void row_segments(int64_t p0, int np, int64_t rows, int64_t cols, std::ve
   }
 }
 
+// d[j * ld + t] = src[t * step + j] for j < rows, t < n: rows (channels) of a patch or gradient
+// matrix, each a strided run of pixels. rows is 1, or 8 (strided_rows) through AVX2 transposes.
+inline void copy_strided_rows(const float* src, int64_t step, int n, float* d, int64_t ld, int rows) {
+#ifdef APPROXSIM_X86
+  if (rows == 8) return transpose_strided8(src, step, n, d, ld);
+#endif
+  if (step == 1) return copy_run(d, src, n);
+  for (int t = 0; t < n; ++t) d[t] = src[t * step];
+}
+// The rows copy_strided_rows takes at once from row r of nr, channel ch of per_tap: 8 where the
+// SIMD level has the transposes and 8 rows of one tap remain, else 1.
+inline int strided_rows(int r, int nr, int64_t ch, int64_t per_tap) {
+#ifdef APPROXSIM_X86
+  if (r + 8 <= nr && ch + 8 <= per_tap && simd_level() >= kAvx2) return 8;
+#endif
+  return 1;
+}
+// Zeroes what a clipped copy of [a, b) leaves of rows runs of len: d[j * ld + t] = 0 for j < rows,
+// t < a or max(a, b) <= t < len.
+inline void zero_outside(float* d, int64_t ld, int rows, int a, int b, int len) {
+  for (int j = 0; j < rows; ++j) {
+    std::fill(d + j * ld, d + j * ld + a, 0.0f);
+    std::fill(d + j * ld + std::max(a, b), d + j * ld + len, 0.0f);
+  }
+}
+
 // The range [lo, hi) of output positions o of a segment [o0, o0+len) whose input position
 // o*stride + off lies in [0, size).
 inline void valid_range(int64_t o0, int len, int64_t stride, int64_t off, int64_t size, int64_t& lo, int64_t& hi) {
@@ -240,21 +266,15 @@ struct PatchTA {
     return pa.get(k, r, v);
   }
   // The kc pixels are cut into runs along image rows once; each row (tap, channel) is then one
-  // clipped strided copy per run, or, for 8 rows of one tap (AVX2), one 8 x 8 transposing copy
-  // (the 8 channels are consecutive in each pixel).
+  // clipped strided copy per run, 8 rows (channels) of one tap at once where the SIMD level allows.
   void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
     const int64_t cig = cin_per_group(g), step = g.sw * g.c;
     thread_local std::vector<RowSeg> segs;
     std::vector<RowSeg>& sg = segs;
     row_segments(k0, kc, g.oh, g.ow, sg);
-#ifdef APPROXSIM_X86
-    const bool by8 = simd_level() >= kAvx2;
-#else
-    const bool by8 = false;
-#endif
     int64_t tap = r0 / cig, ci = r0 % cig;
     for (int r = 0; r < nr;) {
-      const int rows = by8 && r + 8 <= nr && ci + 8 <= cig ? 8 : 1;  // rows of this tap at once
+      const int rows = strided_rows(r, nr, ci, cig);
       const int64_t kx = tap % g.kw, ky = tap / g.kw;
       float* dst = raw + int64_t(r) * ld;
       for (const RowSeg& s : sg) {
@@ -263,21 +283,11 @@ struct PatchTA {
         int64_t lo = s.x0, hi = s.x0;  // an empty range where the input row is outside
         const int64_t xoff = kx * g.dw - g.pad_left;
         if (iy >= 0 && iy < g.h) valid_range(s.x0, s.len, g.sw, xoff, g.w, lo, hi);
-        const int a = static_cast<int>(lo - s.x0), b = static_cast<int>(hi - s.x0);
-        for (int j = 0; j < rows; ++j) {
-          std::fill(d + int64_t(j) * ld, d + int64_t(j) * ld + a, 0.0f);
-          std::fill(d + int64_t(j) * ld + std::max(a, b), d + int64_t(j) * ld + s.len, 0.0f);
-        }
-        if (b <= a) continue;
-        // src: the input element of the first valid output position lo (inside the input)
-        const float* src = x + ((s.n * g.h + iy) * g.w + lo * g.sw + xoff) * g.c + c0 + ci;
-#ifdef APPROXSIM_X86
-        if (rows == 8) {
-          transpose_strided8(src, step, b - a, d + a, ld);
-          continue;
-        }
-#endif
-        for (int t = a; t < b; ++t) d[t] = src[int64_t(t - a) * step];
+        const int ta = static_cast<int>(lo - s.x0), tb = static_cast<int>(hi - s.x0);
+        zero_outside(d, ld, rows, ta, tb, s.len);
+        if (tb > ta)  // src: the input element of the first valid output position lo (inside the input)
+          copy_strided_rows(x + ((s.n * g.h + iy) * g.w + lo * g.sw + xoff) * g.c + c0 + ci, step, tb - ta, d + ta,
+                            ld, rows);
       }
       r += rows;
       ci += rows;
@@ -367,37 +377,33 @@ inline void TransposedA<GatherDyA>::pack(int64_t k0, int kc, int64_t n0, int nc,
   std::vector<RowSeg>& sg = segs;
   row_segments(n0, nc, g.h, g.w, sg);
   int64_t tap = k0 / cog, co = k0 % cog;
-  for (int k = 0; k < kc; ++k) {
+  for (int k = 0; k < kc;) {
+    const int rows = g.sw == 1 ? strided_rows(k, kc, co, cog) : 1;  // rows (tap, co) at once
     const int64_t kx = tap % g.kw, ky = tap / g.kw;
     float* dst = raw + int64_t(k) * nr;
     for (const RowSeg& s : sg) {
       float* d = dst + s.off;
       const int64_t oy = GatherDyA::reach(s.y, g.pad_top, ky * g.dh, g.sh, g.oh);
-      if (oy < 0) {
-        for (int t = 0; t < s.len; ++t) d[t] = 0.0f;
-        continue;
-      }
-      const float* row = a.dy + ((s.n * g.oh + oy) * g.ow) * g.cout + a.o0 + co;
-      if (g.sw == 1) {
-        // ox = x + pl - kx*dw in [0, ow).
-        const int64_t xoff = g.pad_left - kx * g.dw;
-        int64_t lo, hi;
-        valid_range(s.x0, s.len, 1, xoff, g.ow, lo, hi);
-        const int ta = static_cast<int>(lo - s.x0), tb = static_cast<int>(hi - s.x0);
-        for (int t = 0; t < ta; ++t) d[t] = 0.0f;
-        if (tb > ta) {  // src: the dy element of the first valid input position lo
-          const float* src = row + (lo + xoff) * g.cout;
-          for (int t = ta; t < tb; ++t) d[t] = src[int64_t(t - ta) * g.cout];
-        }
-        for (int t = tb; t < s.len; ++t) d[t] = 0.0f;
-      } else {
+      const float* row = oy < 0 ? nullptr : a.dy + ((s.n * g.oh + oy) * g.ow) * g.cout + a.o0 + co;
+      if (oy >= 0 && g.sw != 1) {
         for (int t = 0; t < s.len; ++t) {
           const int64_t ox = GatherDyA::reach(s.x0 + t, g.pad_left, kx * g.dw, g.sw, g.ow);
           d[t] = ox < 0 ? 0.0f : row[ox * g.cout];
         }
+        continue;
       }
+      // ox = x + pl - kx*dw in [0, ow) (stride 1); nothing where the output row is not reached.
+      const int64_t xoff = g.pad_left - kx * g.dw;
+      int64_t lo = s.x0, hi = s.x0;
+      if (oy >= 0) valid_range(s.x0, s.len, 1, xoff, g.ow, lo, hi);
+      const int ta = static_cast<int>(lo - s.x0), tb = static_cast<int>(hi - s.x0);
+      zero_outside(d, nr, rows, ta, tb, s.len);
+      if (tb > ta)  // src: the dy element of the first valid input position lo
+        copy_strided_rows(row + (lo + xoff) * g.cout, g.cout, tb - ta, d + ta, nr, rows);
     }
-    if (++co == cog) {
+    k += rows;
+    co += rows;
+    if (co == cog) {
       co = 0;
       ++tap;
     }
