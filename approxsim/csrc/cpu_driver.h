@@ -471,6 +471,10 @@ inline int64_t padded_products(int64_t M, int64_t N, int mr, int nr) {
 // filters fill a tenth or a quarter of them (AMD Zen 5, 2 threads, batch 128, 14 x 14 x 6 -> 16,
 // 5 x 5: forward 5.2 -> 2.3 ms, filter gradient 8.3 -> 3.4, with the transposed packers).
 inline bool transposed_is_smaller(const Table& t, int64_t M, int64_t N) {
+  // Not where the few rows of C^T would lose the expanded method: its panels, even 6 columns of 16
+  // full, beat the linear-sum and gather kernels (AVX2, AMD Zen 5, 2 threads, LeNet-5's batch 128:
+  // 28 x 28 x 1 -> 6 forward 6.1 -> 3.6 ms, 14 x 14 x 6 -> 16 input gradient 17.2 -> 10.2).
+  if (choose_method(t, M) == Method::kExpanded && choose_method(t, N) != Method::kExpanded) return false;
   if (2 * N <= kFreeNR && M > N) return true;
   if (choose_method(t, M) != Method::kLookup || choose_method(t, N) != Method::kLookup) return false;
   const KernelSet ks = select_kernels(t);
