@@ -474,9 +474,10 @@ inline bool transposed_is_smaller(const Table& t, int64_t M, int64_t N) {
   // Not where the few rows of C^T would lose the expanded method: its panels, even 6 columns of 16
   // full, beat the linear-sum and gather kernels (AVX2, AMD Zen 5, 2 threads, LeNet-5's batch 128:
   // 28 x 28 x 1 -> 6 forward 6.1 -> 3.6 ms, 14 x 14 x 6 -> 16 input gradient 17.2 -> 10.2).
-  if (choose_method(t, M) == Method::kExpanded && choose_method(t, N) != Method::kExpanded) return false;
+  const Method normal = choose_method(t, M), flipped = choose_method(t, N);
+  if (normal == Method::kExpanded && flipped != Method::kExpanded) return false;
   if (2 * N <= kFreeNR && M > N) return true;
-  if (choose_method(t, M) != Method::kLookup || choose_method(t, N) != Method::kLookup) return false;
+  if (normal != Method::kLookup || flipped != Method::kLookup) return false;
   const KernelSet ks = select_kernels(t);
   return 4 * padded_products(N, M, ks.mr, ks.nr) <= 3 * padded_products(M, N, ks.mr, ks.nr);
 }

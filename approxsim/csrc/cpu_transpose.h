@@ -1,5 +1,5 @@
 // cpu_transpose.h: the AVX2 8x8 transpose that the expanded-panel builders (float and integer) and
-// the transposed-patch packer share.
+// the strided packers of transposed patches and input gradients (cpu_operands.h) share.
 #ifndef APPROXSIM_CPU_TRANSPOSE_H_
 #define APPROXSIM_CPU_TRANSPOSE_H_
 
