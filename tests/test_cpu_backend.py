@@ -249,6 +249,40 @@ def test_specials_propagate_through_sums(fast_backend, name):
         assert np.isnan(got[1, 5])
 
 
+@needs_cpu
+@pytest.mark.parametrize("name", ["mbm7", "mitchell5", "hand3"])
+def test_panel_ranges_every_simd_path_and_method(simd, method, name):
+    """The panel converters' range checks, 8 operands at a time and in the tails: each row of A has
+    one nonzero operand, at any position of a 45-step contraction (the 8-wide steps, their last lanes,
+    the tail), so each result is one product, bit-exact; extreme operands (Inf, NaN, subnormal, far
+    out of range) among them must send their panel pairs to the exact path."""
+    mult = _mult(name)
+    rng = np.random.default_rng(14)
+    rows, depth = 300, 45
+    values = np.concatenate([moderate(rng, rows - 40, -6, 6), random_bits(rng, 40)])
+    rng.shuffle(values)
+    specials = special_values()
+    for c in range(8):  # each special value at rows of every residue mod 8 (every row of a panel)
+        values[np.arange(len(specials)) + 23 * c] = specials
+    where = np.arange(rows) % depth
+    a = np.zeros((rows, depth), np.float32)
+    a[np.arange(rows), where] = values
+    b = np.concatenate([moderate(rng, (depth - 4, 40), -6, 6), random_bits(rng, (4, 40))])
+    b[[5, 17], [3, 9]] = [np.inf, 1e-41]
+    rng.shuffle(b)
+    b = b.astype(np.float32)
+    got = approxsim.matmul(a, b, multiplier=mult, backend="cpu")
+    single = approxsim.matmul(values[:, None, None], b[where][:, None, :], multiplier=mult, backend="reference")[:, 0]
+    zero_times_inf = (~np.isfinite(b)[None, :, :] & (a == 0)[:, :, None]).any(axis=1)  # 0 * Inf, 0 * NaN
+    want = np.where(zero_times_inf, np.float32(np.nan), single)
+    assert same_products(got, want).all(), (simd, method)
+    # Transposed: the same operands as a few-row problem (C^T = B^T A^T).
+    got = approxsim.matmul(b.T[:6], a.T, multiplier=mult, backend="cpu")
+    single = approxsim.matmul(b.T[:6][:, where].T[:, :, None], values[:, None, None],
+                              multiplier=mult, backend="reference")[:, :, 0].T
+    assert same_products(got, np.where(zero_times_inf.T[:6], np.float32(np.nan), single)).all(), (simd, method)
+
+
 # ----------------------------------------------------------------------------- operand order
 
 def _marked():

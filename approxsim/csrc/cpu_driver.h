@@ -141,13 +141,7 @@ inline Stats convert_b_panel(Method method, const KernelSet& ks, const Table& t,
       sc[q] = raw[q];
     }
   } else if (method == Method::kLinear) {
-    float* v = w.braw.data() + base;  // the class of each operand replaces it in place
-    for (int q = 0; q < kc * nr; ++q) {
-      const uint32_t u = bits(raw[q]);
-      account(u, s);
-      sc[q] = scale_of(u);
-      v[q] = t.lin.v[(u >> shift) & imask];
-    }
+    convert_linear(raw, kc * nr, m, t.lin.v.data(), sc, s);  // the class of each operand replaces it
   } else if (ks.bformat == kBytes8) {
     for (int k = 0; k < kc; ++k)
       convert_b_bytes8(raw + k * nr, m, w.bidx8.data() + base + k * nr, w.bext.data() + base + k * nr,
@@ -207,8 +201,6 @@ void gemm_task(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c
   }
   w.bstats.resize(bl.nc / nr + 1);
   w.tile.resize(size_t(mr) * nr);
-  const int shift = 23 - m;
-  const uint32_t imask = (1u << m) - 1;
 
   for (int64_t jc = c0; jc < c1; jc += bl.nc) {
     const int nc = static_cast<int>(std::min<int64_t>(bl.nc, c1 - jc));
@@ -232,14 +224,8 @@ void gemm_task(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c
           Stats s;
           for (int r = 0; r < mr; ++r) {
             const size_t row = base + size_t(r) * bl.kc;
-            if (method == Method::kLinear) {
-              float* au = w.araw.data() + row;  // the class of each operand replaces it in place
-              for (int k = 0; k < kc; ++k) {
-                const uint32_t u = bits(au[k]);
-                account(u, s);
-                w.asc[row + k] = scale_of(u);
-                au[k] = t.lin.u[(u >> shift) & imask];
-              }
+            if (method == Method::kLinear) {  // the class of each operand replaces it in place
+              convert_linear(w.araw.data() + row, kc, m, t.lin.u.data(), w.asc.data() + row, s);
             } else {
               convert_a(w.araw.data() + row, kc, m, ks.aoff_shift, w.aoff.data() + row, w.asc.data() + row, s);
             }
@@ -309,7 +295,8 @@ void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, boo
   const int rc = static_cast<int>(std::min<int64_t>(chunk_rows, (r1 - r0 + mr - 1) / mr * mr));
   const int ks = static_cast<int>(stretch);
   const int nblk = (ks + kcx - 1) / kcx;
-  w.araw.resize(size_t(rc) * ks);
+  const int pack_panels = std::max(1, (32 * 1024) / (ks * mr));  // about 128 KiB of raw floats at a time
+  w.araw.resize(size_t(pack_panels) * mr * ks);
   // Block-major: block b of row panel ip at (b * panels + ip) * kcx * mr; +16: the kernels decode 16 at a time.
   w.a16.resize(size_t(nblk) * kcx * rc + 16);
   w.astats.resize(size_t(rc / mr + 1) * nblk);
@@ -323,23 +310,22 @@ void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, boo
     for (int64_t ic = r0; ic < r1; ic += rc) {
       const int mc = static_cast<int>(std::min<int64_t>(rc, r1 - ic));
       const int mpan = (mc + mr - 1) / mr;
-      A.pack(ic, mc, pk, klen, w.araw.data(), ks);
-      for (int r = mc; r < mpan * mr; ++r) std::memset(w.araw.data() + size_t(r) * ks, 0, sizeof(float) * klen);
-      for (int ip = 0; ip < mpan; ++ip)  // two-byte operands and stats, once for every column panel
-        for (int b = 0; b * kcx < klen; ++b) {
-          Stats s;
-          const int kc = std::min(kcx, klen - b * kcx);
-          uint16_t* dst = w.a16.data() + (size_t(b) * mpan + ip) * kcx * mr;
-          for (int r = 0; r < mr; ++r) {
-            const float* row = w.araw.data() + (size_t(ip) * mr + r) * ks + size_t(b) * kcx;
-            for (int k = 0; k < kc; ++k) {
-              const uint32_t u = bits(row[k]);
-              account(u, s);
-              dst[k * mr + r] = compact_a(u);
-            }
+      // Two-byte operands and stats, once for every column panel; packed a few panels at a time, so
+      // that the raw floats stay in cache.
+      for (int p0 = 0; p0 < mpan; p0 += pack_panels) {
+        const int p1 = std::min(mpan, p0 + pack_panels), real = std::min(mc, p1 * mr) - p0 * mr;
+        A.pack(ic + int64_t(p0) * mr, real, pk, klen, w.araw.data(), ks);
+        for (int r = real; r < (p1 - p0) * mr; ++r)
+          std::memset(w.araw.data() + size_t(r) * ks, 0, sizeof(float) * klen);
+        for (int ip = p0; ip < p1; ++ip)
+          for (int b = 0; b * kcx < klen; ++b) {
+            Stats s;
+            const int kc = std::min(kcx, klen - b * kcx);
+            uint16_t* dst = w.a16.data() + (size_t(b) * mpan + ip) * kcx * mr;
+            compact_a4(w.araw.data() + size_t(ip - p0) * mr * ks + size_t(b) * kcx, ks, kc, dst, s);
+            w.astats[size_t(ip) * nblk + b] = s;
           }
-          w.astats[size_t(ip) * nblk + b] = s;
-        }
+      }
       for (int64_t col0 = c0; col0 < c1; col0 += nr) {
         const int cols = static_cast<int>(std::min<int64_t>(nr, c1 - col0));
         float* acc = w.asc.data();

@@ -10,6 +10,20 @@ void convert_a(const float* raw, int n, int m, int aoff_shift, int32_t* off, flo
   convert_a_scalar(raw, n, m, aoff_shift, off, sc, s);
 }
 
+void compact_a4(const float* raw, int64_t stride, int n, uint16_t* dst, Stats& s) {
+#ifdef APPROXSIM_X86
+  if (simd_level() >= kAvx2) return compact_a4_avx2(raw, stride, n, dst, s);
+#endif
+  compact_a4_scalar(raw, stride, n, dst, s);
+}
+
+void convert_linear(float* raw, int n, int m, const float* cls, float* sc, Stats& s) {
+#ifdef APPROXSIM_X86
+  if (simd_level() >= kAvx2) return convert_linear_avx2(raw, n, m, cls, sc, s);
+#endif
+  convert_linear_scalar(raw, n, m, cls, sc, s);
+}
+
 void convert_b_bytes8(const float* raw, int m, uint8_t* idx, uint16_t* ext, uint64_t* mask, Stats& s) {
 #ifdef APPROXSIM_X86
   if (simd_level() >= kAvx512) return convert_b_bytes8_avx512(raw, m, idx, ext, mask, s);

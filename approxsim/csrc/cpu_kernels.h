@@ -90,6 +90,10 @@ constexpr int kFreeMR = 4, kFreeNR = 16;
 using LinearKernel = void (*)(int kc, int as, const float* au, const float* asc, const float* bv, const float* bsc,
                               const LinearSum& lin, float* tile);
 LinearKernel select_linear_kernel(const Table& t);
+// n operands of a linear-sum panel -> their classes in place (cls: Table::lin.u for A, lin.v for B,
+// indexed by the table row/column) and sc = scale_of; updates the panel's stats. Vectorised where the
+// CPU allows.
+void convert_linear(float* raw, int n, int m, const float* cls, float* sc, Stats& s);
 
 // Expanded operand (M <= kMaxExpandedBits): a B panel of kc x 16 operands becomes
 // bx[(k*2^M + i)*16 + c] = T[i][j(b[k][c])] * scale(b[k][c]) for every table row i. A panels hold
@@ -103,6 +107,9 @@ using ExpandedKernel = void (*)(int kc, const uint16_t* a, int m, const float* b
 inline uint16_t compact_a(uint32_t u) { return static_cast<uint16_t>(u >> 16); }
 inline int compact_row(uint16_t a, int m) { return ((a & 0x7F) >> (7 - m)) * 16; }  // offset of row i in a slab
 inline float compact_scale(uint16_t a) { return from_bits(uint32_t(a & 0xFF80u) << 16); }
+// The kFreeMR rows of an A panel (row r at raw + r * stride, n operands each) -> dst[k * kFreeMR + r] =
+// compact_a(operand), and the rows' stats. Vectorised where the CPU allows.
+void compact_a4(const float* raw, int64_t stride, int n, uint16_t* dst, Stats& s);
 using ExpandBuild = void (*)(const float* raw, int kc, const Table& t, float* bx, Stats& s);  // raw: kc x 16
 ExpandedKernel select_expanded_kernel();
 ExpandBuild select_expand_build();

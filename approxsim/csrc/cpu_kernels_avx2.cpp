@@ -171,6 +171,83 @@ APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const u
   expanded_avx2_t(kc, a, m, bx, acc);
 }
 
+// compact_a4: 8 contraction steps of the 4 rows at a time. The top halves of rows 0/1 and 2/3 are
+// paired into 32-bit words, and the two pairs interleaved into k-major order (4 x 16 bits per k).
+// The stats in biased exponents: zero/subnormal and Inf/NaN operands count as 255 for the minimum
+// and 0 for the maximum, so they change neither.
+// The stats of operands 8 at a time, in biased exponents: zero/subnormal and Inf/NaN operands count
+// as 255 for the minimum and 0 for the maximum, so they change neither.
+struct RangeAvx2 {
+  __m256i vmin, vmax, special;
+  APPROXSIM_AVX2 RangeAvx2()
+      : vmin(_mm256_set1_epi32(0xFF)), vmax(_mm256_setzero_si256()), special(_mm256_setzero_si256()) {}
+  // Adds 8 operands; returns their biased exponents.
+  APPROXSIM_AVX2 __m256i add(__m256i u) {
+    const __m256i ff = _mm256_set1_epi32(0xFF);
+    const __m256i e = _mm256_and_si256(_mm256_srli_epi32(u, 23), ff);
+    const __m256i sp = _mm256_cmpeq_epi32(e, ff);
+    const __m256i other = _mm256_or_si256(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()), sp);
+    special = _mm256_or_si256(special, sp);
+    vmin = _mm256_min_epu32(vmin, _mm256_or_si256(e, _mm256_and_si256(other, ff)));
+    vmax = _mm256_max_epu32(vmax, _mm256_andnot_si256(other, e));
+    return e;
+  }
+  APPROXSIM_AVX2 void into(Stats& s) const {
+    alignas(32) uint32_t lmin[8], lmax[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lmin), vmin);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lmax), vmax);
+    for (int q = 0; q < 8; ++q) {
+      if (lmin[q] != 0xFF && int(lmin[q]) - 127 < s.emin) s.emin = int(lmin[q]) - 127;
+      if (lmax[q] != 0 && int(lmax[q]) - 127 > s.emax) s.emax = int(lmax[q]) - 127;
+    }
+    if (!_mm256_testz_si256(special, special)) s.special = 1;
+  }
+};
+
+// compact_a4: 8 contraction steps of the 4 rows at a time. The top halves of rows 0/1 and 2/3 are
+// paired into 32-bit words, and the two pairs interleaved into k-major order (4 x 16 bits per k).
+APPROXSIM_AVX2 void compact_a4_avx2(const float* raw, int64_t stride, int n, uint16_t* dst, Stats& s) {
+  static_assert(kFreeMR == 4, "four rows per A panel");
+  const __m256i top = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  RangeAvx2 range;
+  int k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m256i u[4];
+    for (int r = 0; r < 4; ++r) {
+      u[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(raw + r * stride + k));
+      range.add(u[r]);
+    }
+    const __m256i w01 = _mm256_or_si256(_mm256_srli_epi32(u[0], 16), _mm256_and_si256(u[1], top));
+    const __m256i w23 = _mm256_or_si256(_mm256_srli_epi32(u[2], 16), _mm256_and_si256(u[3], top));
+    const __m256i lo = _mm256_unpacklo_epi32(w01, w23), hi = _mm256_unpackhi_epi32(w01, w23);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k * 4), _mm256_permute2x128_si256(lo, hi, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k * 4 + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
+  }
+  range.into(s);
+  if (k < n) compact_a4_scalar(raw + k, stride, n - k, dst + k * 4, s);
+}
+
+// convert_linear: 8 operands at a time; the classes gathered from the 2^M-entry class table (L1).
+APPROXSIM_AVX2 void convert_linear_avx2(float* raw, int n, int m, const float* cls, float* sc, Stats& s) {
+  const __m128i shift = _mm_cvtsi32_si128(23 - m);
+  const __m256i imask = _mm256_set1_epi32(static_cast<int>((1u << m) - 1));
+  const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  const __m256i sign_exp = _mm256_set1_epi32(static_cast<int>(0xFF800000u));
+  RangeAvx2 range;
+  int q = 0;
+  for (; q + 8 <= n; q += 8) {
+    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(raw + q));
+    const __m256i e = range.add(u);
+    const __m256i zero_exp = _mm256_cmpeq_epi32(e, _mm256_setzero_si256());
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(sc + q),
+                        _mm256_and_si256(u, _mm256_blendv_epi8(sign_exp, sign, zero_exp)));
+    const __m256i i = _mm256_and_si256(_mm256_srl_epi32(u, shift), imask);
+    _mm256_storeu_ps(raw + q, _mm256_i32gather_ps(cls, i, 4));
+  }
+  range.into(s);
+  if (q < n) convert_linear_scalar(raw + q, n - q, m, cls, sc + q, s);
+}
+
 // Builds an expanded panel from the transposed table: for 8 columns at a time, 8 table columns
 // (contiguous over i) are transposed in 8x8 blocks into rows of the panel and scaled.
 template <class E>

@@ -47,6 +47,26 @@ void convert_a_scalar(const float* raw, int n, int m, int aoff_shift, int32_t* o
   }
 }
 
+void compact_a4_scalar(const float* raw, int64_t stride, int n, uint16_t* dst, Stats& s) {
+  for (int r = 0; r < kFreeMR; ++r)
+    for (int k = 0; k < n; ++k) {
+      const uint32_t u = bits(raw[r * stride + k]);
+      account(u, s);
+      dst[k * kFreeMR + r] = compact_a(u);
+    }
+}
+
+void convert_linear_scalar(float* raw, int n, int m, const float* cls, float* sc, Stats& s) {
+  const int shift = 23 - m;
+  const uint32_t imask = (1u << m) - 1;
+  for (int q = 0; q < n; ++q) {
+    const uint32_t u = bits(raw[q]);
+    account(u, s);
+    sc[q] = scale_of(u);
+    raw[q] = cls[(u >> shift) & imask];
+  }
+}
+
 void convert_b_bytes8_scalar(const float* raw, int m, uint8_t* idx, uint16_t* ext, uint64_t* mask,
                                     Stats& s) {
   const int shift = 23 - m;

@@ -139,7 +139,7 @@ struct PatchA {
         const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh, ix = ox * g.sw - g.pad_left + kx * g.dw;
         const int run = static_cast<int>(std::min<int64_t>(cig - ci, kc - k));
         if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
-          for (int t = 0; t < run; ++t) raw[r * ld + k + t] = 0.0f;
+          std::fill_n(raw + r * ld + k, run, 0.0f);
         } else {
           copy_run(raw + r * ld + k, img + (iy * g.w + ix) * g.c + ci, run);
         }
@@ -234,7 +234,7 @@ struct GatherDyA {
         const int64_t oy = reach(y, g.pad_top, ky * g.dh, g.sh, g.oh), ox = reach(x, g.pad_left, kx * g.dw, g.sw, g.ow);
         const int run = static_cast<int>(std::min<int64_t>(cog - co, kc - k));
         if (oy < 0 || ox < 0) {
-          for (int t = 0; t < run; ++t) raw[r * ld + k + t] = 0.0f;
+          std::fill_n(raw + r * ld + k, run, 0.0f);
         } else {
           copy_run(raw + r * ld + k, img + (oy * g.ow + ox) * g.cout + co, run);
         }
