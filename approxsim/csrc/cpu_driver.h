@@ -450,32 +450,35 @@ inline int64_t padded_products(int64_t M, int64_t N, int mr, int nr) {
   return (M + mr - 1) / mr * mr * ((N + nr - 1) / nr * nr);
 }
 
-// Whether C^T = B^T (*)' A^T computes an M x N result with less padding than C = A (*) B. With few
-// columns (most of each 16-wide panel would be padding for any method: depthwise convolutions) and
-// more rows, always. Where the lookup method runs either way, whenever its tiles waste at least a
+// Whether C^T = B^T (*)' A^T computes an M x N result faster than C = A (*) B: where it takes a faster
+// method (the expanded one needs many rows), or else pads less. With few columns (most of each
+// 16-wide panel would be padding for any method: depthwise convolutions) and more rows, always. Where the lookup method runs either way, whenever its tiles waste at least a
 // quarter less: the byte-permute kernel's tiles are 64 columns wide, so a LeNet layer's 6 or 16
 // filters fill a tenth or a quarter of them (AMD Zen 5, 2 threads, batch 128, 14 x 14 x 6 -> 16,
 // 5 x 5: forward 5.2 -> 2.3 ms, filter gradient 8.3 -> 3.4, with the transposed packers).
-inline bool transposed_is_smaller(const Table& t, int64_t M, int64_t N) {
+inline bool transposed_is_faster(const Table& t, int64_t M, int64_t N) {
   // Not where the few rows of C^T would lose the expanded method: its panels, even 6 columns of 16
   // full, beat the linear-sum and gather kernels (AVX2, AMD Zen 5, 2 threads, LeNet-5's batch 128:
   // 28 x 28 x 1 -> 6 forward 6.1 -> 3.6 ms, 14 x 14 x 6 -> 16 input gradient 17.2 -> 10.2).
   const Method normal = choose_method(t, M), flipped = choose_method(t, N);
   if (normal == Method::kExpanded && flipped != Method::kExpanded) return false;
+  // And where only C^T has the rows for it (a batch of 128 against 300 units: MLP 784-300-100-10, AVX2,
+  // 2 threads: forward 784 -> 300 2.5 -> 1.8 ms, input gradient 2.2 -> 1.9).
+  if (flipped == Method::kExpanded && normal != Method::kExpanded) return true;
   if (2 * N <= kFreeNR && M > N) return true;
   if (normal != Method::kLookup || flipped != Method::kLookup) return false;
   const KernelSet ks = select_kernels(t);
   return 4 * padded_products(N, M, ks.mr, ks.nr) <= 3 * padded_products(M, N, ks.mr, ks.nr);
 }
 
-// C = A (*) B for every job, or C^T = B^T (*)' A^T where that has less padding
-// (transposed_is_smaller), (*)' looking up the transposed table: the products are the same,
+// C = A (*) B for every job, or C^T = B^T (*)' A^T where that is faster
+// (transposed_is_faster), (*)' looking up the transposed table: the products are the same,
 // T'[j][i] = T[i][j].
 template <class ASrc>
 void gemm(const std::vector<Job<ASrc, detail::GeneralB>>& jobs, int64_t M, int64_t N, int64_t K, const Table& t,
           int threads) {
   if (jobs.empty() || M <= 0 || N <= 0) return;
-  const bool transpose = transposed_is_smaller(t, M, N);
+  const bool transpose = transposed_is_faster(t, M, N);
   note_method(choose_method(t, transpose ? N : M), transpose);
   if (transpose) {
     using TJob = Job<detail::TransposedB, detail::TransposedA<ASrc>>;
