@@ -276,6 +276,10 @@ def test_panel_ranges_every_simd_path_and_method(simd, method, name):
     zero_times_inf = (~np.isfinite(b)[None, :, :] & (a == 0)[:, :, None]).any(axis=1)  # 0 * Inf, 0 * NaN
     want = np.where(zero_times_inf, np.float32(np.nan), single)
     assert same_products(got, want).all(), (simd, method)
+    # At most 8 columns (the expanded method's 8-column panels): 5 and 8 of them.
+    for cols in (5, 8):
+        got = approxsim.matmul(a, b[:, :cols], multiplier=mult, backend="cpu")
+        assert same_products(got, want[:, :cols]).all(), (simd, method, cols)
     # Transposed: the same operands as a few-row problem (C^T = B^T A^T).
     got = approxsim.matmul(b.T[:6], a.T, multiplier=mult, backend="cpu")
     single = approxsim.matmul(b.T[:6][:, where].T[:, :, None], values[:, None, None],

@@ -275,18 +275,20 @@ void gemm_task(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c
 
 // The same tile by the expanded method. For a chunk of rows, A is packed once for a long stretch of
 // the contraction (raw floats: the kernel reads the panel row and the scale from their bits); then
-// for each 16-column panel of B, each contraction block is expanded and swept by every row of the
-// chunk, the sums staying in a chunk-sized accumulator (in cache) until the panel is done.
+// for each 16-column panel of B (8 columns for a tile of at most 8), each contraction block is
+// expanded and swept by every row of the chunk, the sums staying in a chunk-sized accumulator (in
+// cache) until the panel is done.
 template <class ASrc, class BSrc>
 void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c, int64_t r0, int64_t r1,
                         int64_t c0, int64_t c1, int64_t k0, int64_t k1, const Table& t, Work& w) {
-  constexpr int mr = kFreeMR, nr = kFreeNR;
+  constexpr int mr = kFreeMR;
+  const int nr = c1 - c0 <= kNarrowNR ? kNarrowNR : kFreeNR;  // 8-column panels for narrow outputs
   const int m = t.m, side = 1 << m, kcx = expanded_kc(m);
-  const ExpandedKernel kernel = select_expanded_kernel();
-  const ExpandBuild build = select_expand_build();
+  const ExpandedKernel kernel = select_expanded_kernel(nr);
+  const ExpandBuild build = select_expand_build(nr);
   // bfloat16 panel entries where the table allows them (half the panel, half the L2 traffic).
-  const ExpandedBf16Kernel kernel16 = t.bf16_exact ? select_expanded_bf16_kernel() : nullptr;
-  const ExpandBuildBf16 build16 = kernel16 != nullptr ? select_expand_build_bf16() : nullptr;
+  const ExpandedBf16Kernel kernel16 = t.bf16_exact ? select_expanded_bf16_kernel(nr) : nullptr;
+  const ExpandBuildBf16 build16 = kernel16 != nullptr ? select_expand_build_bf16(nr) : nullptr;
   zero_block(C, ldc, trans_c, r0, r1, c0, c1);
   if (k1 <= k0) return;
   // A stretch of the contraction (a multiple of the block) and a chunk of rows: about 8 MiB of A.
@@ -465,6 +467,7 @@ inline bool transposed_is_faster(const Table& t, int64_t M, int64_t N) {
   // And where only C^T has the rows for it (a batch of 128 against 300 units: MLP 784-300-100-10, AVX2,
   // 2 threads: forward 784 -> 300 2.5 -> 1.8 ms, input gradient 2.2 -> 1.9).
   if (flipped == Method::kExpanded && normal != Method::kExpanded) return true;
+  if (normal == Method::kExpanded) return false;  // few columns take its 8-column panels (forced both ways)
   if (2 * N <= kFreeNR && M > N) return true;
   if (normal != Method::kLookup || flipped != Method::kLookup) return false;
   const KernelSet ks = select_kernels(t);

@@ -33,7 +33,9 @@ void convert_b_bytes8_scalar(const float* raw, int m, uint8_t* idx, uint16_t* ex
 template <int P>
 void linear_portable(int kc, int as, const float* au, const float* asc, const float* bv, const float* bsc,
                      const LinearSum& lin, float* tile);
+template <int NR>
 void expanded_portable(int kc, const uint16_t* a, int m, const float* bx, float* acc);
+template <int NR>
 void expand_build_portable(const float* raw, int kc, const Table& t, float* bx, Stats& s);
 
 #ifdef APPROXSIM_X86
@@ -44,11 +46,15 @@ template <int P>
 APPROXSIM_AVX512 void linear_avx512(int kc, int as, const float* au, const float* asc, const float* bv,
                                     const float* bsc, const LinearSum& lin, float* tile);
 APPROXSIM_AVX2 void expanded_avx2(int kc, const uint16_t* a, int m, const float* bx, float* acc);
+APPROXSIM_AVX2 void expanded8_avx2(int kc, const uint16_t* a, int m, const float* bx, float* acc);
+APPROXSIM_AVX2 void expanded8_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
+template <int NR>
 APPROXSIM_AVX2 void expand_build_avx2(const float* raw, int kc, const Table& t, float* bx, Stats& s);
+template <int NR>
+APPROXSIM_AVX2 void expand_build_bf16_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s);
 APPROXSIM_AVX2 void compact_a4_avx2(const float* raw, int64_t stride, int n, uint16_t* dst, Stats& s);
 APPROXSIM_AVX2 void convert_linear_avx2(float* raw, int n, int m, const float* cls, float* sc, Stats& s);
 APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
-APPROXSIM_AVX2 void expand_build_bf16_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s);
 APPROXSIM_AVX2 APPROXSIM_TABLE_KERNEL(table_avx2);
 APPROXSIM_AVX2 APPROXSIM_EXACT_KERNEL(exact_avx2);
 APPROXSIM_AVX512 APPROXSIM_TABLE_KERNEL(table_avx512_gather);

@@ -71,34 +71,37 @@ LinearKernel select_linear_kernel(const Table& t) {
   return portable[p - 1];
 }
 
-ExpandedKernel select_expanded_kernel() {
+ExpandedKernel select_expanded_kernel(int nr) {
 #ifdef APPROXSIM_X86
+  if (nr == kNarrowNR && simd_level() >= kAvx2) return expanded8_avx2;  // one 8-lane vector per row
   if (simd_level() >= kAvx512) return expanded_avx512;
   if (simd_level() >= kAvx2) return expanded_avx2;
 #endif
-  return expanded_portable;
+  return nr == kNarrowNR ? expanded_portable<kNarrowNR> : expanded_portable<kFreeNR>;
 }
 
-ExpandedBf16Kernel select_expanded_bf16_kernel() {
+ExpandedBf16Kernel select_expanded_bf16_kernel(int nr) {
 #ifdef APPROXSIM_X86
+  if (nr == kNarrowNR && simd_level() >= kAvx2) return expanded8_bf16_avx2;
   if (simd_level() >= kAvx512) return expanded_bf16_avx512;
   if (simd_level() >= kAvx2) return expanded_bf16_avx2;
 #endif
   return nullptr;
 }
 
-ExpandBuildBf16 select_expand_build_bf16() {
+ExpandBuildBf16 select_expand_build_bf16(int nr) {
 #ifdef APPROXSIM_X86
-  if (simd_level() >= kAvx2) return expand_build_bf16_avx2;
+  if (simd_level() >= kAvx2) return nr == kNarrowNR ? expand_build_bf16_avx2<kNarrowNR> : expand_build_bf16_avx2<kFreeNR>;
 #endif
+  (void)nr;
   return nullptr;
 }
 
-ExpandBuild select_expand_build() {
+ExpandBuild select_expand_build(int nr) {
 #ifdef APPROXSIM_X86
-  if (simd_level() >= kAvx2) return expand_build_avx2;
+  if (simd_level() >= kAvx2) return nr == kNarrowNR ? expand_build_avx2<kNarrowNR> : expand_build_avx2<kFreeNR>;
 #endif
-  return expand_build_portable;
+  return nr == kNarrowNR ? expand_build_portable<kNarrowNR> : expand_build_portable<kFreeNR>;
 }
 
 }  // namespace approxsim

@@ -95,31 +95,36 @@ LinearKernel select_linear_kernel(const Table& t);
 // CPU allows.
 void convert_linear(float* raw, int n, int m, const float* cls, float* sc, Stats& s);
 
-// Expanded operand (M <= kMaxExpandedBits): a B panel of kc x 16 operands becomes
-// bx[(k*2^M + i)*16 + c] = T[i][j(b[k][c])] * scale(b[k][c]) for every table row i. A panels hold
+// Expanded operand (M <= kMaxExpandedBits): a B panel of kc x NR operands becomes
+// bx[(k*2^M + i)*NR + c] = T[i][j(b[k][c])] * scale(b[k][c]) for every table row i. A panels hold
 // each operand in two bytes, interleaved (element (r, k) at k*4 + r): its top 16 bits, that is sign,
 // exponent and the 7 leading fraction bits, of which the leading M are its table row i (compact_a);
-// the kernel adds sum_k bx[(k*2^M + i)*16 + c] * scale(a) to acc[r*16 + c] (in and out).
-// Contraction steps of one expanded panel: about 256 KiB (L2) at M = 7.
+// the kernel adds sum_k bx[(k*2^M + i)*NR + c] * scale(a) to acc[r*NR + c] (in and out).
+// Panels are kFreeNR = 16 columns wide, or kNarrowNR = 8 for outputs of at most 8 columns (LeNet's
+// 6 filters), which would leave most of a 16-wide panel's products and build as padding.
+// Contraction steps of one expanded panel: about 256 KiB (L2) at M = 7 and 16 columns.
 constexpr int kExpandedMaxKc = 128;
+constexpr int kNarrowNR = 8;
 inline int expanded_kc(int m) { return m >= 5 ? (4096 >> m) : kExpandedMaxKc; }
 using ExpandedKernel = void (*)(int kc, const uint16_t* a, int m, const float* bx, float* acc);
 inline uint16_t compact_a(uint32_t u) { return static_cast<uint16_t>(u >> 16); }
-inline int compact_row(uint16_t a, int m) { return ((a & 0x7F) >> (7 - m)) * 16; }  // offset of row i in a slab
+// The offset of the panel row of A operand a in a contraction step's slab of NR-wide rows.
+inline int compact_row(uint16_t a, int m, int nr) { return ((a & 0x7F) >> (7 - m)) * nr; }
 inline float compact_scale(uint16_t a) { return from_bits(uint32_t(a & 0xFF80u) << 16); }
 // The kFreeMR rows of an A panel (row r at raw + r * stride, n operands each) -> dst[k * kFreeMR + r] =
 // compact_a(operand), and the rows' stats. Vectorised where the CPU allows.
 void compact_a4(const float* raw, int64_t stride, int n, uint16_t* dst, Stats& s);
-using ExpandBuild = void (*)(const float* raw, int kc, const Table& t, float* bx, Stats& s);  // raw: kc x 16
-ExpandedKernel select_expanded_kernel();
-ExpandBuild select_expand_build();
+using ExpandBuild = void (*)(const float* raw, int kc, const Table& t, float* bx, Stats& s);  // raw: kc x NR
+// The kernel and the panel build for panels nr (kFreeNR or kNarrowNR) columns wide.
+ExpandedKernel select_expanded_kernel(int nr);
+ExpandBuild select_expand_build(int nr);
 // The same with bfloat16 panel entries (the upper halves), for tables whose entries are all
 // bfloat16 (Table::bf16_exact): a scaled entry T * 2^E is then bfloat16 too, exactly (the panel's
 // range check keeps it normal), and the panel is half the size. Null where there is no such kernel.
 using ExpandedBf16Kernel = void (*)(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
 using ExpandBuildBf16 = void (*)(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s);
-ExpandedBf16Kernel select_expanded_bf16_kernel();
-ExpandBuildBf16 select_expand_build_bf16();
+ExpandedBf16Kernel select_expanded_bf16_kernel(int nr);
+ExpandBuildBf16 select_expand_build_bf16(int nr);
 
 // Adds one operand (bit pattern u) to the stats of its panel.
 inline void account(uint32_t u, Stats& s) { approxsim_range_add(&s, u); }

@@ -116,21 +116,25 @@ APPROXSIM_AVX2 inline void store_panel8(uint16_t* p, __m256 v) {
 
 // Expanded operand: a row of A selects a contiguous row of the panel; broadcast-FMA, no gather.
 // The two-byte A operands are first decoded, 8 at a time, into row offsets and scales (in L1).
+// compact_row and compact_scale of the kc * kFreeMR A operands of a panel, 8 at a time (rows 2^log2_nr
+// entries wide); a is padded: reads past the end stay inside it.
+APPROXSIM_AVX2 inline void decode_a_avx2(int kc, const uint16_t* a, int m, int log2_nr, int32_t* arow, float* asc) {
+  const __m256i low = _mm256_set1_epi32(0x7F), high = _mm256_set1_epi32(0xFF80);
+  const __m128i rshift = _mm_cvtsi32_si128(7 - m), nshift = _mm_cvtsi32_si128(log2_nr);
+  const int n = kc * kFreeMR;
+  for (int q = 0; q < n; q += 8) {
+    const __m256i e = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + q)));
+    const __m256i row = _mm256_sll_epi32(_mm256_srl_epi32(_mm256_and_si256(e, low), rshift), nshift);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(arow + q), row);
+    _mm256_store_ps(asc + q, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(e, high), 16)));
+  }
+}
+
 template <class E>
 APPROXSIM_AVX2 void expanded_avx2_t(int kc, const uint16_t* a, int m, const E* bx, float* acc) {
   alignas(32) int32_t arow[kExpandedMaxKc * kFreeMR + 8];
   alignas(32) float asc[kExpandedMaxKc * kFreeMR + 8];
-  {
-    const __m256i low = _mm256_set1_epi32(0x7F), high = _mm256_set1_epi32(0xFF80);
-    const __m128i rshift = _mm_cvtsi32_si128(7 - m);
-    const int n = kc * kFreeMR;
-    for (int q = 0; q < n; q += 8) {
-      const __m256i e = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + q)));
-      const __m256i row = _mm256_slli_epi32(_mm256_srl_epi32(_mm256_and_si256(e, low), rshift), 4);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(arow + q), row);
-      _mm256_store_ps(asc + q, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(e, high), 16)));
-    }
-  }
+  decode_a_avx2(kc, a, m, 4, arow, asc);
   __m256 c00 = _mm256_loadu_ps(acc), c01 = _mm256_loadu_ps(acc + 8), c10 = _mm256_loadu_ps(acc + 16);
   __m256 c11 = _mm256_loadu_ps(acc + 24), c20 = _mm256_loadu_ps(acc + 32), c21 = _mm256_loadu_ps(acc + 40);
   __m256 c30 = _mm256_loadu_ps(acc + 48), c31 = _mm256_loadu_ps(acc + 56);
@@ -169,6 +173,54 @@ APPROXSIM_AVX2 void expanded_avx2(int kc, const uint16_t* a, int m, const float*
 }
 APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc) {
   expanded_avx2_t(kc, a, m, bx, acc);
+}
+
+// Expanded operand, 8-column panels: one vector per row and step. The even and the odd contraction
+// steps sum into separate accumulators (8 chains of FMAs in flight rather than 4), added at the end.
+template <class E>
+APPROXSIM_AVX2 void expanded8_avx2_t(int kc, const uint16_t* a, int m, const E* bx, float* acc) {
+  alignas(32) int32_t arow[kExpandedMaxKc * kFreeMR + 8];
+  alignas(32) float asc[kExpandedMaxKc * kFreeMR + 8];
+  decode_a_avx2(kc, a, m, 3, arow, asc);
+  __m256 c0 = _mm256_loadu_ps(acc), c1 = _mm256_loadu_ps(acc + 8);
+  __m256 c2 = _mm256_loadu_ps(acc + 16), c3 = _mm256_loadu_ps(acc + 24);
+  __m256 d0 = _mm256_setzero_ps(), d1 = _mm256_setzero_ps(), d2 = _mm256_setzero_ps(), d3 = _mm256_setzero_ps();
+  const size_t slab = size_t(kNarrowNR) << m;
+  int k = 0;
+  for (; k + 2 <= kc; k += 2) {
+    const E* kb = bx + k * slab;
+    const E* kb1 = kb + slab;
+    const int32_t* ar = arow + 4 * k;
+    const float* sc = asc + 4 * k;
+    c0 = _mm256_fmadd_ps(panel8(kb + ar[0]), _mm256_broadcast_ss(sc), c0);
+    c1 = _mm256_fmadd_ps(panel8(kb + ar[1]), _mm256_broadcast_ss(sc + 1), c1);
+    c2 = _mm256_fmadd_ps(panel8(kb + ar[2]), _mm256_broadcast_ss(sc + 2), c2);
+    c3 = _mm256_fmadd_ps(panel8(kb + ar[3]), _mm256_broadcast_ss(sc + 3), c3);
+    d0 = _mm256_fmadd_ps(panel8(kb1 + ar[4]), _mm256_broadcast_ss(sc + 4), d0);
+    d1 = _mm256_fmadd_ps(panel8(kb1 + ar[5]), _mm256_broadcast_ss(sc + 5), d1);
+    d2 = _mm256_fmadd_ps(panel8(kb1 + ar[6]), _mm256_broadcast_ss(sc + 6), d2);
+    d3 = _mm256_fmadd_ps(panel8(kb1 + ar[7]), _mm256_broadcast_ss(sc + 7), d3);
+  }
+  if (k < kc) {
+    const E* kb = bx + k * slab;
+    const int32_t* ar = arow + 4 * k;
+    const float* sc = asc + 4 * k;
+    d0 = _mm256_fmadd_ps(panel8(kb + ar[0]), _mm256_broadcast_ss(sc), d0);
+    d1 = _mm256_fmadd_ps(panel8(kb + ar[1]), _mm256_broadcast_ss(sc + 1), d1);
+    d2 = _mm256_fmadd_ps(panel8(kb + ar[2]), _mm256_broadcast_ss(sc + 2), d2);
+    d3 = _mm256_fmadd_ps(panel8(kb + ar[3]), _mm256_broadcast_ss(sc + 3), d3);
+  }
+  _mm256_storeu_ps(acc, _mm256_add_ps(c0, d0));
+  _mm256_storeu_ps(acc + 8, _mm256_add_ps(c1, d1));
+  _mm256_storeu_ps(acc + 16, _mm256_add_ps(c2, d2));
+  _mm256_storeu_ps(acc + 24, _mm256_add_ps(c3, d3));
+}
+
+APPROXSIM_AVX2 void expanded8_avx2(int kc, const uint16_t* a, int m, const float* bx, float* acc) {
+  expanded8_avx2_t(kc, a, m, bx, acc);
+}
+APPROXSIM_AVX2 void expanded8_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc) {
+  expanded8_avx2_t(kc, a, m, bx, acc);
 }
 
 // compact_a4: 8 contraction steps of the 4 rows at a time. The top halves of rows 0/1 and 2/3 are
@@ -250,18 +302,18 @@ APPROXSIM_AVX2 void convert_linear_avx2(float* raw, int n, int m, const float* c
 
 // Builds an expanded panel from the transposed table: for 8 columns at a time, 8 table columns
 // (contiguous over i) are transposed in 8x8 blocks into rows of the panel and scaled.
-template <class E>
+template <int NR, class E>
 APPROXSIM_AVX2 void expand_build_avx2_t(const float* raw, int kc, const Table& t, E* bx, Stats& s) {
   const int m = t.m, side = 1 << m;
   const int shift = 23 - m;
   const uint32_t imask = (1u << m) - 1;
   const float* cols = t.cols.data();
   for (int k = 0; k < kc; ++k) {
-    for (int c0 = 0; c0 < 16; c0 += 8) {
+    for (int c0 = 0; c0 < NR; c0 += 8) {
       const float* col[8];
       alignas(32) float sb[8];
       for (int q = 0; q < 8; ++q) {
-        const uint32_t u = bits(raw[k * 16 + c0 + q]);
+        const uint32_t u = bits(raw[k * NR + c0 + q]);
         account(u, s);
         col[q] = cols + (size_t((u >> shift) & imask) << m);
         sb[q] = scale_of(u);
@@ -271,7 +323,7 @@ APPROXSIM_AVX2 void expand_build_avx2_t(const float* raw, int kc, const Table& t
         for (int i = 0; i < side; ++i) {
           alignas(32) float row[8];
           for (int q = 0; q < 8; ++q) row[q] = col[q][i];
-          store_panel8(bx + ((size_t(k) << m) + i) * 16 + c0, _mm256_mul_ps(_mm256_load_ps(row), scale));
+          store_panel8(bx + ((size_t(k) << m) + i) * NR + c0, _mm256_mul_ps(_mm256_load_ps(row), scale));
         }
         continue;
       }
@@ -280,18 +332,26 @@ APPROXSIM_AVX2 void expand_build_avx2_t(const float* raw, int kc, const Table& t
         for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(col[q] + i0);
         transpose8(r);
         for (int q = 0; q < 8; ++q)
-          store_panel8(bx + ((size_t(k) << m) + i0 + q) * 16 + c0, _mm256_mul_ps(r[q], scale));
+          store_panel8(bx + ((size_t(k) << m) + i0 + q) * NR + c0, _mm256_mul_ps(r[q], scale));
       }
     }
   }
 }
 
+template <int NR>
 APPROXSIM_AVX2 void expand_build_avx2(const float* raw, int kc, const Table& t, float* bx, Stats& s) {
-  expand_build_avx2_t(raw, kc, t, bx, s);
+  expand_build_avx2_t<NR>(raw, kc, t, bx, s);
 }
+template <int NR>
 APPROXSIM_AVX2 void expand_build_bf16_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s) {
-  expand_build_avx2_t(raw, kc, t, bx, s);
+  expand_build_avx2_t<NR>(raw, kc, t, bx, s);
 }
+#define APPROXSIM_EXPAND_BUILDS(NR)                                                                           \
+  template APPROXSIM_AVX2 void expand_build_avx2<NR>(const float*, int, const Table&, float*, Stats&); \
+  template APPROXSIM_AVX2 void expand_build_bf16_avx2<NR>(const float*, int, const Table&, uint16_t*, Stats&);
+APPROXSIM_EXPAND_BUILDS(kFreeNR)
+APPROXSIM_EXPAND_BUILDS(kNarrowNR)
+#undef APPROXSIM_EXPAND_BUILDS
 
 }  // namespace approxsim
 #endif  // APPROXSIM_X86

@@ -120,30 +120,37 @@ template void linear_portable<3>(int, int, const float*, const float*, const flo
 template void linear_portable<4>(int, int, const float*, const float*, const float*, const float*, const LinearSum&,
                                  float*);
 
+template <int NR>
 void expanded_portable(int kc, const uint16_t* a, int m, const float* bx, float* acc) {
   for (int k = 0; k < kc; ++k) {
-    const float* kb = bx + (size_t(k) << m) * kFreeNR;
+    const float* kb = bx + (size_t(k) << m) * NR;
     for (int r = 0; r < kFreeMR; ++r) {
       const uint16_t e = a[k * kFreeMR + r];
-      const float* row = kb + compact_row(e, m);
+      const float* row = kb + compact_row(e, m, NR);
       const float sa = compact_scale(e);
-      for (int c = 0; c < kFreeNR; ++c) acc[r * kFreeNR + c] += row[c] * sa;
+      for (int c = 0; c < NR; ++c) acc[r * NR + c] += row[c] * sa;
     }
   }
 }
 
+template <int NR>
 void expand_build_portable(const float* raw, int kc, const Table& t, float* bx, Stats& s) {
   const int m = t.m, side = 1 << m, shift = 23 - m;
   const uint32_t imask = (1u << m) - 1;
   const float* cols = t.cols.data();
   for (int k = 0; k < kc; ++k)
-    for (int c = 0; c < kFreeNR; ++c) {
-      const uint32_t u = bits(raw[k * kFreeNR + c]);
+    for (int c = 0; c < NR; ++c) {
+      const uint32_t u = bits(raw[k * NR + c]);
       account(u, s);
       const float* col = cols + (size_t((u >> shift) & imask) << m);
       const float sb = scale_of(u);
-      for (int i = 0; i < side; ++i) bx[((size_t(k) << m) + i) * kFreeNR + c] = col[i] * sb;
+      for (int i = 0; i < side; ++i) bx[((size_t(k) << m) + i) * NR + c] = col[i] * sb;
     }
 }
+
+template void expanded_portable<kFreeNR>(int, const uint16_t*, int, const float*, float*);
+template void expanded_portable<kNarrowNR>(int, const uint16_t*, int, const float*, float*);
+template void expand_build_portable<kFreeNR>(const float*, int, const Table&, float*, Stats&);
+template void expand_build_portable<kNarrowNR>(const float*, int, const Table&, float*, Stats&);
 
 }  // namespace approxsim
