@@ -288,7 +288,7 @@ void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, boo
   const ExpandBuild build = select_expand_build(nr);
   // bfloat16 panel entries where the table allows them (half the panel, half the L2 traffic).
   const ExpandedBf16Kernel kernel16 = t.bf16_exact ? select_expanded_bf16_kernel(nr) : nullptr;
-  const ExpandBuildBf16 build16 = kernel16 != nullptr ? select_expand_build_bf16(nr) : nullptr;
+  const ExpandBuildBf16 build16 = kernel16 != nullptr ? select_expand_build_bf16(nr, t) : nullptr;
   zero_block(C, ldc, trans_c, r0, r1, c0, c1);
   if (k1 <= k0) return;
   // A stretch of the contraction (a multiple of the block) and a chunk of rows: about 8 MiB of A.

@@ -140,7 +140,7 @@ APPROXSIM_AVX2 inline __m256i load8<int16_t>(const int16_t* p) {
   return _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 // 16-bit entries: 16 table columns (contiguous over e) transposed 16 x 16 into panel rows, by
-// unpacks within 128-bit lanes (an 8 x 8 transpose per lane and half) and a final lane exchange.
+// unpacks within 128-bit lanes (transpose16_lanes, per half) and a final lane exchange.
 template <int NR, class E>
 APPROXSIM_AVX2 void build16_avx2(const float* braw, int kc, const IntTable& t, void* out) {
   static_assert(sizeof(E) == 2, "16-bit entries");
@@ -153,22 +153,9 @@ APPROXSIM_AVX2 void build16_avx2(const float* braw, int kc, const IntTable& t, v
     for (int64_t e0 = 0; e0 < s1; e0 += 16) {  // tt16 is padded: loads past s1 stay inside it
       __m256i c[2][8];  // [column half][x]: lane 0 = panel row e0 + x, lane 1 = row e0 + 8 + x
       for (int h = 0; h < NR / 8; ++h) {
-        __m256i r[8], a[8], b[8];
+        __m256i r[8];
         for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col[h * 8 + q] + e0));
-        for (int q = 0; q < 4; ++q) {
-          a[2 * q] = _mm256_unpacklo_epi16(r[2 * q], r[2 * q + 1]);
-          a[2 * q + 1] = _mm256_unpackhi_epi16(r[2 * q], r[2 * q + 1]);
-        }
-        for (int g = 0; g < 2; ++g) {  // rows 4g .. 4g + 3
-          b[4 * g] = _mm256_unpacklo_epi32(a[4 * g], a[4 * g + 2]);
-          b[4 * g + 1] = _mm256_unpackhi_epi32(a[4 * g], a[4 * g + 2]);
-          b[4 * g + 2] = _mm256_unpacklo_epi32(a[4 * g + 1], a[4 * g + 3]);
-          b[4 * g + 3] = _mm256_unpackhi_epi32(a[4 * g + 1], a[4 * g + 3]);
-        }
-        for (int q = 0; q < 4; ++q) {
-          c[h][2 * q] = _mm256_unpacklo_epi64(b[q], b[q + 4]);
-          c[h][2 * q + 1] = _mm256_unpackhi_epi64(b[q], b[q + 4]);
-        }
+        transpose16_lanes(r, c[h]);
       }
       const int rows = static_cast<int>(std::min<int64_t>(16, s1 - e0));
       for (int x = 0; x < 8; ++x) {

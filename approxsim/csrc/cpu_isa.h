@@ -52,6 +52,8 @@ template <int NR>
 APPROXSIM_AVX2 void expand_build_avx2(const float* raw, int kc, const Table& t, float* bx, Stats& s);
 template <int NR>
 APPROXSIM_AVX2 void expand_build_bf16_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s);
+template <int NR>
+APPROXSIM_AVX2 void expand_build_words_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s);
 APPROXSIM_AVX2 void compact_a4_avx2(const float* raw, int64_t stride, int n, uint16_t* dst, Stats& s);
 APPROXSIM_AVX2 void convert_linear_avx2(float* raw, int n, int m, const float* cls, float* sc, Stats& s);
 APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);

@@ -89,11 +89,13 @@ ExpandedBf16Kernel select_expanded_bf16_kernel(int nr) {
   return nullptr;
 }
 
-ExpandBuildBf16 select_expand_build_bf16(int nr) {
+ExpandBuildBf16 select_expand_build_bf16(int nr, const Table& t) {
 #ifdef APPROXSIM_X86
+  if (simd_level() >= kAvx2 && !t.cols16.empty())
+    return nr == kNarrowNR ? expand_build_words_avx2<kNarrowNR> : expand_build_words_avx2<kFreeNR>;
   if (simd_level() >= kAvx2) return nr == kNarrowNR ? expand_build_bf16_avx2<kNarrowNR> : expand_build_bf16_avx2<kFreeNR>;
 #endif
-  (void)nr;
+  (void)nr, (void)t;
   return nullptr;
 }
 

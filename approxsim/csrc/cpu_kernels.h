@@ -124,7 +124,8 @@ ExpandBuild select_expand_build(int nr);
 using ExpandedBf16Kernel = void (*)(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
 using ExpandBuildBf16 = void (*)(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s);
 ExpandedBf16Kernel select_expanded_bf16_kernel(int nr);
-ExpandBuildBf16 select_expand_build_bf16(int nr);
+// (By integer adds on the words where the table has cols16.)
+ExpandBuildBf16 select_expand_build_bf16(int nr, const Table& t);
 
 // Adds one operand (bit pattern u) to the stats of its panel.
 inline void account(uint32_t u, Stats& s) { approxsim_range_add(&s, u); }

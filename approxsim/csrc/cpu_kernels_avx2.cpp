@@ -346,9 +346,57 @@ template <int NR>
 APPROXSIM_AVX2 void expand_build_bf16_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s) {
   expand_build_avx2_t<NR>(raw, kc, t, bx, s);
 }
+// The bfloat16 panel by integer words, for tables of normal bfloat16 entries (Table::cols16): a
+// scaled entry T * (+-2^E) is the entry's word plus E << 7 (its exponent field) plus 0x8000 for a
+// negative operand (its sign), modulo 2^16, wherever the panel's range check keeps it normal; zero
+// and subnormal operands give 0. 16 table columns (contiguous over i, 16-bit) are transposed 16 x 16
+// into panel rows, one add and one mask per row: no float multiply, no narrowing.
+template <int NR>
+APPROXSIM_AVX2 void expand_build_words_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s) {
+  const int m = t.m, side = 1 << m, shift = 23 - m;
+  const uint32_t imask = (1u << m) - 1;
+  const uint16_t* cols = t.cols16.data();
+  const __m128i sh = _mm_cvtsi32_si128(shift), mv = _mm_cvtsi32_si128(m);
+  const __m256i im = _mm256_set1_epi32(static_cast<int>(imask)), bias = _mm256_set1_epi32(127);
+  const __m256i low16 = _mm256_set1_epi32(0xFFFF);
+  RangeAvx2 range;
+  for (int k = 0; k < kc; ++k) {
+    uint16_t* slab = bx + (size_t(k) << m) * NR;
+    for (int h = 0; h < NR / 8; ++h) {  // 8 columns at a time: both lanes of a transposed vector
+      // The 8 operands' columns, and their words to add and masks (16-bit, the same in both lanes).
+      const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(raw + k * NR + h * 8));
+      const __m256i e = range.add(u);
+      alignas(32) int32_t off[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(off), _mm256_sll_epi32(_mm256_and_si256(_mm256_srl_epi32(u, sh), im), mv));
+      const __m256i ext = _mm256_and_si256(
+          _mm256_add_epi32(_mm256_slli_epi32(_mm256_sub_epi32(e, bias), 7), _mm256_slli_epi32(_mm256_srli_epi32(u, 31), 15)),
+          low16);
+      const __m256i keep = _mm256_andnot_si256(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()), low16);
+      const __m256i ev = _mm256_permute4x64_epi64(_mm256_packus_epi32(ext, ext), 0x88);
+      const __m256i kv = _mm256_permute4x64_epi64(_mm256_packus_epi32(keep, keep), 0x88);
+      const uint16_t* col[8];
+      for (int q = 0; q < 8; ++q) col[q] = cols + off[q];
+      for (int i0 = 0; i0 < side; i0 += 16) {
+        __m256i r[8], c[8];  // c[x]: lane 0 = panel row i0 + x, lane 1 = row i0 + 8 + x
+        for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col[q] + i0));
+        transpose16_lanes(r, c);
+        uint16_t* dst = slab + size_t(i0) * NR + h * 8;
+#pragma GCC unroll 8
+        for (int x = 0; x < 8; ++x) {
+          const __m256i v = _mm256_and_si256(_mm256_add_epi16(c[x], ev), kv);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + x * NR), _mm256_castsi256_si128(v));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (8 + x) * NR), _mm256_extracti128_si256(v, 1));
+        }
+      }
+    }
+  }
+  range.into(s);
+}
+
 #define APPROXSIM_EXPAND_BUILDS(NR)                                                                           \
   template APPROXSIM_AVX2 void expand_build_avx2<NR>(const float*, int, const Table&, float*, Stats&); \
-  template APPROXSIM_AVX2 void expand_build_bf16_avx2<NR>(const float*, int, const Table&, uint16_t*, Stats&);
+  template APPROXSIM_AVX2 void expand_build_bf16_avx2<NR>(const float*, int, const Table&, uint16_t*, Stats&); \
+  template APPROXSIM_AVX2 void expand_build_words_avx2<NR>(const float*, int, const Table&, uint16_t*, Stats&);
 APPROXSIM_EXPAND_BUILDS(kFreeNR)
 APPROXSIM_EXPAND_BUILDS(kNarrowNR)
 #undef APPROXSIM_EXPAND_BUILDS

@@ -80,6 +80,10 @@ Table make_table(const float* t, int m) {
     for (size_t i = 0; i < side; ++i)
       for (size_t j = 0; j < side; ++j) cols[j * side + i] = t[i * side + j];
     out.cols.assign(cols.data(), n, 64);
+    if (m >= 4 && out.bf16_exact && out.all_normal) {
+      out.cols16.resize(n);
+      for (size_t q = 0; q < n; ++q) out.cols16[q] = static_cast<uint16_t>(approxsim_f2u(cols[q]) >> 16);
+    }
   }
   if (m <= 7 && out.bf16_exact) {
     const size_t side = size_t(1) << m;

@@ -52,6 +52,7 @@ struct Table {
   bool any_nonzero = false;
   LinearSum lin;                    // the structure, when the table has it
   HugeFloats cols;                  // the transpose, column j at j << m (M <= 8: expanded panels read it)
+  std::vector<uint16_t> cols16;     // its bfloat16 upper halves, when all_normal and bf16_exact, 4 <= M <= 7
 
   // The table of the swapped operands, T'[j][i] = T[i][j] (built on first use; this
   // table itself for the exact product).

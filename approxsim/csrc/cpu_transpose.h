@@ -1,5 +1,5 @@
-// cpu_transpose.h: the AVX2 8x8 transpose that the expanded-panel builders (float and integer) and
-// the strided packers of transposed patches and input gradients (cpu_operands.h) share.
+// cpu_transpose.h: the AVX2 transposes that the expanded-panel builders (float and integer) and the
+// strided packers of transposed patches and input gradients (cpu_operands.h) share.
 #ifndef APPROXSIM_CPU_TRANSPOSE_H_
 #define APPROXSIM_CPU_TRANSPOSE_H_
 
@@ -25,6 +25,28 @@ APPROXSIM_AVX2 inline void transpose8(__m256 r[8]) {
   for (int q = 0; q < 4; ++q) {
     r[q] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20);
     r[q + 4] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
+  }
+}
+
+// 16-bit entries: r[q] = 16 consecutive entries (e0 .. e0 + 15) of column q < 8 -> c[x], whose
+// 128-bit lane 0 holds entry e0 + x of the 8 columns and lane 1 entry e0 + 8 + x: unpacks within
+// lanes (an 8 x 8 transpose per lane). Panel rows of 16 columns then pair the c of two column halves
+// (_mm256_permute2x128_si256 0x20 / 0x31).
+APPROXSIM_AVX2 inline void transpose16_lanes(const __m256i r[8], __m256i c[8]) {
+  __m256i a[8], b[8];
+  for (int q = 0; q < 4; ++q) {
+    a[2 * q] = _mm256_unpacklo_epi16(r[2 * q], r[2 * q + 1]);
+    a[2 * q + 1] = _mm256_unpackhi_epi16(r[2 * q], r[2 * q + 1]);
+  }
+  for (int g = 0; g < 2; ++g) {  // rows 4g .. 4g + 3
+    b[4 * g] = _mm256_unpacklo_epi32(a[4 * g], a[4 * g + 2]);
+    b[4 * g + 1] = _mm256_unpackhi_epi32(a[4 * g], a[4 * g + 2]);
+    b[4 * g + 2] = _mm256_unpacklo_epi32(a[4 * g + 1], a[4 * g + 3]);
+    b[4 * g + 3] = _mm256_unpackhi_epi32(a[4 * g + 1], a[4 * g + 3]);
+  }
+  for (int q = 0; q < 4; ++q) {
+    c[2 * q] = _mm256_unpacklo_epi64(b[q], b[q + 4]);
+    c[2 * q + 1] = _mm256_unpackhi_epi64(b[q], b[q + 4]);
   }
 }
 
