@@ -50,6 +50,17 @@ def _bf16_zero_table():
     return approxsim.Multiplier("bfzero6", 6, t.astype(np.float32))
 
 
+def _signed_bf16_table():
+    """M = 5, bf16-exact, every entry normal, half of them negative and exponents -100..100: the
+    panel build by word adds (exponent and sign added to each entry's bits) must carry signs and
+    leave the wide entries' panels to the exact path."""
+    rng = np.random.default_rng(8)
+    sig = np.round(rng.uniform(1, 2, (32, 32)) * 128) / 128 * rng.choice([-1.0, 1.0], (32, 32))
+    t = np.ldexp(sig, rng.integers(-3, 4, (32, 32)))
+    t[3, 7], t[20, 1] = 2.0 ** 100, -(2.0 ** -100)
+    return approxsim.Multiplier("signbf5", 5, t.astype(np.float32))
+
+
 def _full_mantissa_table():
     """M = 7 with full 23-bit mantissas (not bf16-exact: the 32-bit gather path)."""
     return approxsim.Multiplier("full7", 7, np.random.default_rng(4).uniform(0.5, 4, (128, 128)).astype(np.float32))
@@ -79,7 +90,7 @@ def _off_by_one_entry():
 
 
 CUSTOM = {"hand3": _hand_table, "wide2": _wide_table, "bfzero6": _bf16_zero_table, "full7": _full_mantissa_table,
-          "offby1": _off_by_one_entry}
+          "offby1": _off_by_one_entry, "signbf5": _signed_bf16_table}
 
 
 def _mult(name):
@@ -165,7 +176,7 @@ def test_single_products_bit_exact(fast_backend, name):
 
 @needs_cpu
 @pytest.mark.parametrize("name", ["mbm7", "mitchell5", "mitchell1", "mbm11", "fp32", "hand3", "wide2", "bfzero6",
-                                  "full7", "offby1", "mitchell11"])
+                                  "full7", "offby1", "mitchell11", "signbf5"])
 def test_every_simd_path_single_products_and_sums(simd, method, name):
     mult = _mult(name)
     rng = np.random.default_rng(2)
@@ -250,7 +261,7 @@ def test_specials_propagate_through_sums(fast_backend, name):
 
 
 @needs_cpu
-@pytest.mark.parametrize("name", ["mbm7", "mitchell5", "hand3"])
+@pytest.mark.parametrize("name", ["mbm7", "mitchell5", "hand3", "signbf5"])
 def test_panel_ranges_every_simd_path_and_method(simd, method, name):
     """The panel converters' range checks, 8 operands at a time and in the tails: each row of A has
     one nonzero operand, at any position of a 45-step contraction (the 8-wide steps, their last lanes,

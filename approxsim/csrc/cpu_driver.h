@@ -454,7 +454,8 @@ inline int64_t padded_products(int64_t M, int64_t N, int mr, int nr) {
 
 // Whether C^T = B^T (*)' A^T computes an M x N result faster than C = A (*) B: where it takes a faster
 // method (the expanded one needs many rows), or else pads less. With few columns (most of each
-// 16-wide panel would be padding for any method: depthwise convolutions) and more rows, always. Where the lookup method runs either way, whenever its tiles waste at least a
+// 16-wide panel would be padding for the linear-sum and lookup kernels: depthwise convolutions) and
+// more rows, always. Where the lookup method runs either way, whenever its tiles waste at least a
 // quarter less: the byte-permute kernel's tiles are 64 columns wide, so a LeNet layer's 6 or 16
 // filters fill a tenth or a quarter of them (AMD Zen 5, 2 threads, batch 128, 14 x 14 x 6 -> 16,
 // 5 x 5: forward 5.2 -> 2.3 ms, filter gradient 8.3 -> 3.4, with the transposed packers).

@@ -93,7 +93,8 @@ ExpandBuildBf16 select_expand_build_bf16(int nr, const Table& t) {
 #ifdef APPROXSIM_X86
   if (simd_level() >= kAvx2 && !t.cols16.empty())
     return nr == kNarrowNR ? expand_build_words_avx2<kNarrowNR> : expand_build_words_avx2<kFreeNR>;
-  if (simd_level() >= kAvx2) return nr == kNarrowNR ? expand_build_bf16_avx2<kNarrowNR> : expand_build_bf16_avx2<kFreeNR>;
+  if (simd_level() >= kAvx2)
+    return nr == kNarrowNR ? expand_build_bf16_avx2<kNarrowNR> : expand_build_bf16_avx2<kFreeNR>;
 #endif
   (void)nr, (void)t;
   return nullptr;

@@ -114,8 +114,6 @@ APPROXSIM_AVX2 inline void store_panel8(uint16_t* p, __m256 v) {
                    _mm_packus_epi32(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1)));
 }
 
-// Expanded operand: a row of A selects a contiguous row of the panel; broadcast-FMA, no gather.
-// The two-byte A operands are first decoded, 8 at a time, into row offsets and scales (in L1).
 // compact_row and compact_scale of the kc * kFreeMR A operands of a panel, 8 at a time (rows 2^log2_nr
 // entries wide); a is padded: reads past the end stay inside it.
 APPROXSIM_AVX2 inline void decode_a_avx2(int kc, const uint16_t* a, int m, int log2_nr, int32_t* arow, float* asc) {
@@ -130,6 +128,8 @@ APPROXSIM_AVX2 inline void decode_a_avx2(int kc, const uint16_t* a, int m, int l
   }
 }
 
+// Expanded operand: a row of A selects a contiguous row of the panel; broadcast-FMA, no gather.
+// The two-byte A operands are first decoded into row offsets and scales (in L1).
 template <class E>
 APPROXSIM_AVX2 void expanded_avx2_t(int kc, const uint16_t* a, int m, const E* bx, float* acc) {
   alignas(32) int32_t arow[kExpandedMaxKc * kFreeMR + 8];
@@ -223,10 +223,6 @@ APPROXSIM_AVX2 void expanded8_bf16_avx2(int kc, const uint16_t* a, int m, const 
   expanded8_avx2_t(kc, a, m, bx, acc);
 }
 
-// compact_a4: 8 contraction steps of the 4 rows at a time. The top halves of rows 0/1 and 2/3 are
-// paired into 32-bit words, and the two pairs interleaved into k-major order (4 x 16 bits per k).
-// The stats in biased exponents: zero/subnormal and Inf/NaN operands count as 255 for the minimum
-// and 0 for the maximum, so they change neither.
 // The stats of operands 8 at a time, in biased exponents: zero/subnormal and Inf/NaN operands count
 // as 255 for the minimum and 0 for the maximum, so they change neither.
 struct RangeAvx2 {
@@ -346,11 +342,13 @@ template <int NR>
 APPROXSIM_AVX2 void expand_build_bf16_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s) {
   expand_build_avx2_t<NR>(raw, kc, t, bx, s);
 }
+
 // The bfloat16 panel by integer words, for tables of normal bfloat16 entries (Table::cols16): a
 // scaled entry T * (+-2^E) is the entry's word plus E << 7 (its exponent field) plus 0x8000 for a
 // negative operand (its sign), modulo 2^16, wherever the panel's range check keeps it normal; zero
-// and subnormal operands give 0. 16 table columns (contiguous over i, 16-bit) are transposed 16 x 16
-// into panel rows, one add and one mask per row: no float multiply, no narrowing.
+// and subnormal operands give 0. 8 table columns (contiguous over i, 16-bit) at a time are transposed
+// in blocks of 16 entries into half rows of the panel, one add and one mask per pair of half rows: no
+// float multiply, no narrowing.
 template <int NR>
 APPROXSIM_AVX2 void expand_build_words_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s) {
   const int m = t.m, side = 1 << m, shift = 23 - m;
@@ -367,10 +365,11 @@ APPROXSIM_AVX2 void expand_build_words_avx2(const float* raw, int kc, const Tabl
       const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(raw + k * NR + h * 8));
       const __m256i e = range.add(u);
       alignas(32) int32_t off[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(off), _mm256_sll_epi32(_mm256_and_si256(_mm256_srl_epi32(u, sh), im), mv));
-      const __m256i ext = _mm256_and_si256(
-          _mm256_add_epi32(_mm256_slli_epi32(_mm256_sub_epi32(e, bias), 7), _mm256_slli_epi32(_mm256_srli_epi32(u, 31), 15)),
-          low16);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(off),
+                         _mm256_sll_epi32(_mm256_and_si256(_mm256_srl_epi32(u, sh), im), mv));
+      const __m256i exponent = _mm256_slli_epi32(_mm256_sub_epi32(e, bias), 7);
+      const __m256i sign = _mm256_slli_epi32(_mm256_srli_epi32(u, 31), 15);
+      const __m256i ext = _mm256_and_si256(_mm256_add_epi32(exponent, sign), low16);
       const __m256i keep = _mm256_andnot_si256(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()), low16);
       const __m256i ev = _mm256_permute4x64_epi64(_mm256_packus_epi32(ext, ext), 0x88);
       const __m256i kv = _mm256_permute4x64_epi64(_mm256_packus_epi32(keep, keep), 0x88);
@@ -393,8 +392,8 @@ APPROXSIM_AVX2 void expand_build_words_avx2(const float* raw, int kc, const Tabl
   range.into(s);
 }
 
-#define APPROXSIM_EXPAND_BUILDS(NR)                                                                           \
-  template APPROXSIM_AVX2 void expand_build_avx2<NR>(const float*, int, const Table&, float*, Stats&); \
+#define APPROXSIM_EXPAND_BUILDS(NR)                                                                    \
+  template APPROXSIM_AVX2 void expand_build_avx2<NR>(const float*, int, const Table&, float*, Stats&);        \
   template APPROXSIM_AVX2 void expand_build_bf16_avx2<NR>(const float*, int, const Table&, uint16_t*, Stats&); \
   template APPROXSIM_AVX2 void expand_build_words_avx2<NR>(const float*, int, const Table&, uint16_t*, Stats&);
 APPROXSIM_EXPAND_BUILDS(kFreeNR)
