@@ -171,8 +171,54 @@ APPROXSIM_AVX2 void expanded_avx2_t(int kc, const uint16_t* a, int m, const E* b
 APPROXSIM_AVX2 void expanded_avx2(int kc, const uint16_t* a, int m, const float* bx, float* acc) {
   expanded_avx2_t(kc, a, m, bx, acc);
 }
+// bfloat16 panels of 16 columns: one 32-byte row gives the even columns as floats by a shift of each
+// 32-bit word (its low bfloat16) and the odd ones by a mask (its high one): no widening shuffle. The
+// accumulators (named: GCC spills an array of them) hold even and odd columns, split from acc and
+// merged back by shuffles once per call.
+APPROXSIM_AVX2 inline void split_even_odd(const float* p, __m256& even, __m256& odd) {
+  const __m256 x0 = _mm256_loadu_ps(p), x1 = _mm256_loadu_ps(p + 8);
+  const __m256 t0 = _mm256_permute2f128_ps(x0, x1, 0x20), t1 = _mm256_permute2f128_ps(x0, x1, 0x31);
+  even = _mm256_shuffle_ps(t0, t1, 0x88);
+  odd = _mm256_shuffle_ps(t0, t1, 0xDD);
+}
+APPROXSIM_AVX2 inline void merge_even_odd(__m256 even, __m256 odd, float* p) {
+  const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);
+  _mm256_storeu_ps(p, _mm256_permute2f128_ps(lo, hi, 0x20));
+  _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
 APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc) {
-  expanded_avx2_t(kc, a, m, bx, acc);
+  alignas(32) int32_t arow[kExpandedMaxKc * kFreeMR + 8];
+  alignas(32) float asc[kExpandedMaxKc * kFreeMR + 8];
+  decode_a_avx2(kc, a, m, 4, arow, asc);
+  __m256 e0, o0, e1, o1, e2, o2, e3, o3;
+  split_even_odd(acc, e0, o0);
+  split_even_odd(acc + 16, e1, o1);
+  split_even_odd(acc + 32, e2, o2);
+  split_even_odd(acc + 48, e3, o3);
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  const size_t slab = size_t(16) << m;
+  for (int k = 0; k < kc; ++k) {
+    const uint16_t* kb = bx + k * slab;
+    const int32_t* ar = arow + 4 * k;
+    const float* sc = asc + 4 * k;
+#define APPROXSIM_ROW(r, e, o)                                                                    \
+  {                                                                                               \
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + ar[r]));           \
+    const __m256 s = _mm256_broadcast_ss(sc + r);                                                 \
+    e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), s, e);                     \
+    o = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, high)), s, o);                    \
+  }
+    APPROXSIM_ROW(0, e0, o0)
+    APPROXSIM_ROW(1, e1, o1)
+    APPROXSIM_ROW(2, e2, o2)
+    APPROXSIM_ROW(3, e3, o3)
+#undef APPROXSIM_ROW
+  }
+  merge_even_odd(e0, o0, acc);
+  merge_even_odd(e1, o1, acc + 16);
+  merge_even_odd(e2, o2, acc + 32);
+  merge_even_odd(e3, o3, acc + 48);
 }
 
 // Expanded operand, 8-column panels: one vector per row and step. The even and the odd contraction
