@@ -70,9 +70,10 @@ inline Method choose_method(const Table& t, int64_t rows) {
     if (forced <= static_cast<int>(Method::kLinear) && t.lin.valid) return Method::kLinear;
     return Method::kLookup;
   }
-  // Byte-permute lookups (VBMI) beat the expanded operand and the linear-sum kernels at every size
-  // measured (AMD Zen 5, M = 3 and 7, 2 threads: GEMM 1024^3 18 ms against 27, ResNet conv forward
-  // 21 against 36); gathers (AVX2, AVX-512) do not.
+  // Byte-permute lookups (VBMI) beat or match the expanded operand and the linear-sum kernels at every
+  // size measured (AMD Zen 5, M = 3 and 7, 2 threads, against 32-column bfloat16 expanded panels:
+  // GEMM 1024^3 13.9 ms against 15.5, ResNet conv forward 17.0 against 17.5, its filter gradient 21
+  // against 30); gathers (AVX2, AVX-512) do not.
   if (byte_permute_lookups(t)) return Method::kLookup;
   if (t.m <= kMaxExpandedBits && rows >= expanded_min_rows(t) && simd_level() >= kAvx2) return Method::kExpanded;
   if (t.lin.valid) return Method::kLinear;
@@ -290,10 +291,12 @@ template <class ASrc, class BSrc>
 void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c, int64_t r0, int64_t r1,
                         int64_t c0, int64_t c1, int64_t k0, int64_t k1, const Table& t, Work& w) {
   constexpr int mr = kFreeMR;
-  const int nr = c1 - c0 <= kNarrowNR ? kNarrowNR : kFreeNR;  // 8-column panels for narrow outputs
+  // 8-column panels for narrow outputs, 32-column ones where there is a wide bfloat16 kernel.
+  const bool wide = c1 - c0 > kFreeNR && t.bf16_exact && select_expanded_bf16_kernel(kWideNR) != nullptr;
+  const int nr = c1 - c0 <= kNarrowNR ? kNarrowNR : wide ? kWideNR : kFreeNR;
   const int m = t.m, side = 1 << m, kcx = expanded_kc(m);
-  const ExpandedKernel kernel = select_expanded_kernel(nr);
-  const ExpandBuild build = select_expand_build(nr);
+  const ExpandedKernel kernel = wide ? nullptr : select_expanded_kernel(nr);
+  const ExpandBuild build = wide ? nullptr : select_expand_build(nr);
   // bfloat16 panel entries where the table allows them (half the panel, half the L2 traffic).
   const ExpandedBf16Kernel kernel16 = t.bf16_exact ? select_expanded_bf16_kernel(nr) : nullptr;
   const ExpandBuildBf16 build16 = kernel16 != nullptr ? select_expand_build_bf16(nr, t) : nullptr;

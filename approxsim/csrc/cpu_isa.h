@@ -66,6 +66,7 @@ APPROXSIM_VBMI APPROXSIM_TABLE_KERNEL(table_avx512_bytes);
 APPROXSIM_AVX512 APPROXSIM_EXACT_KERNEL(exact_avx512);
 APPROXSIM_AVX512 void expanded_avx512(int kc, const uint16_t* a, int m, const float* bx, float* acc);
 APPROXSIM_AVX512 void expanded_bf16_avx512(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
+APPROXSIM_AVX512 void expanded32_bf16_avx512(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
 APPROXSIM_AVX512 void convert_a_avx512(const float* raw, int n, int m, int aoff_shift, int32_t* off, float* sc,
                                        Stats& s);
 APPROXSIM_AVX512_BMI2 void convert_b_bytes8_avx512(const float* raw, int m, uint8_t* idx, uint16_t* ext,

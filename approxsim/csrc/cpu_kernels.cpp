@@ -82,6 +82,7 @@ ExpandedKernel select_expanded_kernel(int nr) {
 
 ExpandedBf16Kernel select_expanded_bf16_kernel(int nr) {
 #ifdef APPROXSIM_X86
+  if (nr == kWideNR) return simd_level() >= kAvx512 ? expanded32_bf16_avx512 : nullptr;
   if (nr == kNarrowNR && simd_level() >= kAvx2) return expanded8_bf16_avx2;
   if (simd_level() >= kAvx512) return expanded_bf16_avx512;
   if (simd_level() >= kAvx2) return expanded_bf16_avx2;
@@ -92,9 +93,13 @@ ExpandedBf16Kernel select_expanded_bf16_kernel(int nr) {
 ExpandBuildBf16 select_expand_build_bf16(int nr, const Table& t) {
 #ifdef APPROXSIM_X86
   if (simd_level() >= kAvx2 && !t.cols16.empty())
-    return nr == kNarrowNR ? expand_build_words_avx2<kNarrowNR> : expand_build_words_avx2<kFreeNR>;
+    return nr == kNarrowNR ? expand_build_words_avx2<kNarrowNR>
+           : nr == kWideNR ? expand_build_words_avx2<kWideNR>
+                           : expand_build_words_avx2<kFreeNR>;
   if (simd_level() >= kAvx2)
-    return nr == kNarrowNR ? expand_build_bf16_avx2<kNarrowNR> : expand_build_bf16_avx2<kFreeNR>;
+    return nr == kNarrowNR ? expand_build_bf16_avx2<kNarrowNR>
+           : nr == kWideNR ? expand_build_bf16_avx2<kWideNR>
+                           : expand_build_bf16_avx2<kFreeNR>;
 #endif
   (void)nr, (void)t;
   return nullptr;

@@ -101,10 +101,11 @@ void convert_linear(float* raw, int n, int m, const float* cls, float* sc, Stats
 // exponent and the 7 leading fraction bits, of which the leading M are its table row i (compact_a);
 // the kernel adds sum_k bx[(k*2^M + i)*NR + c] * scale(a) to acc[r*NR + c] (in and out).
 // Panels are kFreeNR = 16 columns wide, or kNarrowNR = 8 for outputs of at most 8 columns (LeNet's
-// 6 filters), which would leave most of a 16-wide panel's products and build as padding.
+// 6 filters), which would leave most of a 16-wide panel's products and build as padding, or, with
+// bfloat16 entries on AVX-512, kWideNR = 32 (a panel row is one cache line: two 16-lane FMAs).
 // Contraction steps of one expanded panel: about 256 KiB (L2) at M = 7 and 16 columns.
 constexpr int kExpandedMaxKc = 128;
-constexpr int kNarrowNR = 8;
+constexpr int kNarrowNR = 8, kWideNR = 32;
 inline int expanded_kc(int m) { return m >= 5 ? (4096 >> m) : kExpandedMaxKc; }
 using ExpandedKernel = void (*)(int kc, const uint16_t* a, int m, const float* bx, float* acc);
 inline uint16_t compact_a(uint32_t u) { return static_cast<uint16_t>(u >> 16); }

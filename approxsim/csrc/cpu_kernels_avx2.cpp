@@ -444,6 +444,7 @@ APPROXSIM_AVX2 void expand_build_words_avx2(const float* raw, int kc, const Tabl
   template APPROXSIM_AVX2 void expand_build_words_avx2<NR>(const float*, int, const Table&, uint16_t*, Stats&);
 APPROXSIM_EXPAND_BUILDS(kFreeNR)
 APPROXSIM_EXPAND_BUILDS(kNarrowNR)
+APPROXSIM_EXPAND_BUILDS(kWideNR)
 #undef APPROXSIM_EXPAND_BUILDS
 
 }  // namespace approxsim

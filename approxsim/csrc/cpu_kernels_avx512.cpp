@@ -233,21 +233,26 @@ APPROXSIM_AVX512 inline __m512 panel16(const uint16_t* p) {
       _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
 }
 
+// compact_row and compact_scale of the kc * kFreeMR A operands of a panel, 16 at a time (rows
+// 2^log2_nr entries wide); a is padded: reads past the end stay inside it.
+APPROXSIM_AVX512 inline void decode_a_avx512(int kc, const uint16_t* a, int m, int log2_nr, int32_t* arow,
+                                             float* asc) {
+  const __m512i low = _mm512_set1_epi32(0x7F), high = _mm512_set1_epi32(0xFF80);
+  const __m128i rshift = _mm_cvtsi32_si128(7 - m), nshift = _mm_cvtsi32_si128(log2_nr);
+  const int n = kc * kFreeMR;
+  for (int q = 0; q < n; q += 16) {
+    const __m512i e = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + q)));
+    const __m512i row = _mm512_sll_epi32(_mm512_srl_epi32(_mm512_and_si512(e, low), rshift), nshift);
+    _mm512_store_si512(arow + q, row);
+    _mm512_store_ps(asc + q, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_and_si512(e, high), 16)));
+  }
+}
+
 template <class E>
 APPROXSIM_AVX512 void expanded_avx512_t(int kc, const uint16_t* a, int m, const E* bx, float* acc) {
   alignas(64) int32_t arow[kExpandedMaxKc * kFreeMR + 16];
   alignas(64) float asc[kExpandedMaxKc * kFreeMR + 16];
-  {
-    const __m512i low = _mm512_set1_epi32(0x7F), high = _mm512_set1_epi32(0xFF80);
-    const __m128i rshift = _mm_cvtsi32_si128(7 - m);
-    const int n = kc * kFreeMR;
-    for (int q = 0; q < n; q += 16) {  // a is padded: reads past n stay inside it
-      const __m512i e = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + q)));
-      const __m512i row = _mm512_slli_epi32(_mm512_srl_epi32(_mm512_and_si512(e, low), rshift), 4);
-      _mm512_store_si512(arow + q, row);
-      _mm512_store_ps(asc + q, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_and_si512(e, high), 16)));
-    }
-  }
+  decode_a_avx512(kc, a, m, 4, arow, asc);
   __m512 c0 = _mm512_loadu_ps(acc), c1 = _mm512_loadu_ps(acc + 16);
   __m512 c2 = _mm512_loadu_ps(acc + 32), c3 = _mm512_loadu_ps(acc + 48);
   const size_t slab = size_t(16) << m;  // entries of one contraction step of the panel
@@ -271,6 +276,56 @@ APPROXSIM_AVX512 void expanded_avx512(int kc, const uint16_t* a, int m, const fl
 }
 APPROXSIM_AVX512 void expanded_bf16_avx512(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc) {
   expanded_avx512_t(kc, a, m, bx, acc);
+}
+
+// bfloat16 panels of 32 columns (kWideNR): a panel row is one 64-byte line, whose 32-bit words give
+// the even columns as floats by a shift (their low bfloat16) and the odd ones by a mask (their high
+// one); two 16-lane FMAs per row and step, eight named accumulators (split from acc into even and
+// odd columns and merged back once per call).
+APPROXSIM_AVX512 void expanded32_bf16_avx512(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc) {
+  alignas(64) int32_t arow[kExpandedMaxKc * kFreeMR + 16];
+  alignas(64) float asc[kExpandedMaxKc * kFreeMR + 16];
+  decode_a_avx512(kc, a, m, 5, arow, asc);
+  const __m512i even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd_idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+#define APPROXSIM_SPLIT(r, e, o)                                                 \
+  const __m512 x0##r = _mm512_loadu_ps(acc + r * 32), x1##r = _mm512_loadu_ps(acc + r * 32 + 16); \
+  __m512 e = _mm512_permutex2var_ps(x0##r, even_idx, x1##r);                     \
+  __m512 o = _mm512_permutex2var_ps(x0##r, odd_idx, x1##r);
+  APPROXSIM_SPLIT(0, e0, o0)
+  APPROXSIM_SPLIT(1, e1, o1)
+  APPROXSIM_SPLIT(2, e2, o2)
+  APPROXSIM_SPLIT(3, e3, o3)
+#undef APPROXSIM_SPLIT
+  const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+  const size_t slab = size_t(kWideNR) << m;
+  for (int k = 0; k < kc; ++k) {
+    const uint16_t* kb = bx + k * slab;
+    const int32_t* ar = arow + 4 * k;
+    const float* sc = asc + 4 * k;
+#define APPROXSIM_ROW(r, e, o)                                                              \
+  {                                                                                         \
+    const __m512i v = _mm512_loadu_si512(kb + ar[r]);                                       \
+    const __m512 s = _mm512_set1_ps(sc[r]);                                                 \
+    e = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), s, e);               \
+    o = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v, high)), s, o);              \
+  }
+    APPROXSIM_ROW(0, e0, o0)
+    APPROXSIM_ROW(1, e1, o1)
+    APPROXSIM_ROW(2, e2, o2)
+    APPROXSIM_ROW(3, e3, o3)
+#undef APPROXSIM_ROW
+  }
+#define APPROXSIM_MERGE(r, e, o)                                                     \
+  _mm512_storeu_ps(acc + r * 32, _mm512_permutex2var_ps(e, lo_idx, o));             \
+  _mm512_storeu_ps(acc + r * 32 + 16, _mm512_permutex2var_ps(e, hi_idx, o));
+  APPROXSIM_MERGE(0, e0, o0)
+  APPROXSIM_MERGE(1, e1, o1)
+  APPROXSIM_MERGE(2, e2, o2)
+  APPROXSIM_MERGE(3, e3, o3)
+#undef APPROXSIM_MERGE
 }
 
 // The linear-sum kernel of cpu_kernels_avx2.cpp with 16 lanes: the same operations, lane for lane.
