@@ -111,3 +111,9 @@ def test_backend_uses_the_structure_and_the_methods():
                        else "linear" if linear else "lookup"), (name, big)
         # few rows: the linear-sum kernels, unless byte permutes do the lookups
         assert _cpu.method_for(table, 4) == ("linear" if linear and not bytes_ok else "lookup"), name
+        # 9 to 32 columns: expanded panels fit them, where byte permutes' 64-wide tiles would mostly pad
+        expandable = mult.mantissa_bits <= 7 and level != "portable"
+        for cols in (6, 16, 32, 33):
+            want = ("expanded" if 8 < cols <= 32 else "lookup") if bytes_ok else big
+            assert _cpu.method_for(table, 1 << 20, cols) == want, (name, cols)
+        assert not expandable or _cpu.method_for(table, 1 << 20, 16) == "expanded", name

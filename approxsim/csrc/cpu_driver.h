@@ -61,8 +61,8 @@ inline int64_t expanded_min_rows(const Table& t) {
   return t.lin.valid ? std::max<int64_t>(24, int64_t(1) << (t.m - 1)) : 16;
 }
 
-// The method for a table and the number of rows of the problem.
-inline Method choose_method(const Table& t, int64_t rows) {
+// The method for a table and the rows and columns of the problem.
+inline Method choose_method(const Table& t, int64_t rows, int64_t cols) {
   if (t.m == 0) return Method::kExact;
   const int forced = forced_method();
   if (forced >= 0) {
@@ -70,12 +70,17 @@ inline Method choose_method(const Table& t, int64_t rows) {
     if (forced <= static_cast<int>(Method::kLinear) && t.lin.valid) return Method::kLinear;
     return Method::kLookup;
   }
-  // Byte-permute lookups (VBMI) beat or match the expanded operand and the linear-sum kernels at every
-  // size measured (AMD Zen 5, M = 3 and 7, 2 threads, against 32-column bfloat16 expanded panels:
-  // GEMM 1024^3 13.9 ms against 15.5, ResNet conv forward 17.0 against 17.5, its filter gradient 21
-  // against 30); gathers (AVX2, AVX-512) do not.
-  if (byte_permute_lookups(t)) return Method::kLookup;
-  if (t.m <= kMaxExpandedBits && rows >= expanded_min_rows(t) && simd_level() >= kAvx2) return Method::kExpanded;
+  const bool expandable = t.m <= kMaxExpandedBits && rows >= expanded_min_rows(t) && simd_level() >= kAvx2;
+  // Byte-permute lookups (VBMI) beat or match the expanded operand and the linear-sum kernels (AMD
+  // Zen 5, M = 3 and 7, 2 threads, against 32-column bfloat16 expanded panels: GEMM 1024^3 13.9 ms
+  // against 15.5, ResNet conv forward 17.0 against 17.5, its filter gradient 21 against 30), except
+  // where their 64-wide tiles would mostly pad 9 to 32 columns, which expanded panels fit (8192 rows,
+  // 400 steps: 16 columns 2.97 ms against 3.55 transposed, 32 columns 3.96 against 5.33; LeNet-5's
+  // conv2, 16 filters: forward 1.85 against 3.1, filter gradient 3.7 against 4.1); gathers (AVX2,
+  // AVX-512) do not.
+  if (byte_permute_lookups(t))
+    return expandable && cols > kNarrowNR && cols <= kWideNR ? Method::kExpanded : Method::kLookup;
+  if (expandable) return Method::kExpanded;
   if (t.lin.valid) return Method::kLinear;
   return Method::kLookup;
 }
@@ -398,7 +403,7 @@ void run_jobs(const std::vector<Job<ASrc, BSrc>>& jobs, int64_t M, int64_t N, in
   const int64_t per_job = std::max<int64_t>(1, (want + njobs - 1) / njobs);
   // Split the contraction for long ones with a small result (filter gradients), each tile summing
   // into its own copy of C (the order of the sums is unspecified): no two threads pack the same B.
-  const Method whole = choose_method(t, M);
+  const Method whole = choose_method(t, M, N);
   const int64_t unit = whole == Method::kExpanded ? expanded_kc(t.m) : kLookupBlocking.kc;
   // An expanded panel serves every row of its tile: with few column panels and a long contraction
   // (filter gradients), expanded tiles are split by the contraction, so that no panel is built twice.
@@ -487,7 +492,7 @@ inline bool transposed_is_faster(const Table& t, int64_t M, int64_t N) {
   // Not where the few rows of C^T would lose the expanded method: its panels, even 6 columns of 16
   // full, beat the linear-sum and gather kernels (AVX2, AMD Zen 5, 2 threads, LeNet-5's batch 128:
   // 28 x 28 x 1 -> 6 forward 6.1 -> 3.6 ms, 14 x 14 x 6 -> 16 input gradient 17.2 -> 10.2).
-  const Method normal = choose_method(t, M), flipped = choose_method(t, N);
+  const Method normal = choose_method(t, M, N), flipped = choose_method(t, N, M);
   if (normal == Method::kExpanded && flipped != Method::kExpanded) return false;
   // And where only C^T has the rows for it (a batch of 128 against 300 units: MLP 784-300-100-10, AVX2,
   // 2 threads: forward 784 -> 300 2.5 -> 1.8 ms, input gradient 2.2 -> 1.9).
@@ -510,7 +515,7 @@ void gemm(const std::vector<Job<ASrc, detail::GeneralB>>& jobs, int64_t M, int64
           int threads) {
   if (jobs.empty() || M <= 0 || N <= 0) return;
   const bool transpose = transposed_is_faster(t, M, N);
-  note_method(choose_method(t, transpose ? N : M), transpose);
+  note_method(transpose ? choose_method(t, N, M) : choose_method(t, M, N), transpose);
   if (transpose) {
     using TJob = Job<detail::TransposedB, detail::TransposedA<ASrc>>;
     std::vector<TJob> tjobs;

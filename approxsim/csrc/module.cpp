@@ -354,9 +354,10 @@ PYBIND11_MODULE(_cpu, mod) {
       if (name == names[i]) return approxsim::force_method(i);
     throw std::invalid_argument("method must be auto, expanded, linear or lookup. Received: method=" + name);
   }, py::arg("method"), "Forces the GEMM method (tests and benchmarks; 'auto' restores the choice).");
-  mod.def("method_for", [](const Table& t, int64_t rows) {
-    return std::string(approxsim::method_name(approxsim::choose_method(t, rows)));
-  }, py::arg("table"), py::arg("rows"), "The GEMM method the driver chooses for a table and a number of rows.");
+  mod.def("method_for", [](const Table& t, int64_t rows, int64_t cols) {
+    return std::string(approxsim::method_name(approxsim::choose_method(t, rows, cols)));
+  }, py::arg("table"), py::arg("rows"), py::arg("cols") = 1024,
+     "The GEMM method the driver chooses for a table and a problem's rows and columns (as given, untransposed).");
   py::class_<IntTable, std::shared_ptr<IntTable>>(mod, "IntTable", "An integer table prepared for the CPU kernels.")
       .def_property_readonly("bits", [](const IntTable& t) { return t.bits; })
       .def_property_readonly("max_abs", [](const IntTable& t) { return t.max_abs(); });
