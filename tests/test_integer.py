@@ -371,7 +371,8 @@ def test_every_cpu_method_and_simd_level(level, method, name, monkeypatch):
 def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch):
     """The expanded kernels keep 16-bit panel entries where the table fits (unsigned: mitchell8u;
     signed: int8) and int32 ones where it does not (a circuit with outputs above 2^16): each, for
-    both panel widths (8 and 16 columns), equals the NumPy sums of its table."""
+    every panel width (8, 16, and on AVX-512 32 columns for 16-bit entries: one thread, so that a
+    tile has all 70 columns), equals the NumPy sums of its table."""
     from approxsim import _cpu
     from approxsim.backends import cpu
 
@@ -387,7 +388,8 @@ def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch):
     try:
         for mult in (wide, multipliers.get("mitchell8u"), multipliers.get("int8")):
             fmt, table = mult.format, mult.table
-            for n in (5, 37):  # panels 8 and 16 wide
+            for n, threads in ((5, "2"), (37, "2"), (70, "1")):  # panels 8, 16 and 32 wide
+                monkeypatch.setenv("APPROXSIM_NUM_THREADS", threads)
                 a, b = _codes(rng, fmt, (41, 70)), _codes(rng, fmt, (70, n))
                 np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
                                               _np_matmul(table, fmt, a, b), err_msg=f"{mult.name} n={n}")

@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "cpu_driver.h"
 #include "cpu_isa.h"
@@ -83,7 +84,8 @@ IntWork& int_scratch() {
 }
 
 // Expanded panels are NR = 16 columns wide, or 8 where the output has at most 8 columns (a first
-// convolution's few filters): the panel rows and the micro-kernel's loads are then half as wide.
+// convolution's few filters): the panel rows and the micro-kernel's loads are then half as wide; or,
+// with 16-bit entries on AVX-512, 32 (kernel_avx512_32).
 // Their entries are 16-bit where every table entry fits (E = uint16_t: unsigned 8-bit circuits;
 // int16_t: signed ones), int32 otherwise: half the panel, so half the traffic from L2 per product.
 
@@ -139,36 +141,28 @@ template <>
 APPROXSIM_AVX2 inline __m256i load8<int16_t>(const int16_t* p) {
   return _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
-// 16-bit entries: 16 table columns (contiguous over e) transposed 16 x 16 into panel rows, by
-// unpacks within 128-bit lanes (transpose16_lanes, per half) and a final lane exchange.
+// 16-bit entries: 8 table columns (contiguous over e) at a time transposed in blocks of 16 entries
+// (transpose16_lanes) into half rows of the panel.
 template <int NR, class E>
 APPROXSIM_AVX2 void build16_avx2(const float* braw, int kc, const IntTable& t, void* out) {
   static_assert(sizeof(E) == 2, "16-bit entries");
   uint16_t* wx = static_cast<uint16_t*>(out);
   const int64_t s1 = t.s1;
   for (int k = 0; k < kc; ++k) {
-    const uint16_t* col[16];
-    for (int q = 0; q < NR; ++q) col[q] = t.tt16.data() + int64_t(braw[k * NR + q]) * s1;
     uint16_t* slab = wx + int64_t(k) * s1 * NR;
-    for (int64_t e0 = 0; e0 < s1; e0 += 16) {  // tt16 is padded: loads past s1 stay inside it
-      __m256i c[2][8];  // [column half][x]: lane 0 = panel row e0 + x, lane 1 = row e0 + 8 + x
-      for (int h = 0; h < NR / 8; ++h) {
-        __m256i r[8];
-        for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col[h * 8 + q] + e0));
-        transpose16_lanes(r, c[h]);
-      }
-      const int rows = static_cast<int>(std::min<int64_t>(16, s1 - e0));
-      for (int x = 0; x < 8; ++x) {
-        uint16_t* lo = slab + (e0 + x) * NR;
-        uint16_t* hi = slab + (e0 + 8 + x) * NR;
-        if (NR == 16) {
-          const __m256i rlo = _mm256_permute2x128_si256(c[0][x], c[1][x], 0x20);
-          const __m256i rhi = _mm256_permute2x128_si256(c[0][x], c[1][x], 0x31);
-          if (x < rows) _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo), rlo);
-          if (x + 8 < rows) _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi), rhi);
-        } else {
-          if (x < rows) _mm_storeu_si128(reinterpret_cast<__m128i*>(lo), _mm256_castsi256_si128(c[0][x]));
-          if (x + 8 < rows) _mm_storeu_si128(reinterpret_cast<__m128i*>(hi), _mm256_extracti128_si256(c[0][x], 1));
+    for (int h = 0; h < NR / 8; ++h) {  // 8 columns at a time: half rows of 16 bytes
+      const uint16_t* col[8];
+      for (int q = 0; q < 8; ++q) col[q] = t.tt16.data() + int64_t(braw[k * NR + h * 8 + q]) * s1;
+      for (int64_t e0 = 0; e0 < s1; e0 += 16) {  // tt16 is padded: loads past s1 stay inside it
+        __m256i r[8], c[8];  // c[x]: lane 0 = panel row e0 + x, lane 1 = row e0 + 8 + x
+        for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col[q] + e0));
+        transpose16_lanes(r, c);
+        const int rows = static_cast<int>(std::min<int64_t>(16, s1 - e0));
+        uint16_t* dst = slab + e0 * NR + h * 8;
+        for (int x = 0; x < 8; ++x) {
+          if (x < rows) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + x * NR), _mm256_castsi256_si128(c[x]));
+          if (x + 8 < rows)
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (x + 8) * NR), _mm256_extracti128_si256(c[x], 1));
         }
       }
     }
@@ -297,6 +291,68 @@ APPROXSIM_AVX512 void kernel_avx512_16(int kc, const uint16_t* a, int64_t lda, i
 }
 #endif
 
+// AVX-512, 16-bit entries, 32 columns: a panel row is one 64-byte line, whose 32-bit words hold two
+// columns each: the even ones by a mask (unsigned) or shifts (signed) of the low halves, the odd ones
+// by a shift of the high halves, each into its own accumulator (split from acc and merged back once
+// per call): two adds per row and step for 32 columns, no widening shuffle.
+template <class E>
+APPROXSIM_AVX512 inline __m512i low_halves(__m512i v);
+template <>
+APPROXSIM_AVX512 inline __m512i low_halves<uint16_t>(__m512i v) {
+  return _mm512_and_si512(v, _mm512_set1_epi32(0xFFFF));
+}
+template <>
+APPROXSIM_AVX512 inline __m512i low_halves<int16_t>(__m512i v) {
+  return _mm512_srai_epi32(_mm512_slli_epi32(v, 16), 16);
+}
+template <class E>
+APPROXSIM_AVX512 inline __m512i high_halves(__m512i v) {
+  return std::is_signed<E>::value ? _mm512_srai_epi32(v, 16) : _mm512_srli_epi32(v, 16);
+}
+
+template <class E>
+APPROXSIM_AVX512 void kernel_avx512_32(int kc, const uint16_t* a, int64_t lda, int64_t s1, const void* panel,
+                                       int32_t* acc) {
+  static_assert(sizeof(E) == 2, "16-bit entries");
+  const E* wx = static_cast<const E*>(panel);
+  const __m512i even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd_idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+#define APPROXSIM_SPLIT(r)                                                                   \
+  const __m512i x0##r = _mm512_loadu_si512(acc + r * 32), x1##r = _mm512_loadu_si512(acc + r * 32 + 16); \
+  __m512i e##r = _mm512_permutex2var_epi32(x0##r, even_idx, x1##r);                          \
+  __m512i o##r = _mm512_permutex2var_epi32(x0##r, odd_idx, x1##r);
+  APPROXSIM_SPLIT(0)
+  APPROXSIM_SPLIT(1)
+  APPROXSIM_SPLIT(2)
+  APPROXSIM_SPLIT(3)
+#undef APPROXSIM_SPLIT
+  const int64_t slab = s1 * 32;
+  for (int k = 0; k < kc; ++k) {
+    const E* kb = wx + k * slab;
+#define APPROXSIM_ROW(r)                                                            \
+  {                                                                                 \
+    const __m512i v = _mm512_loadu_si512(panel_row(kb, a[r * lda + k]));            \
+    e##r = _mm512_add_epi32(e##r, low_halves<E>(v));                                \
+    o##r = _mm512_add_epi32(o##r, high_halves<E>(v));                               \
+  }
+    APPROXSIM_ROW(0)
+    APPROXSIM_ROW(1)
+    APPROXSIM_ROW(2)
+    APPROXSIM_ROW(3)
+#undef APPROXSIM_ROW
+  }
+#define APPROXSIM_MERGE(r)                                                                   \
+  _mm512_storeu_si512(acc + r * 32, _mm512_permutex2var_epi32(e##r, lo_idx, o##r));         \
+  _mm512_storeu_si512(acc + r * 32 + 16, _mm512_permutex2var_epi32(e##r, hi_idx, o##r));
+  APPROXSIM_MERGE(0)
+  APPROXSIM_MERGE(1)
+  APPROXSIM_MERGE(2)
+  APPROXSIM_MERGE(3)
+#undef APPROXSIM_MERGE
+}
+
 using BuildFn = void (*)(const float*, int, const IntTable&, void*);
 using KernelFn = void (*)(int, const uint16_t*, int64_t, int64_t, const void*, int32_t*);
 
@@ -314,6 +370,9 @@ BuildFn select_build() {
 template <int NR, class E>
 KernelFn select_kernel() {
 #ifdef APPROXSIM_X86
+  if constexpr (NR == 32 && sizeof(E) == 2) {
+    if (simd_level() >= kAvx512) return kernel_avx512_32<E>;
+  }
   if (NR == 16 && simd_level() >= kAvx512) return kernel_avx512_16<E>;
   if (simd_level() >= kAvx2) return NR == 16 ? kernel_avx2_16<E> : kernel_avx2_8<E>;
 #endif
@@ -416,6 +475,11 @@ template <class ASrc, class BSrc, class Out>
 void expanded_by_entry(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
                        int64_t K, int64_t N, const IntTable& t, IntWork& w) {
   if (N <= 8) return expanded_of_width<8>(job, r0, r1, c0, c1, K, t, w);
+  // 32-column 16-bit panels for tiles of more than 16 columns
+  if (c1 - c0 > 16 && (t.fits_uint16() || t.fits_int16()) && simd_level() >= kAvx512) {
+    if (t.fits_uint16()) return task_expanded<32, uint16_t>(job, r0, r1, c0, c1, K, t, w);
+    return task_expanded<32, int16_t>(job, r0, r1, c0, c1, K, t, w);
+  }
   expanded_of_width<16>(job, r0, r1, c0, c1, K, t, w);
 }
 
