@@ -2,6 +2,8 @@
 #include "cpu_isa.h"
 #include "cpu_transpose.h"
 
+#include <algorithm>
+
 #ifdef APPROXSIM_X86
 namespace approxsim {
 
@@ -269,32 +271,31 @@ APPROXSIM_AVX2 void expanded8_bf16_avx2(int kc, const uint16_t* a, int m, const 
   expanded8_avx2_t(kc, a, m, bx, acc);
 }
 
-// The stats of operands 8 at a time, in biased exponents: zero/subnormal and Inf/NaN operands count
-// as 255 for the minimum and 0 for the maximum, so they change neither.
+// The stats of operands 8 at a time, in biased exponents e: the maximum of e (255 is an Inf or NaN:
+// the panel is special, and its range no longer matters) and the unsigned minimum of e - 1 (a zero or
+// subnormal operand, e = 0, wraps to the top and never counts): 5 operations per 8 operands.
 struct RangeAvx2 {
-  __m256i vmin, vmax, special;
-  APPROXSIM_AVX2 RangeAvx2()
-      : vmin(_mm256_set1_epi32(0xFF)), vmax(_mm256_setzero_si256()), special(_mm256_setzero_si256()) {}
+  __m256i vmin, vmax;
+  APPROXSIM_AVX2 RangeAvx2() : vmin(_mm256_set1_epi32(-1)), vmax(_mm256_setzero_si256()) {}
   // Adds 8 operands; returns their biased exponents.
   APPROXSIM_AVX2 __m256i add(__m256i u) {
-    const __m256i ff = _mm256_set1_epi32(0xFF);
-    const __m256i e = _mm256_and_si256(_mm256_srli_epi32(u, 23), ff);
-    const __m256i sp = _mm256_cmpeq_epi32(e, ff);
-    const __m256i other = _mm256_or_si256(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()), sp);
-    special = _mm256_or_si256(special, sp);
-    vmin = _mm256_min_epu32(vmin, _mm256_or_si256(e, _mm256_and_si256(other, ff)));
-    vmax = _mm256_max_epu32(vmax, _mm256_andnot_si256(other, e));
+    const __m256i e = _mm256_and_si256(_mm256_srli_epi32(u, 23), _mm256_set1_epi32(0xFF));
+    vmax = _mm256_max_epu32(vmax, e);
+    vmin = _mm256_min_epu32(vmin, _mm256_sub_epi32(e, _mm256_set1_epi32(1)));
     return e;
   }
   APPROXSIM_AVX2 void into(Stats& s) const {
     alignas(32) uint32_t lmin[8], lmax[8];
     _mm256_store_si256(reinterpret_cast<__m256i*>(lmin), vmin);
     _mm256_store_si256(reinterpret_cast<__m256i*>(lmax), vmax);
+    uint32_t lo = 0xFFFFFFFFu, hi = 0;
     for (int q = 0; q < 8; ++q) {
-      if (lmin[q] != 0xFF && int(lmin[q]) - 127 < s.emin) s.emin = int(lmin[q]) - 127;
-      if (lmax[q] != 0 && int(lmax[q]) - 127 > s.emax) s.emax = int(lmax[q]) - 127;
+      lo = std::min(lo, lmin[q]);
+      hi = std::max(hi, lmax[q]);
     }
-    if (!_mm256_testz_si256(special, special)) s.special = 1;
+    if (hi == 0xFF) s.special = 1;
+    else if (hi != 0 && int(hi) - 127 > s.emax) s.emax = int(hi) - 127;
+    if (lo != 0xFFFFFFFFu && int(lo) + 1 - 127 < s.emin) s.emin = int(lo) + 1 - 127;
   }
 };
 
