@@ -300,8 +300,8 @@ void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, boo
   const bool wide = c1 - c0 > kFreeNR && t.bf16_exact && select_expanded_bf16_kernel(kWideNR) != nullptr;
   const int nr = c1 - c0 <= kNarrowNR ? kNarrowNR : wide ? kWideNR : kFreeNR;
   const int m = t.m, side = 1 << m, kcx = expanded_kc(m);
-  const ExpandedKernel kernel = wide ? nullptr : select_expanded_kernel(nr);
-  const ExpandBuild build = wide ? nullptr : select_expand_build(nr);
+  const ExpandedKernel kernel = select_expanded_kernel(nr);  // none at 32 columns: bfloat16 only
+  const ExpandBuild build = select_expand_build(nr);
   // bfloat16 panel entries where the table allows them (half the panel, half the L2 traffic).
   const ExpandedBf16Kernel kernel16 = t.bf16_exact ? select_expanded_bf16_kernel(nr) : nullptr;
   const ExpandBuildBf16 build16 = kernel16 != nullptr ? select_expand_build_bf16(nr, t) : nullptr;

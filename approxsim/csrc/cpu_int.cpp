@@ -315,19 +315,11 @@ APPROXSIM_AVX512 void kernel_avx512_32(int kc, const uint16_t* a, int64_t lda, i
                                        int32_t* acc) {
   static_assert(sizeof(E) == 2, "16-bit entries");
   const E* wx = static_cast<const E*>(panel);
-  const __m512i even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd_idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-#define APPROXSIM_SPLIT(r)                                                                   \
-  const __m512i x0##r = _mm512_loadu_si512(acc + r * 32), x1##r = _mm512_loadu_si512(acc + r * 32 + 16); \
-  __m512i e##r = _mm512_permutex2var_epi32(x0##r, even_idx, x1##r);                          \
-  __m512i o##r = _mm512_permutex2var_epi32(x0##r, odd_idx, x1##r);
-  APPROXSIM_SPLIT(0)
-  APPROXSIM_SPLIT(1)
-  APPROXSIM_SPLIT(2)
-  APPROXSIM_SPLIT(3)
-#undef APPROXSIM_SPLIT
+  __m512i e0, o0, e1, o1, e2, o2, e3, o3;
+  split_even_odd16(acc, e0, o0);
+  split_even_odd16(acc + 32, e1, o1);
+  split_even_odd16(acc + 64, e2, o2);
+  split_even_odd16(acc + 96, e3, o3);
   const int64_t slab = s1 * 32;
   for (int k = 0; k < kc; ++k) {
     const E* kb = wx + k * slab;
@@ -343,14 +335,10 @@ APPROXSIM_AVX512 void kernel_avx512_32(int kc, const uint16_t* a, int64_t lda, i
     APPROXSIM_ROW(3)
 #undef APPROXSIM_ROW
   }
-#define APPROXSIM_MERGE(r)                                                                   \
-  _mm512_storeu_si512(acc + r * 32, _mm512_permutex2var_epi32(e##r, lo_idx, o##r));         \
-  _mm512_storeu_si512(acc + r * 32 + 16, _mm512_permutex2var_epi32(e##r, hi_idx, o##r));
-  APPROXSIM_MERGE(0)
-  APPROXSIM_MERGE(1)
-  APPROXSIM_MERGE(2)
-  APPROXSIM_MERGE(3)
-#undef APPROXSIM_MERGE
+  merge_even_odd16(e0, o0, acc);
+  merge_even_odd16(e1, o1, acc + 32);
+  merge_even_odd16(e2, o2, acc + 64);
+  merge_even_odd16(e3, o3, acc + 96);
 }
 
 using BuildFn = void (*)(const float*, int, const IntTable&, void*);
@@ -473,9 +461,9 @@ void expanded_of_width(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r
 }
 template <class ASrc, class BSrc, class Out>
 void expanded_by_entry(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-                       int64_t K, int64_t N, const IntTable& t, IntWork& w) {
-  if (N <= 8) return expanded_of_width<8>(job, r0, r1, c0, c1, K, t, w);
-  // 32-column 16-bit panels for tiles of more than 16 columns
+                       int64_t K, const IntTable& t, IntWork& w) {
+  // The panel width from the tile's columns: 8 for at most 8; 32 (16-bit entries, AVX-512) for more than 16.
+  if (c1 - c0 <= 8) return expanded_of_width<8>(job, r0, r1, c0, c1, K, t, w);
   if (c1 - c0 > 16 && (t.fits_uint16() || t.fits_int16()) && simd_level() >= kAvx512) {
     if (t.fits_uint16()) return task_expanded<32, uint16_t>(job, r0, r1, c0, c1, K, t, w);
     return task_expanded<32, int16_t>(job, r0, r1, c0, c1, K, t, w);
@@ -552,7 +540,7 @@ void run_int_jobs(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
     if (r0 >= r1 || c0 >= c1) return;
     IntWork& w = int_scratch();
     if (method == IntMethod::kExpanded) {
-      expanded_by_entry(job, r0, r1, c0, c1, K, N, t, w);
+      expanded_by_entry(job, r0, r1, c0, c1, K, t, w);
     } else {
       task_lookup(job, r0, r1, c0, c1, K, t, w);
     }

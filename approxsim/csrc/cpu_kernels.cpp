@@ -72,6 +72,7 @@ LinearKernel select_linear_kernel(const Table& t) {
 }
 
 ExpandedKernel select_expanded_kernel(int nr) {
+  if (nr == kWideNR) return nullptr;  // 32-column panels are bfloat16 only
 #ifdef APPROXSIM_X86
   if (nr == kNarrowNR && simd_level() >= kAvx2) return expanded8_avx2;  // one 8-lane vector per row
   if (simd_level() >= kAvx512) return expanded_avx512;
@@ -106,6 +107,7 @@ ExpandBuildBf16 select_expand_build_bf16(int nr, const Table& t) {
 }
 
 ExpandBuild select_expand_build(int nr) {
+  if (nr == kWideNR) return nullptr;  // 32-column panels are bfloat16 only
 #ifdef APPROXSIM_X86
   if (simd_level() >= kAvx2) return nr == kNarrowNR ? expand_build_avx2<kNarrowNR> : expand_build_avx2<kFreeNR>;
 #endif

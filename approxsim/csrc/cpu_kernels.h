@@ -116,7 +116,8 @@ inline float compact_scale(uint16_t a) { return from_bits(uint32_t(a & 0xFF80u) 
 // compact_a(operand), and the rows' stats. Vectorised where the CPU allows.
 void compact_a4(const float* raw, int64_t stride, int n, uint16_t* dst, Stats& s);
 using ExpandBuild = void (*)(const float* raw, int kc, const Table& t, float* bx, Stats& s);  // raw: kc x NR
-// The kernel and the panel build for panels nr (kFreeNR or kNarrowNR) columns wide.
+// The kernel and the panel build for float32 panels nr (kFreeNR or kNarrowNR) columns wide; none for
+// kWideNR (its panels are bfloat16 only).
 ExpandedKernel select_expanded_kernel(int nr);
 ExpandBuild select_expand_build(int nr);
 // The same with bfloat16 panel entries (the upper halves), for tables whose entries are all

@@ -177,27 +177,15 @@ APPROXSIM_AVX2 void expanded_avx2(int kc, const uint16_t* a, int m, const float*
 // 32-bit word (its low bfloat16) and the odd ones by a mask (its high one): no widening shuffle. The
 // accumulators (named: GCC spills an array of them) hold even and odd columns, split from acc and
 // merged back by shuffles once per call.
-APPROXSIM_AVX2 inline void split_even_odd(const float* p, __m256& even, __m256& odd) {
-  const __m256 x0 = _mm256_loadu_ps(p), x1 = _mm256_loadu_ps(p + 8);
-  const __m256 t0 = _mm256_permute2f128_ps(x0, x1, 0x20), t1 = _mm256_permute2f128_ps(x0, x1, 0x31);
-  even = _mm256_shuffle_ps(t0, t1, 0x88);
-  odd = _mm256_shuffle_ps(t0, t1, 0xDD);
-}
-APPROXSIM_AVX2 inline void merge_even_odd(__m256 even, __m256 odd, float* p) {
-  const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);
-  _mm256_storeu_ps(p, _mm256_permute2f128_ps(lo, hi, 0x20));
-  _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
-}
-
 APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc) {
   alignas(32) int32_t arow[kExpandedMaxKc * kFreeMR + 8];
   alignas(32) float asc[kExpandedMaxKc * kFreeMR + 8];
   decode_a_avx2(kc, a, m, 4, arow, asc);
   __m256 e0, o0, e1, o1, e2, o2, e3, o3;
-  split_even_odd(acc, e0, o0);
-  split_even_odd(acc + 16, e1, o1);
-  split_even_odd(acc + 32, e2, o2);
-  split_even_odd(acc + 48, e3, o3);
+  split_even_odd8(acc, e0, o0);
+  split_even_odd8(acc + 16, e1, o1);
+  split_even_odd8(acc + 32, e2, o2);
+  split_even_odd8(acc + 48, e3, o3);
   const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
   const size_t slab = size_t(16) << m;
   for (int k = 0; k < kc; ++k) {
@@ -217,10 +205,20 @@ APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const u
     APPROXSIM_ROW(3, e3, o3)
 #undef APPROXSIM_ROW
   }
-  merge_even_odd(e0, o0, acc);
-  merge_even_odd(e1, o1, acc + 16);
-  merge_even_odd(e2, o2, acc + 32);
-  merge_even_odd(e3, o3, acc + 48);
+  merge_even_odd8(e0, o0, acc);
+  merge_even_odd8(e1, o1, acc + 16);
+  merge_even_odd8(e2, o2, acc + 32);
+  merge_even_odd8(e3, o3, acc + 48);
+}
+
+// One contraction step of the 4 rows of an 8-column panel: row r's panel row times its scale into a_r.
+template <class E>
+APPROXSIM_AVX2 inline void narrow_step(const E* kb, const int32_t* ar, const float* sc, __m256& a0, __m256& a1,
+                                       __m256& a2, __m256& a3) {
+  a0 = _mm256_fmadd_ps(panel8(kb + ar[0]), _mm256_broadcast_ss(sc), a0);
+  a1 = _mm256_fmadd_ps(panel8(kb + ar[1]), _mm256_broadcast_ss(sc + 1), a1);
+  a2 = _mm256_fmadd_ps(panel8(kb + ar[2]), _mm256_broadcast_ss(sc + 2), a2);
+  a3 = _mm256_fmadd_ps(panel8(kb + ar[3]), _mm256_broadcast_ss(sc + 3), a3);
 }
 
 // Expanded operand, 8-column panels: one vector per row and step. The even and the odd contraction
@@ -236,28 +234,10 @@ APPROXSIM_AVX2 void expanded8_avx2_t(int kc, const uint16_t* a, int m, const E* 
   const size_t slab = size_t(kNarrowNR) << m;
   int k = 0;
   for (; k + 2 <= kc; k += 2) {
-    const E* kb = bx + k * slab;
-    const E* kb1 = kb + slab;
-    const int32_t* ar = arow + 4 * k;
-    const float* sc = asc + 4 * k;
-    c0 = _mm256_fmadd_ps(panel8(kb + ar[0]), _mm256_broadcast_ss(sc), c0);
-    c1 = _mm256_fmadd_ps(panel8(kb + ar[1]), _mm256_broadcast_ss(sc + 1), c1);
-    c2 = _mm256_fmadd_ps(panel8(kb + ar[2]), _mm256_broadcast_ss(sc + 2), c2);
-    c3 = _mm256_fmadd_ps(panel8(kb + ar[3]), _mm256_broadcast_ss(sc + 3), c3);
-    d0 = _mm256_fmadd_ps(panel8(kb1 + ar[4]), _mm256_broadcast_ss(sc + 4), d0);
-    d1 = _mm256_fmadd_ps(panel8(kb1 + ar[5]), _mm256_broadcast_ss(sc + 5), d1);
-    d2 = _mm256_fmadd_ps(panel8(kb1 + ar[6]), _mm256_broadcast_ss(sc + 6), d2);
-    d3 = _mm256_fmadd_ps(panel8(kb1 + ar[7]), _mm256_broadcast_ss(sc + 7), d3);
+    narrow_step(bx + k * slab, arow + 4 * k, asc + 4 * k, c0, c1, c2, c3);
+    narrow_step(bx + (k + 1) * slab, arow + 4 * k + 4, asc + 4 * k + 4, d0, d1, d2, d3);
   }
-  if (k < kc) {
-    const E* kb = bx + k * slab;
-    const int32_t* ar = arow + 4 * k;
-    const float* sc = asc + 4 * k;
-    d0 = _mm256_fmadd_ps(panel8(kb + ar[0]), _mm256_broadcast_ss(sc), d0);
-    d1 = _mm256_fmadd_ps(panel8(kb + ar[1]), _mm256_broadcast_ss(sc + 1), d1);
-    d2 = _mm256_fmadd_ps(panel8(kb + ar[2]), _mm256_broadcast_ss(sc + 2), d2);
-    d3 = _mm256_fmadd_ps(panel8(kb + ar[3]), _mm256_broadcast_ss(sc + 3), d3);
-  }
+  if (k < kc) narrow_step(bx + k * slab, arow + 4 * k, asc + 4 * k, d0, d1, d2, d3);
   _mm256_storeu_ps(acc, _mm256_add_ps(c0, d0));
   _mm256_storeu_ps(acc + 8, _mm256_add_ps(c1, d1));
   _mm256_storeu_ps(acc + 16, _mm256_add_ps(c2, d2));

@@ -1,6 +1,7 @@
 // cpu_kernels_avx512.cpp: the AVX-512 micro-kernels (gather, bf16 permute, VBMI byte permute) and
 // panel conversions.
 #include "cpu_isa.h"
+#include "cpu_transpose.h"
 
 #ifdef APPROXSIM_X86
 namespace approxsim {
@@ -286,19 +287,14 @@ APPROXSIM_AVX512 void expanded32_bf16_avx512(int kc, const uint16_t* a, int m, c
   alignas(64) int32_t arow[kExpandedMaxKc * kFreeMR + 16];
   alignas(64) float asc[kExpandedMaxKc * kFreeMR + 16];
   decode_a_avx512(kc, a, m, 5, arow, asc);
-  const __m512i even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd_idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-#define APPROXSIM_SPLIT(r, e, o)                                                 \
-  const __m512 x0##r = _mm512_loadu_ps(acc + r * 32), x1##r = _mm512_loadu_ps(acc + r * 32 + 16); \
-  __m512 e = _mm512_permutex2var_ps(x0##r, even_idx, x1##r);                     \
-  __m512 o = _mm512_permutex2var_ps(x0##r, odd_idx, x1##r);
-  APPROXSIM_SPLIT(0, e0, o0)
-  APPROXSIM_SPLIT(1, e1, o1)
-  APPROXSIM_SPLIT(2, e2, o2)
-  APPROXSIM_SPLIT(3, e3, o3)
-#undef APPROXSIM_SPLIT
+  __m512i e0i, o0i, e1i, o1i, e2i, o2i, e3i, o3i;
+  split_even_odd16(acc, e0i, o0i);
+  split_even_odd16(acc + 32, e1i, o1i);
+  split_even_odd16(acc + 64, e2i, o2i);
+  split_even_odd16(acc + 96, e3i, o3i);
+  __m512 e0 = _mm512_castsi512_ps(e0i), o0 = _mm512_castsi512_ps(o0i), e1 = _mm512_castsi512_ps(e1i);
+  __m512 o1 = _mm512_castsi512_ps(o1i), e2 = _mm512_castsi512_ps(e2i), o2 = _mm512_castsi512_ps(o2i);
+  __m512 e3 = _mm512_castsi512_ps(e3i), o3 = _mm512_castsi512_ps(o3i);
   const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
   const size_t slab = size_t(kWideNR) << m;
   for (int k = 0; k < kc; ++k) {
@@ -318,14 +314,10 @@ APPROXSIM_AVX512 void expanded32_bf16_avx512(int kc, const uint16_t* a, int m, c
     APPROXSIM_ROW(3, e3, o3)
 #undef APPROXSIM_ROW
   }
-#define APPROXSIM_MERGE(r, e, o)                                                     \
-  _mm512_storeu_ps(acc + r * 32, _mm512_permutex2var_ps(e, lo_idx, o));             \
-  _mm512_storeu_ps(acc + r * 32 + 16, _mm512_permutex2var_ps(e, hi_idx, o));
-  APPROXSIM_MERGE(0, e0, o0)
-  APPROXSIM_MERGE(1, e1, o1)
-  APPROXSIM_MERGE(2, e2, o2)
-  APPROXSIM_MERGE(3, e3, o3)
-#undef APPROXSIM_MERGE
+  merge_even_odd16(_mm512_castps_si512(e0), _mm512_castps_si512(o0), acc);
+  merge_even_odd16(_mm512_castps_si512(e1), _mm512_castps_si512(o1), acc + 32);
+  merge_even_odd16(_mm512_castps_si512(e2), _mm512_castps_si512(o2), acc + 64);
+  merge_even_odd16(_mm512_castps_si512(e3), _mm512_castps_si512(o3), acc + 96);
 }
 
 // The linear-sum kernel of cpu_kernels_avx2.cpp with 16 lanes: the same operations, lane for lane.

@@ -1,5 +1,6 @@
-// cpu_transpose.h: the AVX2 transposes that the expanded-panel builders (float and integer) and the
-// strided packers of transposed patches and input gradients (cpu_operands.h) share.
+// cpu_transpose.h: the transposes that the expanded-panel builders (float and integer) and the
+// strided packers of transposed patches and input gradients (cpu_operands.h) share, and the even/odd
+// column order of the kernels that read 16-bit panel entries as 32-bit words.
 #ifndef APPROXSIM_CPU_TRANSPOSE_H_
 #define APPROXSIM_CPU_TRANSPOSE_H_
 
@@ -62,6 +63,35 @@ APPROXSIM_AVX2 inline void transpose_strided8(const float* src, int64_t step, in
   }
   for (; t < n; ++t)
     for (int j = 0; j < 8; ++j) dst[j * ld + t] = src[t * step + j];
+}
+
+// Even/odd column order of the kernels that read a row of 16-bit entries as 32-bit words (the even
+// column in the low half of each word, the odd one in the high half): a row of accumulators
+// (floats or int32, natural column order) split into its even and its odd columns, and merged back.
+// AVX2: 16 floats, as two vectors of 8.
+APPROXSIM_AVX2 inline void split_even_odd8(const float* p, __m256& even, __m256& odd) {
+  const __m256 x0 = _mm256_loadu_ps(p), x1 = _mm256_loadu_ps(p + 8);
+  const __m256 t0 = _mm256_permute2f128_ps(x0, x1, 0x20), t1 = _mm256_permute2f128_ps(x0, x1, 0x31);
+  even = _mm256_shuffle_ps(t0, t1, 0x88);
+  odd = _mm256_shuffle_ps(t0, t1, 0xDD);
+}
+APPROXSIM_AVX2 inline void merge_even_odd8(__m256 even, __m256 odd, float* p) {
+  const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);
+  _mm256_storeu_ps(p, _mm256_permute2f128_ps(lo, hi, 0x20));
+  _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+// AVX-512: 32 words (floats or int32), as two vectors of 16.
+APPROXSIM_AVX512 inline void split_even_odd16(const void* p, __m512i& even, __m512i& odd) {
+  const __m512i x0 = _mm512_loadu_si512(p), x1 = _mm512_loadu_si512(static_cast<const char*>(p) + 64);
+  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  even = _mm512_permutex2var_epi32(x0, evens, x1);
+  odd = _mm512_permutex2var_epi32(x0, _mm512_add_epi32(evens, _mm512_set1_epi32(1)), x1);
+}
+APPROXSIM_AVX512 inline void merge_even_odd16(__m512i even, __m512i odd, void* p) {
+  const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  _mm512_storeu_si512(p, _mm512_permutex2var_epi32(even, low, odd));
+  _mm512_storeu_si512(static_cast<char*>(p) + 64,
+                      _mm512_permutex2var_epi32(even, _mm512_add_epi32(low, _mm512_set1_epi32(8)), odd));
 }
 
 }  // namespace approxsim
