@@ -371,8 +371,8 @@ def test_every_cpu_method_and_simd_level(level, method, name, monkeypatch):
 def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch):
     """The expanded kernels keep 16-bit panel entries where the table fits (unsigned: mitchell8u;
     signed: int8) and int32 ones where it does not (a circuit with outputs above 2^16): each, for
-    every panel width (8, 16, and on AVX-512 32 columns for 16-bit entries: one thread, so that a
-    tile has all 70 columns), equals the NumPy sums of its table."""
+    every panel width (8 columns for outputs of at most 8, 16 for 16, and for 70 columns 32 on
+    AVX-512 with 16-bit entries, else 16), equals the NumPy sums of its table."""
     from approxsim import _cpu
     from approxsim.backends import cpu
 
@@ -388,7 +388,7 @@ def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch):
     try:
         for mult in (wide, multipliers.get("mitchell8u"), multipliers.get("int8")):
             fmt, table = mult.format, mult.table
-            for n, threads in ((5, "2"), (37, "2"), (70, "1")):  # panels 8, 16 and 32 wide
+            for n, threads in ((5, "2"), (16, "2"), (70, "1"), (70, "2")):  # panels 8, 16, 32 (or 16) wide
                 monkeypatch.setenv("APPROXSIM_NUM_THREADS", threads)
                 a, b = _codes(rng, fmt, (41, 70)), _codes(rng, fmt, (70, n))
                 np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
@@ -396,6 +396,34 @@ def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch):
                 assert _cpu.last_method() == "expanded"
     finally:
         _cpu.force_method("auto")
+        monkeypatch.undo()
+        cpu.check_settings()
+
+
+@needs_cpu
+def test_tiles_that_split_the_columns_share_the_packed_rows(monkeypatch):
+    """On two threads, a GEMM with too few rows to split them (400 x 5300 x 256: eight tiles of
+    columns) shares one packing of A's codes among its tiles: two blocks of rows (about 2^21 codes
+    each), each packed in parallel by pieces of 256 rows and a shorter last one. At every SIMD level
+    (panels 32 columns wide with 16-bit entries on AVX-512, else 16), the exact circuits' sums equal
+    a float64 matmul, exact here (integers below 2^53): uint8 (unsigned 16-bit panel entries) and
+    int8 (signed ones)."""
+    from approxsim import _cpu
+    from approxsim.backends import cpu
+
+    rng = np.random.default_rng(11)
+    monkeypatch.setenv("APPROXSIM_NUM_THREADS", "2")
+    try:
+        for name in ("uint8", "int8"):
+            fmt = multipliers.get(name).format
+            a, b = _codes(rng, fmt, (400, 5300)), _codes(rng, fmt, (5300, 256))
+            want = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+            for level in cpu.supported_simd():
+                monkeypatch.setenv("APPROXSIM_SIMD", level)
+                got = approxsim.matmul(a, b, multiplier=name, backend="cpu")
+                assert _cpu.last_method() == "expanded" and _cpu.simd_level() == cpu._NATIVE_NAMES[level]
+                np.testing.assert_array_equal(got, want, err_msg=f"{name} at {level}")
+    finally:
         monkeypatch.undo()
         cpu.check_settings()
 

@@ -44,7 +44,7 @@ IntTable make_int_table(const int32_t* table, int bits) {
 
 namespace {
 
-constexpr int kMR = 4, kNR = 16;  // rows per micro-kernel; columns per task split
+constexpr int kMR = 4;  // rows per micro-kernel
 constexpr int kMaxExpandedIntBits = 8;
 constexpr int kMaxIntKc = 128;  // contraction steps of one expanded panel, at most
 constexpr int kPackRows = 32;  // rows of A packed as floats at a time (expanded)
@@ -63,12 +63,15 @@ IntMethod choose(const IntTable& t, int64_t rows) {
   return expandable(t) && rows * 8 >= t.s1 ? IntMethod::kExpanded : IntMethod::kLookup;
 }
 
-// Contraction steps of one expanded panel of NR-wide rows of E: about 256 KiB (in L2), at least 8.
-// Measured at 8 bits, 16-bit entries (GEMM 1024^3, one thread, AMD Zen 4): 62 ms at 31 steps,
-// 65 ms at 15, 74 ms at 7; 128 KiB or less is slower (more accumulator traffic per step).
+// Contraction steps of one expanded panel of NR-wide rows of E: half the L2 (the rest for the A
+// stream and the accumulators), at least 8, at most kMaxIntKc. Fewer steps cost more accumulator
+// traffic per step. Measured at 8 bits, 16-bit entries, one thread: GEMM 1024^3, AMD Zen 4, 16
+// columns: 62 ms at 31 steps (256 KiB), 65 ms at 15, 74 ms at 7; AMD Zen 5 (1 MiB L2), 32 columns, in
+// alternating runs: the conv layer of bench_int.py 45.1 ms at 15 steps (256 KiB), 41.1 at 30, 41.9 at
+// 45, 39.2 at 60 (medians); GEMM 1024^3 37.5, 36.0, 36.7, 39.6.
 template <int NR, class E>
 int expanded_kc(int64_t s1) {
-  const int64_t steps = (int64_t(256) << 10) / (s1 * NR * int64_t(sizeof(E)));
+  const int64_t steps = (l2_cache_bytes() / 2) / (s1 * NR * int64_t(sizeof(E)));
   return static_cast<int>(std::max<int64_t>(8, std::min<int64_t>(kMaxIntKc, steps)));
 }
 
@@ -166,6 +169,37 @@ APPROXSIM_AVX2 void build16_avx2(const float* braw, int kc, const IntTable& t, v
         }
       }
     }
+  }
+}
+
+// Four runs of 8 entries as the four 128-bit lanes of a vector (broadcast loads: no shuffle).
+APPROXSIM_AVX512 inline __m512i lanes4(const uint16_t* p0, const uint16_t* p1, const uint16_t* p2, const uint16_t* p3) {
+  __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0)));
+  v = _mm512_mask_broadcast_i32x4(v, 0x00F0, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)));
+  v = _mm512_mask_broadcast_i32x4(v, 0x0F00, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p2)));
+  return _mm512_mask_broadcast_i32x4(v, 0xF000, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p3)));
+}
+// 16-bit entries, 32 columns (AVX-512): blocks of 8 panel rows from 8 entries of each of the 32
+// columns, lane h of vector q holding column 8h + q (lanes4), transposed within the lanes
+// (transpose16_lanes512): each panel row is one 64-byte store. Measured (AMD Zen 5, one thread, int8
+// GEMM 1024^3, median of 10): 37.6-39.3 -> 33.4-34.8 ms against build16_avx2's half-row stores; 64-byte
+// loads with a 4 x 4 transpose of the lanes after the one within them were no faster.
+APPROXSIM_AVX512 void build16_avx512_32(const float* braw, int kc, const IntTable& t, void* out) {
+  uint16_t* wx = static_cast<uint16_t*>(out);
+  const int64_t s1 = t.s1, full = s1 / 8 * 8;
+  for (int k = 0; k < kc; ++k) {
+    uint16_t* slab = wx + int64_t(k) * s1 * 32;
+    const uint16_t* col[32];
+    for (int c = 0; c < 32; ++c) col[c] = t.tt16.data() + int64_t(braw[k * 32 + c]) * s1;
+    for (int64_t e0 = 0; e0 < full; e0 += 8) {
+      __m512i r[8], c[8];
+      for (int q = 0; q < 8; ++q) r[q] = lanes4(col[q] + e0, col[8 + q] + e0, col[16 + q] + e0, col[24 + q] + e0);
+      transpose16_lanes512(r, c);
+      uint16_t* dst = slab + e0 * 32;
+      for (int x = 0; x < 8; ++x) _mm512_storeu_si512(dst + x * 32, c[x]);
+    }
+    for (int64_t e = full; e < s1; ++e)
+      for (int c = 0; c < 32; ++c) slab[e * 32 + c] = col[c][e];
   }
 }
 
@@ -348,6 +382,7 @@ template <int NR, class E>
 BuildFn select_build() {
 #ifdef APPROXSIM_X86
   if constexpr (sizeof(E) == 2) {
+    if (NR == 32 && simd_level() >= kAvx512) return build16_avx512_32;
     if (simd_level() >= kAvx2) return build16_avx2<NR, E>;
   } else {
     if (simd_level() >= kAvx2) return build32_avx2<NR>;
@@ -378,22 +413,60 @@ struct IntJob {
 // Terms an int32 partial sum can take without overflow.
 int64_t int32_terms(const IntTable& t) { return t.max_abs() > 0 ? INT32_MAX / t.max_abs() : INT64_MAX; }
 
+// Rows of A per block of an expanded task: about 2^21 codes, or all the task's rows where fewer.
+int64_t expanded_block_rows(int64_t rows, int64_t K) {
+  return std::max<int64_t>(kMR, std::min<int64_t>((rows + kMR - 1) / kMR * kMR,
+                                                  (int64_t(2) << 20) / std::max<int64_t>(K, 1) / kMR * kMR));
+}
+
+// The codes of a block of mc rows of A as the expanded kernels read them: by contraction chunk of kcx
+// steps, so that the kernel reads each chunk's rows as one stream (row r, step k of chunk q at
+// q * chunk + r * kcx + k - q * kcx), each code as its panel row's offset (kRowUnits); the rows of
+// the last panel past mc are 0 (no product). block_codes: the codes of a block of mc rows.
+size_t chunk_codes(int mc, int kcx) { return size_t((mc + kMR - 1) / kMR) * kMR * kcx; }
+size_t block_codes(int mc, int64_t K, int kcx) { return size_t((K + kcx - 1) / kcx) * chunk_codes(mc, kcx); }
+
+// Rows [rb0, rb1) (rb0 a multiple of kPackRows) of the block of mc rows from row ic into dst, the
+// block's codes: packed as floats kPackRows rows at a time (which stay in L1/L2), then narrowed. The
+// padding rows are written with the block's last rows.
+template <int NR, class E, class ASrc>
+void pack_codes(const ASrc& A, int64_t ic, int mc, int rb0, int rb1, int64_t K, int kcx, std::vector<float>& raw,
+                uint16_t* dst) {
+  const int64_t chunks = (K + kcx - 1) / kcx;
+  const size_t chunk = chunk_codes(mc, kcx);
+  raw.resize(size_t(kPackRows) * K);
+  for (int rb = rb0; rb < rb1; rb += kPackRows) {
+    const int nrows = std::min(kPackRows, rb1 - rb);
+    A.pack(ic + rb, nrows, 0, static_cast<int>(K), raw.data(), static_cast<int>(K));
+    for (int64_t q = 0; q < chunks; ++q) {
+      const int64_t k0 = q * kcx, kc = std::min<int64_t>(kcx, K - k0);
+      uint16_t* d = dst + q * chunk + size_t(rb) * kcx;
+      for (int r = 0; r < nrows; ++r) {
+        const float* src = raw.data() + size_t(r) * K + k0;
+        for (int64_t k = 0; k < kc; ++k) d[size_t(r) * kcx + k] = static_cast<uint16_t>(src[k]) * kRowUnits<NR, E>;
+      }
+    }
+  }
+  if (rb1 == mc)
+    for (int64_t q = 0; q < chunks; ++q)
+      std::fill(dst + q * chunk + size_t(mc) * kcx, dst + (q + 1) * chunk, uint16_t(0));
+}
+
 // Rows [r0, r1) x columns [c0, c1) of one job, all of the contraction, by expanded panels NR wide
-// with entries of type E.
+// with entries of type E. codes: the blocks of rows [r0, r1) packed by pack_codes, block_codes of a
+// full block apart, or null: packed here.
 template <int NR, class E, class ASrc, class BSrc, class Out>
 void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K,
-                   const IntTable& t, IntWork& w) {
+                   const IntTable& t, const uint16_t* codes, IntWork& w) {
   const int64_t s1 = t.s1;
   const int kcx = expanded_kc<NR, E>(s1);
   const int64_t limit = int32_terms(t);
   const bool carry = K > limit;  // partial sums go to int64 every `limit` terms
   const BuildFn build = select_build<NR, E>();
   const KernelFn kernel = select_kernel<NR, E>();
-  const int64_t rc = std::max<int64_t>(kMR, std::min<int64_t>((r1 - r0 + kMR - 1) / kMR * kMR,
-                                                               (int64_t(2) << 20) / std::max<int64_t>(K, 1) / kMR * kMR));
-  w.araw.resize(size_t(kPackRows) * K);
-  const int64_t chunks = (K + kcx - 1) / kcx;
-  w.a16.resize(size_t(chunks) * (rc + kMR) * kcx);
+  const int64_t rc = expanded_block_rows(r1 - r0, K);
+  const size_t full_block = block_codes(static_cast<int>(rc), K, kcx);
+  if (codes == nullptr) w.a16.resize(full_block);
   w.braw.resize(size_t(kcx) * NR);
   w.wx.resize((size_t(kcx) * s1 * NR * sizeof(E) + 64) / sizeof(int32_t) + 16);
   // Panel rows start on cache lines.
@@ -403,25 +476,9 @@ void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, i
   for (int64_t ic = r0; ic < r1; ic += rc) {
     const int mc = static_cast<int>(std::min<int64_t>(rc, r1 - ic));
     const int mpan = (mc + kMR - 1) / kMR;
-    // Encoded codes by contraction chunk, so that the kernel reads each chunk's rows as one stream:
-    // row r, step k of chunk q at a16[q * chunk + r * kcx + k - q * kcx]. The rows of the last
-    // panel past mc are 0 (no product).
-    // Packed as floats by blocks of kPackRows rows (which stay in L1/L2), then narrowed.
-    const size_t chunk = size_t(mpan) * kMR * kcx;
-    for (int rb = 0; rb < mc; rb += kPackRows) {
-      const int nrows = std::min(kPackRows, mc - rb);
-      job.A.pack(ic + rb, nrows, 0, static_cast<int>(K), w.araw.data(), static_cast<int>(K));
-      for (int64_t q = 0; q < chunks; ++q) {
-        const int64_t k0 = q * kcx, kc = std::min<int64_t>(kcx, K - k0);
-        uint16_t* dst = w.a16.data() + q * chunk + size_t(rb) * kcx;
-        for (int r = 0; r < nrows; ++r) {
-          const float* src = w.araw.data() + size_t(r) * K + k0;
-          for (int64_t k = 0; k < kc; ++k) dst[size_t(r) * kcx + k] = static_cast<uint16_t>(src[k]) * kRowUnits<NR, E>;
-        }
-      }
-    }
-    for (int64_t q = 0; q < chunks; ++q)
-      std::fill(w.a16.data() + q * chunk + size_t(mc) * kcx, w.a16.data() + (q + 1) * chunk, uint16_t(0));
+    const size_t chunk = chunk_codes(mc, kcx);
+    const uint16_t* a16 = codes != nullptr ? codes + size_t((ic - r0) / rc) * full_block : w.a16.data();
+    if (codes == nullptr) pack_codes<NR, E>(job.A, ic, mc, 0, mc, K, kcx, w.araw, w.a16.data());
     for (int64_t col0 = c0; col0 < c1; col0 += NR) {
       const int cols = static_cast<int>(std::min<int64_t>(NR, c1 - col0));
       int32_t* acc = w.acc32.data();
@@ -438,8 +495,7 @@ void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, i
           terms = 0;
         }
         for (int ip = 0; ip < mpan; ++ip)
-          kernel(kc, w.a16.data() + (k0 / kcx) * chunk + size_t(ip) * kMR * kcx, kcx, s1, wx,
-                 acc + size_t(ip) * kMR * NR);
+          kernel(kc, a16 + (k0 / kcx) * chunk + size_t(ip) * kMR * kcx, kcx, s1, wx, acc + size_t(ip) * kMR * NR);
         terms += kc;
       }
       for (int r = 0; r < mc; ++r)
@@ -449,26 +505,6 @@ void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, i
         }
     }
   }
-}
-
-// task_expanded with the panel width for N output columns and the narrowest entries for the table.
-template <int NR, class ASrc, class BSrc, class Out>
-void expanded_of_width(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-                       int64_t K, const IntTable& t, IntWork& w) {
-  if (t.fits_uint16()) return task_expanded<NR, uint16_t>(job, r0, r1, c0, c1, K, t, w);
-  if (t.fits_int16()) return task_expanded<NR, int16_t>(job, r0, r1, c0, c1, K, t, w);
-  task_expanded<NR, int32_t>(job, r0, r1, c0, c1, K, t, w);
-}
-template <class ASrc, class BSrc, class Out>
-void expanded_by_entry(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-                       int64_t K, const IntTable& t, IntWork& w) {
-  // The panel width from the tile's columns: 8 for at most 8; 32 (16-bit entries, AVX-512) for more than 16.
-  if (c1 - c0 <= 8) return expanded_of_width<8>(job, r0, r1, c0, c1, K, t, w);
-  if (c1 - c0 > 16 && (t.fits_uint16() || t.fits_int16()) && simd_level() >= kAvx512) {
-    if (t.fits_uint16()) return task_expanded<32, uint16_t>(job, r0, r1, c0, c1, K, t, w);
-    return task_expanded<32, int16_t>(job, r0, r1, c0, c1, K, t, w);
-  }
-  expanded_of_width<16>(job, r0, r1, c0, c1, K, t, w);
 }
 
 // Rows [r0, r1) x columns [c0, c1), one lookup per product, int64 sums.
@@ -509,6 +545,61 @@ void task_lookup(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int
   }
 }
 
+// Shared packed codes of A, at most (bytes): above, each task packs its own blocks.
+constexpr int64_t kMaxSharedCodeBytes = int64_t(64) << 20;
+constexpr int kPieceRows = 8 * kPackRows;  // rows of a block packed per task of the shared packing
+
+// Every job (same M, N, K) by expanded panels NR wide with entries E: batch entries and groups, with
+// their tiles, in one parallel loop; per_job: tiles wanted per job.
+template <int NR, class E, class ASrc, class BSrc, class Out>
+void run_expanded(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, int64_t N, int64_t K,
+                  const IntTable& t, int threads, int64_t per_job) {
+  const int64_t njobs = static_cast<int64_t>(jobs.size());
+  const int64_t col_panels = (N + NR - 1) / NR;
+  // Split the rows where every task keeps at least 4 * s1 of them (each panel serves them all);
+  // else the columns.
+  const int64_t row_tasks = std::max<int64_t>(1, std::min<int64_t>(per_job, M / (4 * t.s1)));
+  const int64_t tasks_n = std::min(per_job / row_tasks, col_panels);
+  const int64_t tasks_m = std::max<int64_t>(1, std::min<int64_t>(per_job / tasks_n, (M + 63) / 64));
+  const int64_t tiles = tasks_m * tasks_n;
+  // Tiles that split the columns only share each job's packed A codes: packed once, in parallel,
+  // before the panels (each tile packing all of A was most of a GEMM 1024^3's time on 2 threads).
+  const int kcx = expanded_kc<NR, E>(t.s1);
+  const int64_t rc = expanded_block_rows(M, K), blocks = (M + rc - 1) / rc;
+  const size_t full_block = block_codes(static_cast<int>(rc), K, kcx), per_job_codes = size_t(blocks) * full_block;
+  const bool share = tasks_n > 1 && tasks_m == 1 &&
+                     int64_t(njobs * per_job_codes * sizeof(uint16_t)) <= kMaxSharedCodeBytes;
+  std::vector<uint16_t> shared(share ? njobs * per_job_codes : 0);
+  if (share) {
+    const int64_t pieces = (rc + kPieceRows - 1) / kPieceRows;
+    ThreadPool::instance().parallel_for(static_cast<int>(njobs * blocks * pieces), threads, [&](int task) {
+      const int64_t j = task / (blocks * pieces), b = task / pieces % blocks, p = task % pieces;
+      const int64_t ic = b * rc;
+      const int mc = static_cast<int>(std::min<int64_t>(rc, M - ic)), rb0 = static_cast<int>(p * kPieceRows);
+      if (rb0 >= mc) return;
+      pack_codes<NR, E>(jobs[j].A, ic, mc, rb0, std::min(mc, rb0 + kPieceRows), K, kcx, int_scratch().araw,
+                        shared.data() + j * per_job_codes + b * full_block);
+    });
+  }
+  ThreadPool::instance().parallel_for(static_cast<int>(njobs * tiles), threads, [&](int task) {
+    const int64_t j = task / tiles, tile = task % tiles, tm = tile / tasks_n, tn = tile % tasks_n;
+    const int64_t r0 = M * tm / tasks_m / kMR * kMR, r1 = tm + 1 == tasks_m ? M : M * (tm + 1) / tasks_m / kMR * kMR;
+    const int64_t c0 = col_panels * tn / tasks_n * NR, c1 = std::min(N, col_panels * (tn + 1) / tasks_n * NR);
+    if (r0 >= r1 || c0 >= c1) return;
+    task_expanded<NR, E>(jobs[j], r0, r1, c0, c1, K, t, share ? shared.data() + j * per_job_codes : nullptr,
+                         int_scratch());
+  });
+}
+
+// run_expanded with the narrowest entries for the table.
+template <int NR, class ASrc, class BSrc, class Out>
+void run_expanded_of_width(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, int64_t N, int64_t K,
+                           const IntTable& t, int threads, int64_t per_job) {
+  if (t.fits_uint16()) return run_expanded<NR, uint16_t>(jobs, M, N, K, t, threads, per_job);
+  if (t.fits_int16()) return run_expanded<NR, int16_t>(jobs, M, N, K, t, threads, per_job);
+  run_expanded<NR, int32_t>(jobs, M, N, K, t, threads, per_job);
+}
+
 // Every job (same M, N, K): batch entries and groups, with their tiles, in one parallel loop.
 template <class ASrc, class BSrc, class Out>
 void run_int_jobs(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, int64_t N, int64_t K,
@@ -525,25 +616,21 @@ void run_int_jobs(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
   note_method(method == IntMethod::kExpanded ? Method::kExpanded : Method::kLookup, false);
   const int64_t want = threads > 1 ? int64_t(4) * threads : 1;
   const int64_t per_job = std::max<int64_t>(1, (want + njobs - 1) / njobs);
-  const int64_t col_panels = (N + kNR - 1) / kNR;
-  // Expanded: split the rows where every task keeps at least 4 * s1 of them (each panel serves
-  // them all, and each task's A block is packed once for all its columns); else the columns.
-  const int64_t row_tasks = std::max<int64_t>(1, std::min<int64_t>(per_job, M / (4 * t.s1)));
-  const int64_t tasks_n = method == IntMethod::kExpanded ? std::min(per_job / row_tasks, col_panels) : 1;
-  const int64_t tasks_m = std::max<int64_t>(1, std::min<int64_t>(per_job / tasks_n, (M + 63) / 64));
-  const int64_t tiles = tasks_m * tasks_n;
-  ThreadPool::instance().parallel_for(static_cast<int>(njobs * tiles), threads, [&](int task) {
-    const auto& job = jobs[task / tiles];
-    const int64_t tile = task % tiles, tm = tile / tasks_n, tn = tile % tasks_n;
-    const int64_t r0 = M * tm / tasks_m / kMR * kMR, r1 = tm + 1 == tasks_m ? M : M * (tm + 1) / tasks_m / kMR * kMR;
-    const int64_t c0 = col_panels * tn / tasks_n * kNR, c1 = std::min(N, col_panels * (tn + 1) / tasks_n * kNR);
-    if (r0 >= r1 || c0 >= c1) return;
-    IntWork& w = int_scratch();
-    if (method == IntMethod::kExpanded) {
-      expanded_by_entry(job, r0, r1, c0, c1, K, t, w);
-    } else {
-      task_lookup(job, r0, r1, c0, c1, K, t, w);
+  if (method == IntMethod::kExpanded) {
+    // The panel width from the output's columns: 8 for at most 8; 32 (16-bit entries, AVX-512) for
+    // more than 16; else 16.
+    if (N <= 8) return run_expanded_of_width<8>(jobs, M, N, K, t, threads, per_job);
+    if (N > 16 && simd_level() >= kAvx512) {
+      if (t.fits_uint16()) return run_expanded<32, uint16_t>(jobs, M, N, K, t, threads, per_job);
+      if (t.fits_int16()) return run_expanded<32, int16_t>(jobs, M, N, K, t, threads, per_job);
     }
+    return run_expanded_of_width<16>(jobs, M, N, K, t, threads, per_job);
+  }
+  const int64_t tasks_m = std::max<int64_t>(1, std::min<int64_t>(per_job, (M + 63) / 64));
+  ThreadPool::instance().parallel_for(static_cast<int>(njobs * tasks_m), threads, [&](int task) {
+    const int64_t tm = task % tasks_m;
+    const int64_t r0 = M * tm / tasks_m / kMR * kMR, r1 = tm + 1 == tasks_m ? M : M * (tm + 1) / tasks_m / kMR * kMR;
+    if (r0 < r1) task_lookup(jobs[task / tasks_m], r0, r1, 0, N, K, t, int_scratch());
   });
 }
 

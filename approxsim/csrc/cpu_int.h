@@ -12,9 +12,10 @@
 // where the output is int64. Methods: "expanded" (bits <= 8, from s1 / 8 rows): for each B panel
 // the rows Wx[e][k][c] = t[e][e_b[k][c]] for every encoded A value e, so that a row of A selects a
 // contiguous row of Wx and the micro-kernel is vector integer adds, no multiply, no gather (16-bit
-// panel entries where the table fits them, built by 16 x 16 transposes of a 16-bit transposed table;
-// 8-column panels for outputs of at most 8 columns; AVX-512: one widening load per 16-column row);
-// "lookup" otherwise: one table lookup per product.
+// panel entries where the table fits them, built by transposes of a 16-bit transposed table; panels
+// 8 columns wide for outputs of at most 8, 32 with 16-bit entries on AVX-512 for more than 16, else
+// 16; tiles that split only the columns share one packing of A); "lookup" otherwise: one table
+// lookup per product.
 #ifndef APPROXSIM_CPU_INT_H_
 #define APPROXSIM_CPU_INT_H_
 

@@ -1,6 +1,8 @@
 // cpu_simd.cpp: which SIMD level the CPU kernels use (detected at run time, or forced lower).
 #include "cpu_simd.h"
 
+#include <unistd.h>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define APPROXSIM_X86 1
@@ -47,5 +49,16 @@ const char* simd_name(int level) {
   }
 }
 
+
+long l2_cache_bytes() {
+  static const long bytes = [] {
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    const long v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (v > 0) return v;
+#endif
+    return 512L << 10;
+  }();
+  return bytes;
+}
 
 }  // namespace approxsim

@@ -15,6 +15,9 @@ int simd_level();                // what is used (detected, or lower when forced
 void set_simd_level(int level);  // forces a level <= detected; -1 restores
 const char* simd_name(int level);
 
+// Bytes of L2 cache per core, as the OS reports it (sysconf), or 512 KiB where it does not say.
+long l2_cache_bytes();
+
 }  // namespace approxsim
 
 #endif  // APPROXSIM_CPU_SIMD_H_

@@ -51,6 +51,26 @@ APPROXSIM_AVX2 inline void transpose16_lanes(const __m256i r[8], __m256i c[8]) {
   }
 }
 
+// AVX-512: the same on 32 consecutive entries per column, per 128-bit lane (c[x] lane L holds entry
+// e0 + 8L + x of the 8 columns).
+APPROXSIM_AVX512 inline void transpose16_lanes512(const __m512i r[8], __m512i c[8]) {
+  __m512i a[8], b[8];
+  for (int q = 0; q < 4; ++q) {
+    a[2 * q] = _mm512_unpacklo_epi16(r[2 * q], r[2 * q + 1]);
+    a[2 * q + 1] = _mm512_unpackhi_epi16(r[2 * q], r[2 * q + 1]);
+  }
+  for (int g = 0; g < 2; ++g) {
+    b[4 * g] = _mm512_unpacklo_epi32(a[4 * g], a[4 * g + 2]);
+    b[4 * g + 1] = _mm512_unpackhi_epi32(a[4 * g], a[4 * g + 2]);
+    b[4 * g + 2] = _mm512_unpacklo_epi32(a[4 * g + 1], a[4 * g + 3]);
+    b[4 * g + 3] = _mm512_unpackhi_epi32(a[4 * g + 1], a[4 * g + 3]);
+  }
+  for (int q = 0; q < 4; ++q) {
+    c[2 * q] = _mm512_unpacklo_epi64(b[q], b[q + 4]);
+    c[2 * q + 1] = _mm512_unpackhi_epi64(b[q], b[q + 4]);
+  }
+}
+
 // dst[j * ld + t] = src[t * step + j] for j < 8, t < n: the same 8 consecutive values of n records
 // step floats apart, as 8 rows of n (8 x 8 blocks through registers, the tail element by element).
 APPROXSIM_AVX2 inline void transpose_strided8(const float* src, int64_t step, int n, float* dst, int64_t ld) {
