@@ -518,3 +518,24 @@ def test_the_extension_refuses_encoded_codes_outside_the_table(bad):
         _cpu.int_matmul(a, b, table, False, False, idx, idx, False)
     good = np.full_like(a, 3.0)  # code 2
     np.testing.assert_array_equal(_cpu.int_matmul(good, 3 * b, table, False, False, idx, idx, False), 4 * 33)
+
+
+@needs_cpu
+@pytest.mark.parametrize("bits, signed", [(8, False), (8, True), (4, True), (12, False), (12, True)])
+def test_the_extension_encodes_codes_as_patterns_plus_one(bits, signed):
+    """``encode_int_codes`` (threaded, in chunks) gives each code's two's complement pattern + 1 as a
+    float, checked against an independent NumPy computation on every code of the format, in an array
+    long enough for several chunks; a code one past either end of the range is refused."""
+    from approxsim import _cpu
+
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    codes = np.resize(np.arange(lo, hi + 1, dtype=np.int32), 300_000)[::-1].copy()
+    want = np.where(codes < 0, codes + (1 << bits), codes) + 1
+    got = _cpu.encode_int_codes(codes.reshape(3, -1, 1), bits, signed)
+    assert got.dtype == np.float32 and got.shape == (3, 100_000, 1)
+    np.testing.assert_array_equal(got.ravel(), want.astype(np.float32))
+    for bad in (lo - 1, hi + 1):
+        wrong = codes.copy()
+        wrong[123_457] = bad
+        with pytest.raises(ValueError, match=f"outside the {bits}-bit"):
+            _cpu.encode_int_codes(wrong, bits, signed)

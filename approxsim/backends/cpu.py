@@ -188,12 +188,10 @@ class CpuIntKernels(IntegerKernels):
         return mult.derived("cpu_int_table", lambda: _cpu.prepare_int_table(mult.table, mult.bits))
 
     def _encode(self, codes):
-        # int32 codes (check_codes) to patterns + 1 as float32 (exact: below 2^24): one pass, which
-        # adds and converts; signed codes are first masked to their patterns (unsigned codes, in
-        # range, are their own patterns). No int64 temporaries.
+        # int32 codes (check_codes) to patterns + 1 as float32 (exact: below 2^24), checked again
+        # against the format's range: one threaded pass in the extension.
         fmt = self.multiplier.format
-        patterns = np.bitwise_and(codes, fmt.mask, dtype=np.int32) if fmt.signed else codes
-        return np.add(patterns, 1, out=np.empty(codes.shape, np.float32), casting="unsafe")
+        return _cpu.encode_int_codes(codes, fmt.bits, fmt.signed)
 
     def _wide(self, terms):
         return self.result_dtype(terms) == np.int64

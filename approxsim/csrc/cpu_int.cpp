@@ -2,6 +2,7 @@
 #include "cpu_int.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstring>
 #include <string>
@@ -40,6 +41,26 @@ IntTable make_int_table(const int32_t* table, int bits) {
     for (size_t q = 0; q < t.tt.size(); ++q) t.tt16[q] = static_cast<uint16_t>(t.tt[q]);
   }
   return t;
+}
+
+bool encode_codes(const int32_t* codes, int64_t count, int bits, bool is_signed, float* dst, int threads) {
+  const int32_t lo = is_signed ? -(int32_t(1) << (bits - 1)) : 0;
+  const int32_t hi = is_signed ? (int32_t(1) << (bits - 1)) - 1 : (int32_t(1) << bits) - 1;
+  const int32_t mask = (int32_t(1) << bits) - 1;
+  constexpr int64_t kChunk = int64_t(1) << 16;
+  const int64_t chunks = (count + kChunk - 1) / kChunk;
+  std::atomic<bool> ok{true};
+  ThreadPool::instance().parallel_for(static_cast<int>(chunks), chunks >= 4 ? threads : 1, [&](int c) {
+    const int64_t q0 = c * kChunk, q1 = std::min(count, q0 + kChunk);
+    int32_t bad = 0;  // no early exit, so that the loop vectorizes
+    for (int64_t q = q0; q < q1; ++q) {
+      const int32_t v = codes[q];
+      bad |= static_cast<int32_t>(v < lo) | static_cast<int32_t>(v > hi);
+      dst[q] = static_cast<float>((v & mask) + 1);
+    }
+    if (bad) ok = false;
+  });
+  return ok;
 }
 
 namespace {

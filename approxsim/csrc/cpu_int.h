@@ -42,6 +42,11 @@ struct IntTable {
 // The padded tables of a 2^n x 2^n int32 table (row-major by patterns, first operand outer).
 IntTable make_int_table(const int32_t* table, int bits);
 
+// dst[q] = the encoding of codes[q], a code of the n-bit format (signed: its two's complement
+// pattern), for q < count: pattern + 1 as a float, on up to `threads` threads. False where a code
+// is outside the format's range (dst is then unspecified).
+bool encode_codes(const int32_t* codes, int64_t count, int bits, bool is_signed, float* dst, int threads);
+
 // As matmul_batched / conv2d_* of cpu_gemm.h, on encoded operands, into int32 or int64 results.
 template <class Out>
 void int_matmul_batched(const float* a, const float* b, Out* c, const int64_t* a_index, const int64_t* b_index,

@@ -191,6 +191,23 @@ std::shared_ptr<IntTable> prepare_int_table(const I32Array& table, int bits) {
   return std::make_shared<IntTable>(approxsim::make_int_table(table.data(), bits));
 }
 
+// Integer codes (int32) of an n-bit format to the encodings the integer kernels take (cpu_int.h).
+py::array_t<float> encode_int_codes(const I32Array& codes, int bits, bool is_signed) {
+  if (bits < 1 || bits > 16)
+    throw std::invalid_argument("encode_int_codes: bits must be in 1..16. Received: bits=" + std::to_string(bits));
+  py::array_t<float> out(std::vector<py::ssize_t>(codes.shape(), codes.shape() + codes.ndim()));
+  float* dst = out.mutable_data();
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = approxsim::encode_codes(codes.data(), codes.size(), bits, is_signed, dst, approxsim::num_threads());
+  }
+  if (!ok)
+    throw std::invalid_argument("encode_int_codes: a code outside the " + std::to_string(bits) + "-bit " +
+                                (is_signed ? "signed" : "unsigned") + " range");
+  return out;
+}
+
 void check_codes(const FArray& a, const IntTable& t, const char* what) {
   const float* p = a.data();
   const float hi = static_cast<float>(t.s1 - 1);
@@ -363,6 +380,8 @@ PYBIND11_MODULE(_cpu, mod) {
       .def_property_readonly("max_abs", [](const IntTable& t) { return t.max_abs(); });
   mod.def("prepare_int_table", &prepare_int_table, py::arg("table"), py::arg("bits"),
           "Prepares a (2^n, 2^n) int32 table, indexed by the codes' patterns, for the integer kernels.");
+  mod.def("encode_int_codes", &encode_int_codes, py::arg("codes"), py::arg("bits"), py::arg("signed"),
+          "int32 codes of an n-bit format -> float32 encodings (pattern + 1) for the integer kernels, threaded.");
   mod.def("int_matmul", &int_matmul, py::arg("a"), py::arg("b"), py::arg("table"), py::arg("transpose_a"),
           py::arg("transpose_b"), py::arg("a_index"), py::arg("b_index"), py::arg("wide"),
           "Batched integer matmul on encoded codes (pattern + 1); int64 results with wide, else int32.");
