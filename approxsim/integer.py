@@ -77,9 +77,10 @@ class IntFormat:
         v = v & ((1 << width) - 1)
         return np.where(v >= 1 << (width - 1), v - (1 << width), v)
 
-    def check_codes(self, x, arg: str, xp=np):
-        """``x`` as a C-contiguous int32 array of codes of this format (``xp``: NumPy, or CuPy for
-        arrays that stay on the GPU; other inputs are first copied to the host).
+    def check_codes(self, x, arg: str, xp=np, dtype=np.int32):
+        """``x`` as a C-contiguous array of codes of this format, of ``dtype`` (None: the integer
+        dtype it has; ``xp``: NumPy, or CuPy for arrays that stay on the GPU; other inputs are first
+        copied to the host).
 
         Raises:
           TypeError: ``x`` does not hold integers (a float array is not quantized).
@@ -105,8 +106,8 @@ class IntFormat:
                     f"this range (approxsim.quantize with bits={self.bits}, signed={self.signed}), or choose a "
                     f"multiplier of another width. Received: {arg} range [{lo}, {hi}]")
         if on_device:
-            return xp.ascontiguousarray(arr, dtype=xp.int32)
-        return np.require(arr, dtype=np.int32, requirements="C")
+            return xp.ascontiguousarray(arr, dtype=dtype)
+        return np.require(arr, dtype=dtype, requirements="C")
 
 
 def sum_dtype(terms: int, max_abs: int):

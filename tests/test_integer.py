@@ -525,17 +525,25 @@ def test_the_extension_refuses_encoded_codes_outside_the_table(bad):
 def test_the_extension_encodes_codes_as_patterns_plus_one(bits, signed):
     """``encode_int_codes`` (threaded, in chunks) gives each code's two's complement pattern + 1 as a
     float, checked against an independent NumPy computation on every code of the format, in an array
-    long enough for several chunks; a code one past either end of the range is refused."""
+    long enough for several chunks, from every integer dtype that holds the format's codes; a code
+    one past either end of the range is refused (where the dtype can hold it)."""
     from approxsim import _cpu
 
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    codes = np.resize(np.arange(lo, hi + 1, dtype=np.int32), 300_000)[::-1].copy()
-    want = np.where(codes < 0, codes + (1 << bits), codes) + 1
-    got = _cpu.encode_int_codes(codes.reshape(3, -1, 1), bits, signed)
-    assert got.dtype == np.float32 and got.shape == (3, 100_000, 1)
-    np.testing.assert_array_equal(got.ravel(), want.astype(np.float32))
-    for bad in (lo - 1, hi + 1):
-        wrong = codes.copy()
-        wrong[123_457] = bad
-        with pytest.raises(ValueError, match=f"outside the {bits}-bit"):
-            _cpu.encode_int_codes(wrong, bits, signed)
+    codes = np.resize(np.arange(lo, hi + 1, dtype=np.int64), 300_000)[::-1].copy()
+    want = (np.where(codes < 0, codes + (1 << bits), codes) + 1).astype(np.float32)
+    dtypes = [d for d in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64)
+              if np.iinfo(d).min <= lo and np.iinfo(d).max >= hi]
+    for dt in dtypes:
+        got = _cpu.encode_int_codes(codes.astype(dt).reshape(3, -1, 1), bits, signed)
+        assert got.dtype == np.float32 and got.shape == (3, 100_000, 1)
+        np.testing.assert_array_equal(got.ravel(), want, err_msg=np.dtype(dt).name)
+        for bad in (lo - 1, hi + 1):
+            if not np.iinfo(dt).min <= bad <= np.iinfo(dt).max:
+                continue
+            wrong = codes.astype(dt)
+            wrong[123_457] = bad
+            with pytest.raises(ValueError, match=f"outside the {bits}-bit"):
+                _cpu.encode_int_codes(wrong, bits, signed)
+    with pytest.raises(ValueError, match="must hold integers"):
+        _cpu.encode_int_codes(np.zeros(4, np.float32), bits, signed)

@@ -187,9 +187,13 @@ class CpuIntKernels(IntegerKernels):
         mult = self.multiplier
         return mult.derived("cpu_int_table", lambda: _cpu.prepare_int_table(mult.table, mult.bits))
 
+    def operand(self, x, arg: str):
+        # Checked, and kept in the integer dtype they came in (no int32 copy): _encode reads any.
+        return self.multiplier.format.check_codes(x, arg, dtype=None)
+
     def _encode(self, codes):
-        # int32 codes (check_codes) to patterns + 1 as float32 (exact: below 2^24), checked again
-        # against the format's range: one threaded pass in the extension.
+        # Codes to patterns + 1 as float32 (exact: below 2^24), checked again against the format's
+        # range: one threaded pass in the extension.
         fmt = self.multiplier.format
         return _cpu.encode_int_codes(codes, fmt.bits, fmt.signed)
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <limits>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -43,10 +44,18 @@ IntTable make_int_table(const int32_t* table, int bits) {
   return t;
 }
 
-bool encode_codes(const int32_t* codes, int64_t count, int bits, bool is_signed, float* dst, int threads) {
-  const int32_t lo = is_signed ? -(int32_t(1) << (bits - 1)) : 0;
-  const int32_t hi = is_signed ? (int32_t(1) << (bits - 1)) - 1 : (int32_t(1) << bits) - 1;
-  const int32_t mask = (int32_t(1) << bits) - 1;
+template <class T>
+bool encode_codes(const T* codes, int64_t count, int bits, bool is_signed, float* dst, int threads) {
+  // Compared in the codes' own type where the range fits it (so that narrow codes stay narrow in
+  // the vectorized loop), else in int64: lo and hi clamped to T's range.
+  using C = typename std::conditional<(sizeof(T) < 8), int32_t, int64_t>::type;
+  const int64_t lo64 = is_signed ? -(int64_t(1) << (bits - 1)) : 0;
+  const int64_t hi64 = is_signed ? (int64_t(1) << (bits - 1)) - 1 : (int64_t(1) << bits) - 1;
+  const int64_t tmin = static_cast<int64_t>(std::numeric_limits<T>::min());
+  const uint64_t tmax = static_cast<uint64_t>(std::numeric_limits<T>::max());
+  const C lo = static_cast<C>(std::max(lo64, tmin));
+  const C hi = static_cast<C>(static_cast<uint64_t>(hi64) < tmax ? hi64 : static_cast<int64_t>(tmax));
+  const C mask = static_cast<C>((int64_t(1) << bits) - 1);
   constexpr int64_t kChunk = int64_t(1) << 16;
   const int64_t chunks = (count + kChunk - 1) / kChunk;
   std::atomic<bool> ok{true};
@@ -54,7 +63,7 @@ bool encode_codes(const int32_t* codes, int64_t count, int bits, bool is_signed,
     const int64_t q0 = c * kChunk, q1 = std::min(count, q0 + kChunk);
     int32_t bad = 0;  // no early exit, so that the loop vectorizes
     for (int64_t q = q0; q < q1; ++q) {
-      const int32_t v = codes[q];
+      const C v = static_cast<C>(codes[q]);
       bad |= static_cast<int32_t>(v < lo) | static_cast<int32_t>(v > hi);
       dst[q] = static_cast<float>((v & mask) + 1);
     }
@@ -62,6 +71,16 @@ bool encode_codes(const int32_t* codes, int64_t count, int bits, bool is_signed,
   });
   return ok;
 }
+#define APPROXSIM_ENCODE(T) template bool encode_codes<T>(const T*, int64_t, int, bool, float*, int);
+APPROXSIM_ENCODE(int8_t)
+APPROXSIM_ENCODE(uint8_t)
+APPROXSIM_ENCODE(int16_t)
+APPROXSIM_ENCODE(uint16_t)
+APPROXSIM_ENCODE(int32_t)
+APPROXSIM_ENCODE(uint32_t)
+APPROXSIM_ENCODE(int64_t)
+APPROXSIM_ENCODE(uint64_t)
+#undef APPROXSIM_ENCODE
 
 namespace {
 

@@ -44,8 +44,9 @@ IntTable make_int_table(const int32_t* table, int bits);
 
 // dst[q] = the encoding of codes[q], a code of the n-bit format (signed: its two's complement
 // pattern), for q < count: pattern + 1 as a float, on up to `threads` threads. False where a code
-// is outside the format's range (dst is then unspecified).
-bool encode_codes(const int32_t* codes, int64_t count, int bits, bool is_signed, float* dst, int threads);
+// is outside the format's range (dst is then unspecified). T: any integer type up to 64 bits.
+template <class T>
+bool encode_codes(const T* codes, int64_t count, int bits, bool is_signed, float* dst, int threads);
 
 // As matmul_batched / conv2d_* of cpu_gemm.h, on encoded operands, into int32 or int64 results.
 template <class Out>

@@ -191,16 +191,35 @@ std::shared_ptr<IntTable> prepare_int_table(const I32Array& table, int bits) {
   return std::make_shared<IntTable>(approxsim::make_int_table(table.data(), bits));
 }
 
-// Integer codes (int32) of an n-bit format to the encodings the integer kernels take (cpu_int.h).
-py::array_t<float> encode_int_codes(const I32Array& codes, int bits, bool is_signed) {
+// Integer codes (any integer dtype, C-contiguous) of an n-bit format to the encodings the integer
+// kernels take (cpu_int.h).
+template <class T>
+bool encode_typed(const py::array& codes, int bits, bool is_signed, float* dst) {
+  const auto typed = py::array_t<T, py::array::c_style>::ensure(codes);
+  if (!typed) throw std::invalid_argument("encode_int_codes: codes must be a C-contiguous integer array");
+  const T* src = typed.data();
+  const int64_t n = typed.size();
+  py::gil_scoped_release release;
+  return approxsim::encode_codes<T>(src, n, bits, is_signed, dst, approxsim::num_threads());
+}
+
+py::array_t<float> encode_int_codes(const py::array& codes, int bits, bool is_signed) {
   if (bits < 1 || bits > 16)
     throw std::invalid_argument("encode_int_codes: bits must be in 1..16. Received: bits=" + std::to_string(bits));
+  const py::dtype dt = codes.dtype();
+  if (dt.kind() != 'i' && dt.kind() != 'u')
+    throw std::invalid_argument("encode_int_codes: codes must hold integers. Received: dtype kind '" +
+                                std::string(1, dt.kind()) + "'");
   py::array_t<float> out(std::vector<py::ssize_t>(codes.shape(), codes.shape() + codes.ndim()));
   float* dst = out.mutable_data();
+  const bool u = dt.kind() == 'u';
   bool ok;
-  {
-    py::gil_scoped_release release;
-    ok = approxsim::encode_codes(codes.data(), codes.size(), bits, is_signed, dst, approxsim::num_threads());
+  switch (dt.itemsize()) {
+    case 1: ok = u ? encode_typed<uint8_t>(codes, bits, is_signed, dst) : encode_typed<int8_t>(codes, bits, is_signed, dst); break;
+    case 2: ok = u ? encode_typed<uint16_t>(codes, bits, is_signed, dst) : encode_typed<int16_t>(codes, bits, is_signed, dst); break;
+    case 4: ok = u ? encode_typed<uint32_t>(codes, bits, is_signed, dst) : encode_typed<int32_t>(codes, bits, is_signed, dst); break;
+    case 8: ok = u ? encode_typed<uint64_t>(codes, bits, is_signed, dst) : encode_typed<int64_t>(codes, bits, is_signed, dst); break;
+    default: throw std::invalid_argument("encode_int_codes: codes of " + std::to_string(dt.itemsize()) + " bytes");
   }
   if (!ok)
     throw std::invalid_argument("encode_int_codes: a code outside the " + std::to_string(bits) + "-bit " +
@@ -381,7 +400,7 @@ PYBIND11_MODULE(_cpu, mod) {
   mod.def("prepare_int_table", &prepare_int_table, py::arg("table"), py::arg("bits"),
           "Prepares a (2^n, 2^n) int32 table, indexed by the codes' patterns, for the integer kernels.");
   mod.def("encode_int_codes", &encode_int_codes, py::arg("codes"), py::arg("bits"), py::arg("signed"),
-          "int32 codes of an n-bit format -> float32 encodings (pattern + 1) for the integer kernels, threaded.");
+          "Integer codes of an n-bit format -> float32 encodings (pattern + 1) for the integer kernels, threaded.");
   mod.def("int_matmul", &int_matmul, py::arg("a"), py::arg("b"), py::arg("table"), py::arg("transpose_a"),
           py::arg("transpose_b"), py::arg("a_index"), py::arg("b_index"), py::arg("wide"),
           "Batched integer matmul on encoded codes (pattern + 1); int64 results with wide, else int32.");
