@@ -71,6 +71,25 @@ bool encode_codes(const T* codes, int64_t count, int bits, bool is_signed, float
   });
   return ok;
 }
+bool encoded_in_table(const float* codes, int64_t count, const IntTable& t, int threads) {
+  const float hi = static_cast<float>(t.s1 - 1);
+  constexpr int64_t kChunk = int64_t(1) << 16;
+  const int64_t chunks = (count + kChunk - 1) / kChunk;
+  std::atomic<bool> ok{true};
+  ThreadPool::instance().parallel_for(static_cast<int>(chunks), chunks >= 4 ? threads : 1, [&](int c) {
+    const int64_t q0 = c * kChunk, q1 = std::min(count, q0 + kChunk);
+    // No early exit and no conversion, so that the loop vectorizes: v is clamped to [0, hi] (NaN to
+    // 0), and c < 2^23 is an integer exactly when (c + 2^23) - 2^23 == c (round to nearest).
+    int32_t bad = 0;
+    for (int64_t q = q0; q < q1; ++q) {
+      const float v = codes[q], lo_clamped = v > 0.0f ? v : 0.0f, x = lo_clamped < hi ? lo_clamped : hi;
+      bad |= static_cast<int32_t>(x != v) | static_cast<int32_t>((x + 8388608.0f) - 8388608.0f != x);
+    }
+    if (bad) ok = false;
+  });
+  return ok;
+}
+
 #define APPROXSIM_ENCODE(T) template bool encode_codes<T>(const T*, int64_t, int, bool, float*, int);
 APPROXSIM_ENCODE(int8_t)
 APPROXSIM_ENCODE(uint8_t)

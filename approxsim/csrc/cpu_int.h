@@ -48,6 +48,10 @@ IntTable make_int_table(const int32_t* table, int bits);
 template <class T>
 bool encode_codes(const T* codes, int64_t count, int bits, bool is_signed, float* dst, int threads);
 
+// Whether every one of the count encoded codes is an integer in 0 .. 2^n (the kernels' own guard
+// on their float operands), on up to `threads` threads.
+bool encoded_in_table(const float* codes, int64_t count, const IntTable& t, int threads);
+
 // As matmul_batched / conv2d_* of cpu_gemm.h, on encoded operands, into int32 or int64 results.
 template <class Out>
 void int_matmul_batched(const float* a, const float* b, Out* c, const int64_t* a_index, const int64_t* b_index,

@@ -228,17 +228,12 @@ py::array_t<float> encode_int_codes(const py::array& codes, int bits, bool is_si
 }
 
 void check_codes(const FArray& a, const IntTable& t, const char* what) {
-  const float* p = a.data();
-  const float hi = static_cast<float>(t.s1 - 1);
-  // No early exit and no conversion, so that the loop vectorizes: v is clamped to [0, hi] (NaN to 0),
-  // and c < 2^23 is an integer exactly when (c + 2^23) - 2^23 == c (round to nearest).
-  int32_t bad = 0;
-  const int64_t n = a.size();
-  for (int64_t q = 0; q < n; ++q) {
-    const float v = p[q], lo_clamped = v > 0.0f ? v : 0.0f, c = lo_clamped < hi ? lo_clamped : hi;
-    bad |= static_cast<int32_t>(c != v) | static_cast<int32_t>((c + 8388608.0f) - 8388608.0f != c);
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = approxsim::encoded_in_table(a.data(), a.size(), t, approxsim::num_threads());
   }
-  if (bad) throw std::invalid_argument(std::string(what) + ": encoded codes must be integers in 0..2^n");
+  if (!ok) throw std::invalid_argument(std::string(what) + ": encoded codes must be integers in 0..2^n");
 }
 
 template <class Out>
