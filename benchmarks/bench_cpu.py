@@ -162,7 +162,9 @@ def main(argv=None) -> int:
         return json.loads(res.stdout.strip().splitlines()[-1])
 
     from approxsim import _cpu
+    from approxsim.backends import cpu
 
+    cpu.check_settings()  # $APPROXSIM_SIMD here as in the children, so that the header names the level that ran
     load_before = load()
     rows = []
     for t in thread_counts:
