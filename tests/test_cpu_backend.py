@@ -430,30 +430,6 @@ def _check_conv(geo, name, fast_backend):
 
 
 @needs_cpu
-def test_input_gradient_by_columns_in_chunks_of_images():
-    """A batch whose col2im temporary takes more than one chunk (12 images of 64 x 64, 7 x 7 taps,
-    8 input channels, 4 filters: 6.4 MB of it per image, 64 MB per chunk) has the input gradient
-    of an independent float64 computation, tap by tap (the exact product: fp32)."""
-    from approxsim import _cpu
-
-    rng = np.random.default_rng(8)
-    dy = rng.standard_normal((12, 64, 64, 4)).astype(np.float32)
-    w = rng.standard_normal((7, 7, 8, 4)).astype(np.float32)
-    _cpu.force_input_grad("columns")
-    try:
-        got = approxsim.conv2d_input_grad(dy, w, (12, 64, 64, 8), padding="SAME", multiplier="fp32", backend="cpu")
-    finally:
-        _cpu.force_input_grad("auto")
-    want = np.zeros((12, 64, 64, 8))
-    for ky in range(7):
-        for kx in range(7):  # output (oy, ox) reaches input (oy - 3 + ky, ox - 3 + kx)
-            oy0, oy1, ox0, ox1 = max(0, 3 - ky), min(64, 67 - ky), max(0, 3 - kx), min(64, 67 - kx)
-            want[:, oy0 - 3 + ky:oy1 - 3 + ky, ox0 - 3 + kx:ox1 - 3 + kx] += np.einsum(
-                "nhwo,io->nhwi", dy[:, oy0:oy1, ox0:ox1].astype(np.float64), w[ky, kx].astype(np.float64))
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
-
-
-@needs_cpu
 @pytest.mark.parametrize("geo", [GEOMETRIES[5], GEOMETRIES[6], GEOMETRIES[3], GEOMETRIES[8], GEOMETRIES[9]],
                          ids=["depthwise", "panels", "dilated", "patch-blocks", "transposed-blocks"])
 @pytest.mark.parametrize("name", ["mitchell7", "bf16", "mbm11"])
