@@ -404,29 +404,18 @@ def _check_conv(geo, name, fast_backend):
     geom = conv_geometry(x.shape, w.shape, **opts)
     dy = rng.standard_normal(geom.output_shape).astype(np.float32)
     abs_x, abs_w, abs_dy = (np.abs(v) for v in (x, w, dy))
-    # The CPU input gradient both ways: the patch GEMM, and by columns (col2im) where it can.
-    both = ("patches", "columns") if fast_backend == "cpu" else ("auto",)
     cases = [
-        (approxsim.conv2d, (x, w), (abs_x, abs_w), ("auto",)),
-        (lambda a, b, **k: approxsim.conv2d_input_grad(a, b, x.shape, **k), (dy, w), (abs_dy, abs_w), both),
-        (lambda a, b, **k: approxsim.conv2d_filter_grad(a, b, w.shape, **k), (x, dy), (abs_x, abs_dy), ("auto",)),
+        (approxsim.conv2d, (x, w), (abs_x, abs_w)),
+        (lambda a, b, **k: approxsim.conv2d_input_grad(a, b, x.shape, **k), (dy, w), (abs_dy, abs_w)),
+        (lambda a, b, **k: approxsim.conv2d_filter_grad(a, b, w.shape, **k), (x, dy), (abs_x, abs_dy)),
     ]
-    for fn, args, abs_args, decompositions in cases:
+    for fn, args, abs_args in cases:
+        got = fn(*args, multiplier=name, backend=fast_backend, **opts)
         want = fn(*args, multiplier=name, backend="reference", **opts)
         # Table entries are in [1, 4): |a (*) b| <= 4 |a| |b|.
         bound = fn(*abs_args, multiplier="fp32", backend="reference", **opts).astype(np.float64) * 4
-        for decomposition in decompositions:
-            if decomposition != "auto":
-                from approxsim import _cpu
-
-                _cpu.force_input_grad(decomposition)
-            try:
-                got = fn(*args, multiplier=name, backend=fast_backend, **opts)
-            finally:
-                if decomposition != "auto":
-                    _cpu.force_input_grad("auto")
-            assert got.shape == want.shape
-            assert within_tolerance(got, want, bound).all(), decomposition
+        assert got.shape == want.shape
+        assert within_tolerance(got, want, bound).all()
 
 
 @needs_cpu
