@@ -241,7 +241,7 @@ APPROXSIM_AVX512 inline __m512i lanes4(const uint16_t* p0, const uint16_t* p1, c
 // 16-bit entries, 32 columns (AVX-512): blocks of 8 panel rows from 8 entries of each of the 32
 // columns, lane h of vector q holding column 8h + q (lanes4), transposed within the lanes
 // (transpose16_lanes512): each panel row is one 64-byte store. Measured (AMD Zen 5, one thread, int8
-// GEMM 1024^3, median of 10): 37.6-39.3 -> 33.4-34.8 ms against build16_avx2's half-row stores; 64-byte
+// GEMM 1024^3, median of 10): 37.6-39.3 -> 34.5-34.8 ms against build16_avx2's half-row stores; 64-byte
 // loads with a 4 x 4 transpose of the lanes after the one within them were no faster.
 APPROXSIM_AVX512 void build16_avx512_32(const float* braw, int kc, const IntTable& t, void* out) {
   uint16_t* wx = static_cast<uint16_t*>(out);
@@ -698,7 +698,8 @@ void run_expanded(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
   const int64_t tasks_m = std::max<int64_t>(1, std::min<int64_t>(per_job / tasks_n, (M + 63) / 64));
   const int64_t tiles = tasks_m * tasks_n;
   // Tiles that split the columns only share each job's packed A codes: packed once, in parallel,
-  // before the panels (each tile packing all of A was most of a GEMM 1024^3's time on 2 threads).
+  // before the panels (on 2 threads a GEMM 1024^3's 8 column tiles each packed all of A: medians 19.0-26.9 ms
+  // -> 18.3-24.8 ms with the packing shared, in alternating runs).
   const int kcx = expanded_kc<NR, E>(t.s1);
   const int64_t rc = expanded_block_rows(M, K), blocks = (M + rc - 1) / rc;
   const size_t full_block = block_codes(static_cast<int>(rc), K, kcx), per_job_codes = size_t(blocks) * full_block;

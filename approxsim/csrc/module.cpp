@@ -213,13 +213,18 @@ py::array_t<float> encode_int_codes(const py::array& codes, int bits, bool is_si
   py::array_t<float> out(std::vector<py::ssize_t>(codes.shape(), codes.shape() + codes.ndim()));
   float* dst = out.mutable_data();
   const bool u = dt.kind() == 'u';
+  const int bytes = static_cast<int>(dt.itemsize());
   bool ok;
-  switch (dt.itemsize()) {
-    case 1: ok = u ? encode_typed<uint8_t>(codes, bits, is_signed, dst) : encode_typed<int8_t>(codes, bits, is_signed, dst); break;
-    case 2: ok = u ? encode_typed<uint16_t>(codes, bits, is_signed, dst) : encode_typed<int16_t>(codes, bits, is_signed, dst); break;
-    case 4: ok = u ? encode_typed<uint32_t>(codes, bits, is_signed, dst) : encode_typed<int32_t>(codes, bits, is_signed, dst); break;
-    case 8: ok = u ? encode_typed<uint64_t>(codes, bits, is_signed, dst) : encode_typed<int64_t>(codes, bits, is_signed, dst); break;
-    default: throw std::invalid_argument("encode_int_codes: codes of " + std::to_string(dt.itemsize()) + " bytes");
+  if (bytes == 1) {
+    ok = u ? encode_typed<uint8_t>(codes, bits, is_signed, dst) : encode_typed<int8_t>(codes, bits, is_signed, dst);
+  } else if (bytes == 2) {
+    ok = u ? encode_typed<uint16_t>(codes, bits, is_signed, dst) : encode_typed<int16_t>(codes, bits, is_signed, dst);
+  } else if (bytes == 4) {
+    ok = u ? encode_typed<uint32_t>(codes, bits, is_signed, dst) : encode_typed<int32_t>(codes, bits, is_signed, dst);
+  } else if (bytes == 8) {
+    ok = u ? encode_typed<uint64_t>(codes, bits, is_signed, dst) : encode_typed<int64_t>(codes, bits, is_signed, dst);
+  } else {
+    throw std::invalid_argument("encode_int_codes: codes of " + std::to_string(bytes) + " bytes");
   }
   if (!ok)
     throw std::invalid_argument("encode_int_codes: a code outside the " + std::to_string(bits) + "-bit " +
