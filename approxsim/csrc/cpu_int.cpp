@@ -187,6 +187,18 @@ void kernel_portable(int kc, const uint16_t* a, int64_t lda, int64_t s1, const v
   }
 }
 
+// The 16-bit transposed table's columns (contiguous over e) of n packed B operands (encoded codes).
+inline void columns16(const float* operands, int n, const IntTable& t, const uint16_t** col) {
+  for (int c = 0; c < n; ++c) col[c] = t.tt16.data() + int64_t(operands[c]) * t.s1;
+}
+// Panel rows [e0, s1) of a contraction step's slab of NR-wide rows, entry by entry (what the vector
+// blocks of a build leave).
+template <int NR>
+inline void rows16_from(const uint16_t* const* col, int64_t e0, int64_t s1, uint16_t* slab) {
+  for (int64_t e = e0; e < s1; ++e)
+    for (int c = 0; c < NR; ++c) slab[e * NR + c] = col[c][e];
+}
+
 #ifdef APPROXSIM_X86
 // Eight panel entries as eight int32 lanes, and back.
 template <class E>
@@ -203,8 +215,8 @@ template <>
 APPROXSIM_AVX2 inline __m256i load8<int16_t>(const int16_t* p) {
   return _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
-// 16-bit entries: 8 table columns (contiguous over e) at a time transposed in blocks of 16 entries
-// (transpose16_lanes) into half rows of the panel.
+// 16-bit entries, 8 columns (AVX2): the table columns (contiguous over e) transposed in blocks of 16
+// entries (transpose16_lanes) into panel rows (the 16- and 32-column builds are below).
 template <int NR, class E>
 APPROXSIM_AVX2 void build16_avx2(const float* braw, int kc, const IntTable& t, void* out) {
   static_assert(sizeof(E) == 2, "16-bit entries");
@@ -214,7 +226,7 @@ APPROXSIM_AVX2 void build16_avx2(const float* braw, int kc, const IntTable& t, v
     uint16_t* slab = wx + int64_t(k) * s1 * NR;
     for (int h = 0; h < NR / 8; ++h) {  // 8 columns at a time: half rows of 16 bytes
       const uint16_t* col[8];
-      for (int q = 0; q < 8; ++q) col[q] = t.tt16.data() + int64_t(braw[k * NR + h * 8 + q]) * s1;
+      columns16(braw + k * NR + h * 8, 8, t, col);
       for (int64_t e0 = 0; e0 < s1; e0 += 16) {  // tt16 is padded: loads past s1 stay inside it
         __m256i r[8], c[8];  // c[x]: lane 0 = panel row e0 + x, lane 1 = row e0 + 8 + x
         for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col[q] + e0));
@@ -249,7 +261,7 @@ APPROXSIM_AVX512 void build16_avx512_32(const float* braw, int kc, const IntTabl
   for (int k = 0; k < kc; ++k) {
     uint16_t* slab = wx + int64_t(k) * s1 * 32;
     const uint16_t* col[32];
-    for (int c = 0; c < 32; ++c) col[c] = t.tt16.data() + int64_t(braw[k * 32 + c]) * s1;
+    columns16(braw + k * 32, 32, t, col);
     for (int64_t e0 = 0; e0 < full; e0 += 8) {
       __m512i r[8], c[8];
       for (int q = 0; q < 8; ++q) r[q] = lanes4(col[q] + e0, col[8 + q] + e0, col[16 + q] + e0, col[24 + q] + e0);
@@ -257,8 +269,7 @@ APPROXSIM_AVX512 void build16_avx512_32(const float* braw, int kc, const IntTabl
       uint16_t* dst = slab + e0 * 32;
       for (int x = 0; x < 8; ++x) _mm512_storeu_si512(dst + x * 32, c[x]);
     }
-    for (int64_t e = full; e < s1; ++e)
-      for (int c = 0; c < 32; ++c) slab[e * 32 + c] = col[c][e];
+    rows16_from<32>(col, full, s1, slab);
   }
 }
 
@@ -272,7 +283,7 @@ APPROXSIM_AVX2 void build16_avx2_16(const float* braw, int kc, const IntTable& t
   for (int k = 0; k < kc; ++k) {
     uint16_t* slab = wx + int64_t(k) * s1 * 16;
     const uint16_t* col[16];
-    for (int c = 0; c < 16; ++c) col[c] = t.tt16.data() + int64_t(braw[k * 16 + c]) * s1;
+    columns16(braw + k * 16, 16, t, col);
     for (int64_t e0 = 0; e0 < full; e0 += 8) {
       __m256i r[8], c[8];
       for (int q = 0; q < 8; ++q)
@@ -282,8 +293,7 @@ APPROXSIM_AVX2 void build16_avx2_16(const float* braw, int kc, const IntTable& t
       uint16_t* dst = slab + e0 * 16;
       for (int x = 0; x < 8; ++x) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + x * 16), c[x]);
     }
-    for (int64_t e = full; e < s1; ++e)
-      for (int c = 0; c < 16; ++c) slab[e * 16 + c] = col[c][e];
+    rows16_from<16>(col, full, s1, slab);
   }
 }
 
@@ -515,7 +525,9 @@ BuildFn select_build() {
   if constexpr (sizeof(E) == 2) {
     if (NR == 32 && simd_level() >= kAvx512) return build16_avx512_32;
     if (NR == 16 && simd_level() >= kAvx2) return build16_avx2_16;
-    if (simd_level() >= kAvx2) return build16_avx2<NR, E>;
+    if constexpr (NR == 8) {
+      if (simd_level() >= kAvx2) return build16_avx2<NR, E>;
+    }
   } else {
     if (simd_level() >= kAvx2) return build32_avx2<NR>;
   }

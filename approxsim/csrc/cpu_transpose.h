@@ -33,43 +33,30 @@ APPROXSIM_AVX2 inline void transpose8(__m256 r[8]) {
 // 128-bit lane 0 holds entry e0 + x of the 8 columns and lane 1 entry e0 + 8 + x: unpacks within
 // lanes (an 8 x 8 transpose per lane). Panel rows of 16 columns then pair the c of two column halves
 // (_mm256_permute2x128_si256 0x20 / 0x31).
-APPROXSIM_AVX2 inline void transpose16_lanes(const __m256i r[8], __m256i c[8]) {
-  __m256i a[8], b[8];
-  for (int q = 0; q < 4; ++q) {
-    a[2 * q] = _mm256_unpacklo_epi16(r[2 * q], r[2 * q + 1]);
-    a[2 * q + 1] = _mm256_unpackhi_epi16(r[2 * q], r[2 * q + 1]);
+// One network for both widths (V the vector type, P the intrinsics' prefix).
+#define APPROXSIM_TRANSPOSE16_LANES(ATTR, NAME, V, P)                 \
+  ATTR inline void NAME(const V r[8], V c[8]) {                        \
+    V a[8], b[8];                                                      \
+    for (int q = 0; q < 4; ++q) {                                      \
+      a[2 * q] = P##_unpacklo_epi16(r[2 * q], r[2 * q + 1]);           \
+      a[2 * q + 1] = P##_unpackhi_epi16(r[2 * q], r[2 * q + 1]);       \
+    }                                                                  \
+    for (int g = 0; g < 2; ++g) { /* rows 4g .. 4g + 3 */              \
+      b[4 * g] = P##_unpacklo_epi32(a[4 * g], a[4 * g + 2]);           \
+      b[4 * g + 1] = P##_unpackhi_epi32(a[4 * g], a[4 * g + 2]);       \
+      b[4 * g + 2] = P##_unpacklo_epi32(a[4 * g + 1], a[4 * g + 3]);   \
+      b[4 * g + 3] = P##_unpackhi_epi32(a[4 * g + 1], a[4 * g + 3]);   \
+    }                                                                  \
+    for (int q = 0; q < 4; ++q) {                                      \
+      c[2 * q] = P##_unpacklo_epi64(b[q], b[q + 4]);                   \
+      c[2 * q + 1] = P##_unpackhi_epi64(b[q], b[q + 4]);               \
+    }                                                                  \
   }
-  for (int g = 0; g < 2; ++g) {  // rows 4g .. 4g + 3
-    b[4 * g] = _mm256_unpacklo_epi32(a[4 * g], a[4 * g + 2]);
-    b[4 * g + 1] = _mm256_unpackhi_epi32(a[4 * g], a[4 * g + 2]);
-    b[4 * g + 2] = _mm256_unpacklo_epi32(a[4 * g + 1], a[4 * g + 3]);
-    b[4 * g + 3] = _mm256_unpackhi_epi32(a[4 * g + 1], a[4 * g + 3]);
-  }
-  for (int q = 0; q < 4; ++q) {
-    c[2 * q] = _mm256_unpacklo_epi64(b[q], b[q + 4]);
-    c[2 * q + 1] = _mm256_unpackhi_epi64(b[q], b[q + 4]);
-  }
-}
-
+APPROXSIM_TRANSPOSE16_LANES(APPROXSIM_AVX2, transpose16_lanes, __m256i, _mm256)
 // AVX-512: the same on 32 consecutive entries per column, per 128-bit lane (c[x] lane L holds entry
 // e0 + 8L + x of the 8 columns).
-APPROXSIM_AVX512 inline void transpose16_lanes512(const __m512i r[8], __m512i c[8]) {
-  __m512i a[8], b[8];
-  for (int q = 0; q < 4; ++q) {
-    a[2 * q] = _mm512_unpacklo_epi16(r[2 * q], r[2 * q + 1]);
-    a[2 * q + 1] = _mm512_unpackhi_epi16(r[2 * q], r[2 * q + 1]);
-  }
-  for (int g = 0; g < 2; ++g) {
-    b[4 * g] = _mm512_unpacklo_epi32(a[4 * g], a[4 * g + 2]);
-    b[4 * g + 1] = _mm512_unpackhi_epi32(a[4 * g], a[4 * g + 2]);
-    b[4 * g + 2] = _mm512_unpacklo_epi32(a[4 * g + 1], a[4 * g + 3]);
-    b[4 * g + 3] = _mm512_unpackhi_epi32(a[4 * g + 1], a[4 * g + 3]);
-  }
-  for (int q = 0; q < 4; ++q) {
-    c[2 * q] = _mm512_unpacklo_epi64(b[q], b[q + 4]);
-    c[2 * q + 1] = _mm512_unpackhi_epi64(b[q], b[q + 4]);
-  }
-}
+APPROXSIM_TRANSPOSE16_LANES(APPROXSIM_AVX512, transpose16_lanes512, __m512i, _mm512)
+#undef APPROXSIM_TRANSPOSE16_LANES
 
 // dst[j * ld + t] = src[t * step + j] for j < 8, t < n: the same 8 consecutive values of n records
 // step floats apart, as 8 rows of n (8 x 8 blocks through registers, the tail element by element).
