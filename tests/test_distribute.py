@@ -69,9 +69,9 @@ TWO_WORKERS = r"""
 import json, sys
 import numpy as np
 from approxsim.sweep import run
-out, data_dir = sys.argv[1], sys.argv[2]
-result = run(model="lenet5", dataset="mnist", data_dir=data_dir, multipliers=["mbm7"], epochs=2, out=out,
-             limit_train=1024, limit_test=256, batch_size=64, lr=0.002, strategy=sys.argv[3], verbose=0)
+out, data_dir, strategy, limit_train, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+result = run(model="lenet5", dataset="mnist", data_dir=data_dir, multipliers=["mbm7"], epochs=epochs, out=out,
+             limit_train=limit_train, limit_test=256, batch_size=64, lr=0.002, strategy=strategy, verbose=0)
 print("ROWS " + json.dumps(result["rows"]))
 """
 
@@ -85,22 +85,22 @@ def _weights(path):
     return arrays
 
 
-@pytest.mark.slow
-def test_two_workers_agree_with_one_worker_of_the_same_global_batch(tmp_path, shared_dir):
-    """A real MultiWorkerMirroredStrategy run: two worker processes on 127.0.0.1 (TF_CONFIG), a short LeNet-5
-    sweep with mbm7; the same sweep on one worker with the same global batch (64) must give the same
-    accuracy within 2 points and final weights within 2% of their largest magnitude (the gradient
-    all-reduce sums in another order, so bit-equality is not expected)."""
-    data = os.path.join(shared_dir, "data", "mnist")
+def _rows(stdout):
+    return json.loads(next(s for s in stdout.splitlines() if s.startswith("ROWS "))[5:])
+
+
+def _two_workers(out, data, limit_train, epochs):
+    """A real MultiWorkerMirroredStrategy sweep: two worker processes on 127.0.0.1 (TF_CONFIG), one
+    thread each; returns each worker's rows."""
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
                "APPROXSIM_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, "-c", TWO_WORKERS, str(tmp_path / f"w{index}"), data,
-                                       "multiworker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      env=env))
+        procs.append(subprocess.Popen([sys.executable, "-c", TWO_WORKERS, str(out / f"w{index}"), data, "multiworker",
+                                       str(limit_train), str(epochs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env=env))
     outputs = []
     for p in procs:
         try:
@@ -111,20 +111,42 @@ def test_two_workers_agree_with_one_worker_of_the_same_global_batch(tmp_path, sh
             pytest.fail("the two-worker sweep did not finish within 15 minutes")
         assert p.returncode == 0, stderr[-4000:]
         outputs.append(stdout)
-    rows = [json.loads(next(s for s in o.splitlines() if s.startswith("ROWS "))[5:]) for o in outputs]
-    def results(rows):
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    return [_rows(o) for o in outputs]
 
-    assert results(rows[0]) == results(rows[1])  # both workers report the same (all-reduced) results
-    single = subprocess.run([sys.executable, "-c", TWO_WORKERS, str(tmp_path / "one"), data, "none"],
+
+def _results(rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+@pytest.mark.slow
+def test_two_workers_agree_with_one_worker_of_the_same_global_batch(tmp_path, shared_dir):
+    """Two workers (global batch 64, 32 images each) and one worker (batch 64) train LeNet-5 with mbm7
+    for four steps to the same weights, within 1e-4 of each layer's largest magnitude: only the
+    gradient all-reduce sums in another order (measured on AMD Zen 5: gaps of 2e-6 to 4e-6 after 4
+    and 8 steps). Not more steps: training through a 7-bit-mantissa multiplier with Adam is chaotic.
+    One-ulp noise in half the entries of one gradient moved some weights by 10% after 32 steps, and
+    the all-reduce's own rounding did so for three of four seeds, so a longer run's gap says nothing
+    about the strategy."""
+    data = os.path.join(shared_dir, "data", "mnist")
+    rows = _two_workers(tmp_path, data, limit_train=256, epochs=1)
+    assert _results(rows[0]) == _results(rows[1])  # both workers report the same (all-reduced) results
+    single = subprocess.run([sys.executable, "-c", TWO_WORKERS, str(tmp_path / "one"), data, "none", "256", "1"],
                             capture_output=True, text=True, timeout=900)
     assert single.returncode == 0, single.stderr[-4000:]
-    one = json.loads(next(s for s in single.stdout.splitlines() if s.startswith("ROWS "))[5:])
+    one = _rows(single.stdout)
     assert abs(rows[0][-1]["test_accuracy"] - one[-1]["test_accuracy"]) <= 0.02
-    assert rows[0][-1]["test_accuracy"] > 0.5  # it learned something (ten classes)
     w_multi = _weights(tmp_path / "w0" / "runs" / "mbm7" / "weights.weights.h5")
     w_one = _weights(tmp_path / "one" / "runs" / "mbm7" / "weights.weights.h5")
     assert len(w_multi) == len(w_one) > 0
     for a, b in zip(w_multi, w_one):
         assert a.shape == b.shape
-        assert np.max(np.abs(a - b)) <= 0.02 * max(np.max(np.abs(b)), 1e-6)
+        assert np.max(np.abs(a - b)) <= 1e-4 * max(np.max(np.abs(b)), 1e-6)
+
+
+@pytest.mark.slow
+def test_two_workers_learn(tmp_path, shared_dir):
+    """The two-worker sweep of two epochs (32 steps) learns: both workers report the same results, and
+    the test accuracy is above 50% (ten classes)."""
+    rows = _two_workers(tmp_path, os.path.join(shared_dir, "data", "mnist"), limit_train=1024, epochs=2)
+    assert _results(rows[0]) == _results(rows[1])
+    assert rows[0][-1]["test_accuracy"] > 0.5
