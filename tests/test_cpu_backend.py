@@ -404,18 +404,53 @@ def _check_conv(geo, name, fast_backend):
     geom = conv_geometry(x.shape, w.shape, **opts)
     dy = rng.standard_normal(geom.output_shape).astype(np.float32)
     abs_x, abs_w, abs_dy = (np.abs(v) for v in (x, w, dy))
+    # The CPU input gradient both ways: the patch GEMM, and by columns (col2im) where it can.
+    both = ("patches", "columns") if fast_backend == "cpu" else ("auto",)
     cases = [
-        (approxsim.conv2d, (x, w), (abs_x, abs_w)),
-        (lambda a, b, **k: approxsim.conv2d_input_grad(a, b, x.shape, **k), (dy, w), (abs_dy, abs_w)),
-        (lambda a, b, **k: approxsim.conv2d_filter_grad(a, b, w.shape, **k), (x, dy), (abs_x, abs_dy)),
+        (approxsim.conv2d, (x, w), (abs_x, abs_w), ("auto",)),
+        (lambda a, b, **k: approxsim.conv2d_input_grad(a, b, x.shape, **k), (dy, w), (abs_dy, abs_w), both),
+        (lambda a, b, **k: approxsim.conv2d_filter_grad(a, b, w.shape, **k), (x, dy), (abs_x, abs_dy), ("auto",)),
     ]
-    for fn, args, abs_args in cases:
-        got = fn(*args, multiplier=name, backend=fast_backend, **opts)
+    for fn, args, abs_args, decompositions in cases:
         want = fn(*args, multiplier=name, backend="reference", **opts)
         # Table entries are in [1, 4): |a (*) b| <= 4 |a| |b|.
         bound = fn(*abs_args, multiplier="fp32", backend="reference", **opts).astype(np.float64) * 4
-        assert got.shape == want.shape
-        assert within_tolerance(got, want, bound).all()
+        for decomposition in decompositions:
+            if decomposition != "auto":
+                from approxsim import _cpu
+
+                _cpu.force_input_grad(decomposition)
+            try:
+                got = fn(*args, multiplier=name, backend=fast_backend, **opts)
+            finally:
+                if decomposition != "auto":
+                    _cpu.force_input_grad("auto")
+            assert got.shape == want.shape
+            assert within_tolerance(got, want, bound).all(), decomposition
+
+
+@needs_cpu
+def test_input_gradient_by_columns_in_chunks_of_images():
+    """A batch whose col2im temporary takes more than one chunk (12 images of 64 x 64, 7 x 7 taps,
+    8 input channels, 4 filters: 6.4 MB of it per image, 64 MB per chunk) has the input gradient
+    of an independent float64 computation, tap by tap (the exact product: fp32)."""
+    from approxsim import _cpu
+
+    rng = np.random.default_rng(8)
+    dy = rng.standard_normal((12, 64, 64, 4)).astype(np.float32)
+    w = rng.standard_normal((7, 7, 8, 4)).astype(np.float32)
+    _cpu.force_input_grad("columns")
+    try:
+        got = approxsim.conv2d_input_grad(dy, w, (12, 64, 64, 8), padding="SAME", multiplier="fp32", backend="cpu")
+    finally:
+        _cpu.force_input_grad("auto")
+    want = np.zeros((12, 64, 64, 8))
+    for ky in range(7):
+        for kx in range(7):  # output (oy, ox) reaches input (oy - 3 + ky, ox - 3 + kx)
+            oy0, oy1, ox0, ox1 = max(0, 3 - ky), min(64, 67 - ky), max(0, 3 - kx), min(64, 67 - kx)
+            want[:, oy0 - 3 + ky:oy1 - 3 + ky, ox0 - 3 + kx:ox1 - 3 + kx] += np.einsum(
+                "nhwo,io->nhwi", dy[:, oy0:oy1, ox0:ox1].astype(np.float64), w[ky, kx].astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 @needs_cpu

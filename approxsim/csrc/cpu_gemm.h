@@ -21,6 +21,9 @@ void matmul_batched(const float* a, const float* b, float* c, const int64_t* a_i
 
 void conv2d_forward(const float* x, const float* w, float* y, const Geom& g, const Table& t, int threads);
 void conv2d_input_grad(const float* dy, const float* w, float* dx, const Geom& g, const Table& t, int threads);
+// The input gradient's decomposition, forced for tests: -1 chooses (by columns for few input channels
+// per group, cpu_gemm.cpp), 0 the patch GEMM, 1 by columns wherever it can (two taps or more).
+void force_input_grad(int mode);
 void conv2d_filter_grad(const float* x, const float* dy, float* dw, const Geom& g, const Table& t, int threads);
 
 }  // namespace approxsim

@@ -390,6 +390,12 @@ PYBIND11_MODULE(_cpu, mod) {
       if (name == names[i]) return approxsim::force_method(i);
     throw std::invalid_argument("method must be auto, expanded, linear or lookup. Received: method=" + name);
   }, py::arg("method"), "Forces the GEMM method (tests and benchmarks; 'auto' restores the choice).");
+  mod.def("force_input_grad", [](const std::string& name) {
+    if (name == "auto") return approxsim::force_input_grad(-1);
+    if (name == "patches") return approxsim::force_input_grad(0);
+    if (name == "columns") return approxsim::force_input_grad(1);
+    throw std::invalid_argument("decomposition must be auto, patches or columns. Received: " + name);
+  }, py::arg("decomposition"), "Forces the float input gradient's decomposition (tests; 'auto' restores the choice).");
   mod.def("method_for", [](const Table& t, int64_t rows, int64_t cols) {
     return std::string(approxsim::method_name(approxsim::choose_method(t, rows, cols)));
   }, py::arg("table"), py::arg("rows"), py::arg("cols") = 1024,
