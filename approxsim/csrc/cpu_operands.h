@@ -76,6 +76,27 @@ inline int strided_rows(int r, int nr, int64_t ch, int64_t per_tap) {
 #endif
   return 1;
 }
+// raw[r * ld + k] = src[r * rs + k * ks] for r < nr, k < kc: a block of an operand stored along its
+// rows (ks != 1) packed by rows. Where the rows are contiguous (rs == 1), 8 at a time through the
+// AVX2 transposes; the rest by blocks of 16 rows. A plain loop over k with every row inside stores
+// nr rows ld apart, and with ld a power of two (a contraction block) those stores alias in L1:
+// measured (AMD Zen 5, AVX2, 2 threads), an MLP's filter gradient (784 x 300 over a batch of 128,
+// A = the transposed input) took 1.81 ms, against 0.81 with the input transposed beforehand.
+inline void pack_transposed(const float* src, int64_t rs, int64_t ks, int nr, int kc, float* raw, int64_t ld) {
+  int r = 0;
+#ifdef APPROXSIM_X86
+  if (rs == 1 && simd_level() >= kAvx2)
+    for (; r + 8 <= nr; r += 8) transpose_strided8(src + r, ks, kc, raw + r * ld, ld);
+#endif
+  constexpr int kRows = 16;
+  for (; r < nr; r += kRows) {
+    const int rn = std::min(kRows, nr - r);
+    for (int k = 0; k < kc; ++k) {
+      const float* s = src + r * rs + k * ks;
+      for (int j = 0; j < rn; ++j) raw[(r + j) * ld + k] = s[j * rs];
+    }
+  }
+}
 // Zeroes what a clipped copy of [a, b) leaves of rows runs of len: d[j * ld + t] = 0 for j < rows,
 // t < a or max(a, b) <= t < len.
 inline void zero_outside(float* d, int64_t ld, int rows, int a, int b, int len) {
@@ -107,10 +128,7 @@ struct StridedA {
     if (ks == 1) {
       for (int r = 0; r < nr; ++r) std::memcpy(raw + r * ld, p + (r0 + r) * rs + k0, sizeof(float) * kc);
     } else {
-      for (int k = 0; k < kc; ++k) {
-        const float* src = p + r0 * rs + (k0 + k) * ks;
-        for (int r = 0; r < nr; ++r) raw[r * ld + k] = src[r * rs];
-      }
+      pack_transposed(p + r0 * rs + k0 * ks, rs, ks, nr, kc, raw, ld);
     }
   }
 };
@@ -330,6 +348,10 @@ struct TransposedB {
   const GeneralB& b;
   bool get(int64_t r, int64_t k, float& v) const { return b.get(k, r, v); }
   void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
+    if (k0 / b.kdiv == (k0 + kc - 1) / b.kdiv) {  // one run of k: koff(k) = koff(k0) + (k - k0) * si
+      pack_transposed(b.p + b.koff(k0) + r0 * b.sn, b.sn, b.si, nr, kc, raw, ld);
+      return;
+    }
     for (int k = 0; k < kc; ++k) {
       const float* src = b.p + b.koff(k0 + k) + r0 * b.sn;
       for (int r = 0; r < nr; ++r) raw[r * ld + k] = src[r * b.sn];
