@@ -26,6 +26,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu_aligned.h"
 #include "cpu_kernels.h"
 #include "cpu_operands.h"
 #include "cpu_pool.h"
@@ -86,21 +87,16 @@ inline Method choose_method(const Table& t, int64_t rows, int64_t cols) {
 }
 
 // Per-thread working memory, one for every GEMM of the thread (cpu_driver.cpp).
-struct Work {
-  std::vector<float> araw, asc, braw, bsc, tile, bx;
-  std::vector<int32_t> aoff, bidx32;
-  std::vector<uint16_t> bidx16, bext, a16;
-  std::vector<uint8_t> bidx8;
-  std::vector<uint32_t> bmask;
-  std::vector<uint64_t> bmask64;
+struct Work {  // every buffer on a cache line (the kernels read them with full-width loads)
+  LineVector<float> araw, asc, braw, bsc, tile, bx;
+  LineVector<int32_t> aoff, bidx32;
+  LineVector<uint16_t> bidx16, bext, a16;
+  LineVector<uint8_t> bidx8;
+  LineVector<uint32_t> bmask;
+  LineVector<uint64_t> bmask64;
   std::vector<Stats> astats, bstats;
 };
 Work& scratch();
-
-// The first 64-byte boundary at or after p (buffers allocate 16 floats more).
-inline float* cache_line_aligned(float* p) {
-  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
-}
 
 namespace detail {
 
@@ -320,7 +316,7 @@ void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, boo
   w.astats.resize(size_t(rc / mr + 1) * nblk);
   w.braw.resize(size_t(kcx) * nr);
   w.bx.resize(size_t(side) * kcx * nr + 16);
-  float* const bx = cache_line_aligned(w.bx.data());  // each row of the panel in one cache line
+  float* const bx = w.bx.data();  // on a cache line, so each row of the panel is in one line
   w.asc.resize(size_t(rc) * nr);  // the chunk's accumulators
   w.tile.resize(size_t(mr) * nr);
   for (int64_t pk = k0; pk < k1; pk += ks) {

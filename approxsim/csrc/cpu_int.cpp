@@ -134,11 +134,11 @@ int expanded_kc(int64_t s1) {
   return static_cast<int>(std::max<int64_t>(8, std::min<int64_t>(kMaxIntKc, steps)));
 }
 
-struct IntWork {
-  std::vector<float> araw, braw;
-  std::vector<uint16_t> a16;
-  std::vector<int32_t> wx, acc32, aoff, bidx;
-  std::vector<int64_t> acc64;
+struct IntWork {  // every buffer on a cache line (the kernels read them with full-width loads)
+  LineVector<float> araw, braw;
+  LineVector<uint16_t> a16;
+  LineVector<int32_t> wx, acc32, aoff, bidx;
+  LineVector<int64_t> acc64;
 };
 IntWork& int_scratch() {
   thread_local IntWork w;
@@ -577,7 +577,7 @@ size_t block_codes(int mc, int64_t K, int kcx) { return size_t((K + kcx - 1) / k
 // block's codes: packed as floats kPackRows rows at a time (which stay in L1/L2), then narrowed. The
 // padding rows are written with the block's last rows.
 template <int NR, class E, class ASrc>
-void pack_codes(const ASrc& A, int64_t ic, int mc, int rb0, int rb1, int64_t K, int kcx, std::vector<float>& raw,
+void pack_codes(const ASrc& A, int64_t ic, int mc, int rb0, int rb1, int64_t K, int kcx, LineVector<float>& raw,
                 uint16_t* dst) {
   const int64_t chunks = (K + kcx - 1) / kcx;
   const size_t chunk = chunk_codes(mc, kcx);
@@ -616,8 +616,7 @@ void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, i
   if (codes == nullptr) w.a16.resize(full_block);
   w.braw.resize(size_t(kcx) * NR);
   w.wx.resize((size_t(kcx) * s1 * NR * sizeof(E) + 64) / sizeof(int32_t) + 16);
-  // Panel rows start on cache lines.
-  void* wx = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(w.wx.data()) + 63) & ~uintptr_t(63));
+  void* wx = w.wx.data();  // on a cache line: panel rows start on cache lines
   w.acc32.resize(size_t(rc) * NR);
   if (carry) w.acc64.resize(size_t(rc) * NR);
   for (int64_t ic = r0; ic < r1; ic += rc) {
@@ -717,7 +716,7 @@ void run_expanded(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
   const size_t full_block = block_codes(static_cast<int>(rc), K, kcx), per_job_codes = size_t(blocks) * full_block;
   const bool share = tasks_n > 1 && tasks_m == 1 &&
                      int64_t(njobs * per_job_codes * sizeof(uint16_t)) <= kMaxSharedCodeBytes;
-  std::vector<uint16_t> shared(share ? njobs * per_job_codes : 0);
+  LineVector<uint16_t> shared(share ? njobs * per_job_codes : 0);
   if (share) {
     const int64_t pieces = (rc + kPieceRows - 1) / kPieceRows;
     ThreadPool::instance().parallel_for(static_cast<int>(njobs * blocks * pieces), threads, [&](int task) {

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu_aligned.h"
 #include "cpu_operands.h"
 
 namespace approxsim {
@@ -30,10 +31,10 @@ namespace approxsim {
 struct IntTable {
   int bits = 0;
   int64_t s1 = 0;          // 2^n + 1: rows and columns of the padded tables
-  std::vector<int32_t> t;  // t[e_a * s1 + e_b]; row and column 0 are 0 (+ padding for vector loads)
-  std::vector<int32_t> tt; // the transpose, tt[e_b * s1 + e_a]
+  LineVector<int32_t> t;  // t[e_a * s1 + e_b]; row and column 0 are 0 (+ padding for vector loads)
+  LineVector<int32_t> tt; // the transpose, tt[e_b * s1 + e_a]
   int64_t min_entry = 0, max_entry = 0;  // the entries' range (0 included: the padding row and column)
-  std::vector<uint16_t> tt16;  // tt as 16-bit patterns where every entry fits 16 bits (else empty)
+  LineVector<uint16_t> tt16;  // tt as 16-bit patterns where every entry fits 16 bits (else empty)
   int64_t max_abs() const { return std::max(-min_entry, max_entry); }
   bool fits_uint16() const { return min_entry >= 0 && max_entry <= UINT16_MAX; }
   bool fits_int16() const { return min_entry >= INT16_MIN && max_entry <= INT16_MAX; }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "approx_product.h"
+#include "cpu_aligned.h"
 
 namespace approxsim {
 
@@ -42,9 +43,9 @@ struct LinearSum {
 struct Table {
   int m = 0;                        // mantissa bits; 0 for the exact fp32 product
   HugeFloats f32;                   // 2^2M entries (+ padding)
-  std::vector<uint16_t> bf16;       // upper halves, when bf16_exact (+ padding)
+  LineVector<uint16_t> bf16;        // upper halves, when bf16_exact (+ padding)
   bool bf16_exact = false;          // every entry equals its upper 16 bits
-  std::vector<uint8_t> planes;      // bf16 entries as byte planes: row i at 256*i, low bytes then high
+  LineVector<uint8_t> planes;       // bf16 entries as byte planes: row i at 256*i, low bytes then high
                                     // bytes of T[i][0..127] (M <= 7, bf16_exact)
   bool all_normal = false;          // every entry is a nonzero normal number
   std::vector<approxsim_entry> split;  // for the exact scalar path
@@ -52,7 +53,7 @@ struct Table {
   bool any_nonzero = false;
   LinearSum lin;                    // the structure, when the table has it
   HugeFloats cols;                  // the transpose, column j at j << m (M <= 8: expanded panels read it)
-  std::vector<uint16_t> cols16;     // its bfloat16 upper halves, when all_normal and bf16_exact, 4 <= M <= 7
+  LineVector<uint16_t> cols16;      // its bfloat16 upper halves, when all_normal and bf16_exact, 4 <= M <= 7
 
   // The table of the swapped operands, T'[j][i] = T[i][j] (built on first use; this
   // table itself for the exact product).
