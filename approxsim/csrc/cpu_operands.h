@@ -178,35 +178,51 @@ struct PatchA {
     }
   }
   // One group, no dilation along x: the kw*c values (kx, ci) of one kernel row ky are
-  // contiguous in x, so each pixel's patch row is one clipped copy per ky.
+  // contiguous in x, so each pixel's patch row is one copy per ky, clipped at the input's sides. By
+  // runs of pixels of one output row, which share each ky's input row and its validity; a pixel whose
+  // taps all lie inside the input's columns (most pixels) needs no clipping. Measured (AMD Zen 5, AVX2
+  // level, 2 threads, medians of 40 in alternating runs): LeNet-5's first convolution (one input
+  // channel, 5 x 5, batch 128) 2.02-2.07 -> 1.71-1.74 ms against a clipped copy per pixel and ky; the
+  // ResNet layer's forward (64 channels) unchanged (15.1-15.5 ms at VBMI).
   void pack_rows(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
-    const int64_t rowlen = g.kw * g.c, k1 = k0 + kc;
+    const int64_t rowlen = g.kw * g.c, k1 = k0 + kc, ky0 = k0 / rowlen, ky1 = (k1 + rowlen - 1) / rowlen;
     int64_t ox = r0 % g.ow, oy = (r0 / g.ow) % g.oh, n = r0 / (g.ow * g.oh);
-    for (int r = 0; r < nr; ++r) {
-      float* dst = raw + int64_t(r) * ld - k0;  // dst[q] for q in [k0, k1)
-      const int64_t ixs = ox * g.sw - g.pad_left;  // input column of kx = 0
-      // Valid (kx, ci) span of a row: ix = ixs + kx in [0, w).
-      // Clamped to [0, kw] before scaling: a column far outside the input (huge padding) gives an empty span.
-      const int64_t qlo = std::min<int64_t>(std::max<int64_t>(0, -ixs), g.kw) * g.c;
-      const int64_t qhi = std::max<int64_t>(0, std::min<int64_t>(g.kw, g.w - ixs)) * g.c;
-      for (int64_t ky = k0 / rowlen; ky * rowlen < k1; ++ky) {
+    for (int r = 0; r < nr;) {
+      const int len = static_cast<int>(std::min<int64_t>(g.ow - ox, nr - r));  // pixels (n, oy, ox + t)
+      for (int64_t ky = ky0; ky < ky1; ++ky) {
         const int64_t a = std::max(k0, ky * rowlen), b = std::min(k1, (ky + 1) * rowlen);
         const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh;
-        if (iy < 0 || iy >= g.h || qhi <= qlo) {
-          for (int64_t q = a; q < b; ++q) dst[q] = 0.0f;
+        if (iy < 0 || iy >= g.h) {
+          for (int t = 0; t < len; ++t)
+            std::fill(raw + int64_t(r + t) * ld + (a - k0), raw + int64_t(r + t) * ld + (b - k0), 0.0f);
           continue;
         }
-        const float* src = x + ((n * g.h + iy) * g.w + ixs) * g.c - ky * rowlen;  // src[q] for q of this ky
-        const int64_t va = std::max(a, ky * rowlen + qlo), vb = std::min(b, ky * rowlen + qhi);
-        int64_t q = a;
-        for (; q < va; ++q) dst[q] = 0.0f;
-        if (vb > q) {
-          copy_run(dst + q, src + q, static_cast<int>(vb - q));
-          q = vb;
+        const float* line = x + (n * g.h + iy) * g.w * g.c - ky * rowlen;  // line[ix * c + q]: q of this ky
+        for (int t = 0; t < len; ++t) {
+          float* dst = raw + int64_t(r + t) * ld - k0;  // dst[q] for q in [k0, k1)
+          const int64_t ixs = (ox + t) * g.sw - g.pad_left;  // input column of kx = 0
+          const float* src = line + ixs * g.c;  // src[q]
+          if (ixs >= 0 && ixs + g.kw <= g.w) {
+            copy_run(dst + a, src + a, static_cast<int>(b - a));
+            continue;
+          }
+          // Valid (kx, ci) span of the row: ix = ixs + kx in [0, w), clamped to [0, kw] before
+          // scaling (a column far outside the input, with huge padding, gives an empty span).
+          const int64_t qlo = ky * rowlen + std::min<int64_t>(std::max<int64_t>(0, -ixs), g.kw) * g.c;
+          const int64_t qhi = ky * rowlen + std::max<int64_t>(0, std::min<int64_t>(g.kw, g.w - ixs)) * g.c;
+          const int64_t va = std::max(a, qlo), vb = std::min(b, qhi);
+          int64_t q = a;
+          for (; q < va; ++q) dst[q] = 0.0f;
+          if (vb > q) {
+            copy_run(dst + q, src + q, static_cast<int>(vb - q));
+            q = vb;
+          }
+          for (; q < b; ++q) dst[q] = 0.0f;
         }
-        for (; q < b; ++q) dst[q] = 0.0f;
       }
-      if (++ox == g.ow) {
+      r += len;
+      ox += len;
+      if (ox == g.ow) {
         ox = 0;
         if (++oy == g.oh) {
           oy = 0;
