@@ -14,7 +14,7 @@ registered with ``approxsim.multipliers.register_c``; where the file is absent t
 unsigned circuit ``mitchell8u`` stands in, and the output says so) and the exact ``int8``.
 
 Rows: the default (what approxsim chooses by itself: method and SIMD level) and then every CPU
-method (``expanded``, ``lookup``) at every SIMD level this host supports. Each row is timed in turns
+method (``exact`` for the exact int8, ``expanded``, ``lookup``) at every SIMD level this host supports. Each row is timed in turns
 with TF fp32 (so that the load of a shared machine hits both alike), after a warm-up; the table
 gives GMAC/s, best and median milliseconds, TF's median, and the ratio of medians approxsim / TF.
 The issue's target: integer GEMM <= 2x the TF fp32 time; each row says whether it is met (conv rows
@@ -116,13 +116,25 @@ def gaussian_codes(rng, fmt, shape):
     return np.clip(np.round(rng.normal(mid, (fmt.hi - fmt.lo) / 8, shape)), fmt.lo, fmt.hi).astype(np.int32)
 
 
-def variants(quick):
-    """``(method, simd)`` of each row: ``(None, None)`` the default, then each method at each level."""
+def exact_products(mult):
+    """Whether the table holds the exact products of the codes (what the ``exact`` kernels take)."""
+    import numpy as np
+
+    fmt = mult.format
+    codes = np.arange(fmt.lo, fmt.hi + 1)
+    p = fmt.patterns(codes)
+    return np.array_equal(np.asarray(mult.table)[np.ix_(p, p)], np.outer(codes, codes))
+
+
+def variants(quick, exact):
+    """``(method, simd)`` of each row: ``(None, None)`` the default, then each method at each level
+    (``exact`` only for a table of exact products)."""
     from approxsim.backends import cpu
 
     rows = [(None, None)]
     if not quick:
-        rows += [(m, s) for m in ("expanded", "lookup") for s in cpu.supported_simd()]
+        methods = ("exact", "expanded", "lookup") if exact else ("expanded", "lookup")
+        rows += [(m, s) for m in methods for s in cpu.supported_simd()]
     return rows
 
 
@@ -194,7 +206,7 @@ def measure(args, mults):
         mult = multipliers.get(name)
         for case, macs, tf_fn, ax_fn, make in cases:
             a, b = make(mult.format)
-            for method, simd in variants(args.quick):
+            for method, simd in variants(args.quick, exact_products(mult)):
                 def fn(mult=mult, a=a, b=b, ax_fn=ax_fn):
                     return ax_fn(mult, a, b)
 

@@ -332,7 +332,7 @@ SIMD_LEVELS = ("portable", "avx2", "avx512", "vbmi")
 
 @needs_cpu
 @pytest.mark.parametrize("level", SIMD_LEVELS)
-@pytest.mark.parametrize("method", ["expanded", "lookup"])
+@pytest.mark.parametrize("method", ["exact", "expanded", "lookup"])
 @pytest.mark.parametrize("name", ["mitchell8u", "int8", "int4"])
 def test_every_cpu_method_and_simd_level(level, method, name, monkeypatch):
     from approxsim import _cpu
@@ -352,7 +352,9 @@ def test_every_cpu_method_and_simd_level(level, method, name, monkeypatch):
     try:
         np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
                                       _np_matmul(table, fmt, a, b))
-        assert _cpu.last_method() == method and _cpu.simd_level() == cpu._NATIVE_NAMES[level]
+        # The exact-product kernels take exact tables only (mitchell8u is not: it falls back).
+        ran = "lookup" if method == "exact" and name == "mitchell8u" else method
+        assert _cpu.last_method() == ran and _cpu.simd_level() == cpu._NATIVE_NAMES[level]
         kw = dict(strides=2, padding="SAME", groups=2, multiplier=mult, backend="cpu")
         np.testing.assert_array_equal(approxsim.conv2d(x, w, **kw),
                                       _np_conv(table, fmt, x, w, stride=2, pad=1, groups=2))
@@ -413,6 +415,7 @@ def test_tiles_that_split_the_columns_share_the_packed_rows(monkeypatch):
 
     rng = np.random.default_rng(11)
     monkeypatch.setenv("APPROXSIM_NUM_THREADS", "2")
+    _cpu.force_method("expanded")  # exact circuits: the expanded kernels, not the exact-product ones
     try:
         for name in ("uint8", "int8"):
             fmt = multipliers.get(name).format
@@ -423,6 +426,56 @@ def test_tiles_that_split_the_columns_share_the_packed_rows(monkeypatch):
                 got = approxsim.matmul(a, b, multiplier=name, backend="cpu")
                 assert _cpu.last_method() == "expanded" and _cpu.simd_level() == cpu._NATIVE_NAMES[level]
                 np.testing.assert_array_equal(got, want, err_msg=f"{name} at {level}")
+    finally:
+        _cpu.force_method("auto")
+        monkeypatch.undo()
+        cpu.check_settings()
+
+
+@needs_cpu
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_exact_products_computed_at_every_level(level, tmp_path, monkeypatch):
+    """Tables of exact products (uint8, int8, uint4, int4) take the exact-product kernels, which
+    compute the products (16-bit pairs into int32 lanes) instead of looking them up: at every level,
+    matmuls of every shape class (one row; rows, columns and steps that fill no whole tile, panel or
+    pair; several blocks of 1024 steps) and a grouped, strided convolution with its two gradients
+    equal the NumPy sums of the table. A table of exact products but for one entry is not exact: it
+    goes to the expanded kernels, and its sums still equal its own table's."""
+    from approxsim import _cpu
+    from approxsim.backends import cpu
+
+    if level not in cpu.supported_simd():
+        pytest.skip(f"this CPU cannot run the {level} kernels (it supports {', '.join(cpu.supported_simd())})")
+    src = _write(tmp_path, "off.c", "#include <stdint.h>\nuint64_t off(const uint64_t b, const uint64_t a) "
+                                    "{ return a * b + ((a == 200 && b == 3) || (a == 3 && b == 200)); }\n")
+    off = multipliers.register_c(src, function="off", bits=8, signed=False, name="offbyone8u", replace=True)
+    rng = np.random.default_rng(12)
+    monkeypatch.setenv("APPROXSIM_SIMD", level)
+    try:
+        for name in ("uint8", "int8", "uint4", "int4"):
+            mult = multipliers.get(name)
+            fmt, table = mult.format, mult.table
+            for m, k, n in ((1, 1, 1), (7, 3, 5), (70, 45, 37), (33, 1025, 70), (9, 2300, 16)):
+                a, b = _codes(rng, fmt, (m, k)), _codes(rng, fmt, (k, n))
+                np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
+                                              _np_matmul(table, fmt, a, b), err_msg=f"{name} {m}x{k}x{n}")
+                assert _cpu.last_method() == "exact" and _cpu.simd_level() == cpu._NATIVE_NAMES[level]
+            x, w, dy = _codes(rng, fmt, (2, 7, 7, 20)), _codes(rng, fmt, (3, 3, 10, 6)), _codes(rng, fmt, (2, 4, 4, 6))
+            kw = dict(strides=2, padding="SAME", groups=2, multiplier=mult, backend="cpu")
+            np.testing.assert_array_equal(approxsim.conv2d(x, w, **kw),
+                                          _np_conv(table, fmt, x, w, stride=2, pad=1, groups=2))
+            for fn, args, shape in ((approxsim.conv2d_input_grad, (dy, w), x.shape),
+                                    (approxsim.conv2d_filter_grad, (x, dy), w.shape)):
+                want = fn(*args, shape, **{**kw, "backend": "reference"})
+                np.testing.assert_array_equal(fn(*args, shape, **kw), want, err_msg=f"{name} {fn.__name__}")
+                assert _cpu.last_method() == "exact"
+        a, b = _codes(rng, off.format, (40, 300)), _codes(rng, off.format, (300, 20))
+        a[0, :] = 200
+        b[:, 0] = 3  # an entry that is off, in every product of C[0][0]
+        got = approxsim.matmul(a, b, multiplier=off, backend="cpu")
+        assert _cpu.last_method() == "expanded"
+        np.testing.assert_array_equal(got, _np_matmul(off.table, off.format, a, b))
+        assert got[0, 0] == 300 * (200 * 3 + 1)
     finally:
         monkeypatch.undo()
         cpu.check_settings()
@@ -448,7 +501,7 @@ def test_huge_entries_are_summed_exactly(tmp_path):
     np.testing.assert_array_equal(got, (a @ b) << 14)
 
 
-@pytest.mark.parametrize("method", ["expanded", "lookup"])
+@pytest.mark.parametrize("method", ["exact", "expanded", "lookup"])
 def test_long_sums_go_to_int64_exactly(method):
     """K * max|T| beyond int32: the result is int64 and exact (the int32 partials carry over)."""
     mult = multipliers.get("uint8")

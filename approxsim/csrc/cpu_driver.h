@@ -68,7 +68,9 @@ inline Method choose_method(const Table& t, int64_t rows, int64_t cols) {
   const int forced = forced_method();
   if (forced >= 0) {
     if (forced == static_cast<int>(Method::kExpanded) && t.m <= kMaxExpandedBits) return Method::kExpanded;
-    if (forced <= static_cast<int>(Method::kLinear) && t.lin.valid) return Method::kLinear;
+    // expanded falls back to linear; a forced "exact" (integer tables only) to lookup
+    if ((forced == static_cast<int>(Method::kExpanded) || forced == static_cast<int>(Method::kLinear)) && t.lin.valid)
+      return Method::kLinear;
     return Method::kLookup;
   }
   const bool expandable = t.m <= kMaxExpandedBits && rows >= expanded_min_rows(t) && simd_level() >= kAvx2;

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "cpu_driver.h"
+#include "cpu_int_exact.h"
 #include "cpu_isa.h"
 #include "cpu_pool.h"
 #include "cpu_transpose.h"
@@ -37,6 +38,16 @@ IntTable make_int_table(const int32_t* table, int bits) {
       t.min_entry = std::min<int64_t>(t.min_entry, v);
       t.max_entry = std::max<int64_t>(t.max_entry, v);
     }
+  // Exact products of the codes' values, unsigned (p * q) or of the patterns as two's complement.
+  const int64_t half = side / 2;
+  bool unsigned_exact = true, signed_exact = true;
+  for (int64_t i = 0; i < side && (unsigned_exact || signed_exact); ++i)
+    for (int64_t j = 0; j < side; ++j) {
+      const int64_t v = table[i * side + j], si = i >= half ? i - side : i, sj = j >= half ? j - side : j;
+      unsigned_exact = unsigned_exact && v == i * j;
+      signed_exact = signed_exact && v == si * sj;
+    }
+  t.exact = unsigned_exact ? 1 : signed_exact ? 2 : 0;
   if (t.fits_uint16() || t.fits_int16()) {
     t.tt16.assign(t.tt.size() + 16, 0);  // padded: the panel build reads 16 rows at a time
     for (size_t q = 0; q < t.tt.size(); ++q) t.tt16[q] = static_cast<uint16_t>(t.tt[q]);
@@ -108,15 +119,22 @@ constexpr int kMaxExpandedIntBits = 8;
 constexpr int kMaxIntKc = 128;  // contraction steps of one expanded panel, at most
 constexpr int kPackRows = 32;  // rows of A packed as floats at a time (expanded)
 
-enum class IntMethod { kExpanded, kLookup };
+enum class IntMethod { kExact, kExpanded, kLookup };
 
 // Whether the expanded kernels can take the table: at most 8 bits, and entries small enough that a
 // kernel call's int32 partial sums (up to kMaxIntKc steps before they are carried) cannot overflow.
 bool expandable(const IntTable& t) { return t.bits <= kMaxExpandedIntBits && t.max_abs() <= INT32_MAX / kMaxIntKc; }
 
+// Whether the exact-product GEMM takes the table: exact products of codes of at most 8 bits.
+bool computable(const IntTable& t) { return t.exact != 0 && t.bits <= int_exact::kMaxExactBits; }
+
 IntMethod choose(const IntTable& t, int64_t rows) {
-  const int forced = forced_method();  // the float driver's hook: "expanded" or any other
-  if (forced >= 0) return forced == int(Method::kExpanded) && expandable(t) ? IntMethod::kExpanded : IntMethod::kLookup;
+  const int forced = forced_method();  // the float driver's hook: "exact", "expanded" or any other
+  if (forced >= 0) {
+    if (forced == int(Method::kExact) && computable(t)) return IntMethod::kExact;
+    return forced == int(Method::kExpanded) && expandable(t) ? IntMethod::kExpanded : IntMethod::kLookup;
+  }
+  if (computable(t)) return IntMethod::kExact;
   // The panel costs s1 rows per contraction step whatever the rows of A; measured (AMD Zen 5, 8 bits,
   // K = 400, N = 120): it beats one lookup per product from about 24 rows (32: 0.93 ms against 1.25).
   return expandable(t) && rows * 8 >= t.s1 ? IntMethod::kExpanded : IntMethod::kLookup;
@@ -747,6 +765,34 @@ void run_expanded_of_width(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int
   run_expanded<NR, int32_t>(jobs, M, N, K, t, threads, per_job);
 }
 
+// Every job (same M, N, K) by the exact-product GEMM: B of every job packed once, in parallel by
+// block and panel, then tiles of rows (and of columns where the rows are too few for the tiles
+// wanted) in one parallel loop.
+template <class ASrc, class BSrc, class Out>
+void run_exact(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, int64_t N, int64_t K, const IntTable& t,
+               int threads, int64_t per_job) {
+  const int64_t njobs = static_cast<int64_t>(jobs.size());
+  const int nr = int_exact::panel_width();
+  const int64_t panels = (N + nr - 1) / nr, blocks = (K + int_exact::kExactBlock - 1) / int_exact::kExactBlock;
+  const size_t words = int_exact::packed_b_words(K, N, nr);
+  LineVector<uint32_t> bpack(size_t(njobs) * words);
+  ThreadPool::instance().parallel_for(static_cast<int>(njobs * blocks * panels), threads, [&](int task) {
+    const int64_t j = task / (blocks * panels), kb = task / panels % blocks, jp = task % panels;
+    int_exact::pack_b(jobs[j].B, K, N, kb, jp, nr, t,
+                      bpack.data() + j * words + size_t(kb * panels + jp) * (int_exact::kExactBlock / 2) * nr);
+  });
+  const int64_t tasks_m = std::max<int64_t>(1, std::min<int64_t>(per_job, (M + 63) / 64));
+  const int64_t tasks_n = std::max<int64_t>(1, std::min<int64_t>((per_job + tasks_m - 1) / tasks_m, panels));
+  const int64_t tiles = tasks_m * tasks_n;
+  ThreadPool::instance().parallel_for(static_cast<int>(njobs * tiles), threads, [&](int task) {
+    const int64_t j = task / tiles, tile = task % tiles, tm = tile / tasks_n, tn = tile % tasks_n;
+    const int64_t r0 = M * tm / tasks_m, r1 = M * (tm + 1) / tasks_m;
+    const int64_t c0 = panels * tn / tasks_n * nr, c1 = std::min(N, panels * (tn + 1) / tasks_n * nr);
+    if (r0 < r1 && c0 < c1)
+      int_exact::task(jobs[j].A, bpack.data() + j * words, jobs[j].C, jobs[j].ldc, r0, r1, c0, c1, K, N, t);
+  });
+}
+
 // Every job (same M, N, K): batch entries and groups, with their tiles, in one parallel loop.
 template <class ASrc, class BSrc, class Out>
 void run_int_jobs(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, int64_t N, int64_t K,
@@ -760,9 +806,12 @@ void run_int_jobs(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
   }
   if (njobs * M * N * K < (int64_t(1) << 16)) threads = 1;
   const IntMethod method = choose(t, M);
-  note_method(method == IntMethod::kExpanded ? Method::kExpanded : Method::kLookup, false);
+  note_method(method == IntMethod::kExact      ? Method::kExact
+              : method == IntMethod::kExpanded ? Method::kExpanded
+                                               : Method::kLookup, false);
   const int64_t want = threads > 1 ? int64_t(4) * threads : 1;
   const int64_t per_job = std::max<int64_t>(1, (want + njobs - 1) / njobs);
+  if (method == IntMethod::kExact) return run_exact(jobs, M, N, K, t, threads, per_job);
   if (method == IntMethod::kExpanded) {
     // The panel width from the output's columns: 8 for at most 8; 32 (16-bit entries, AVX-512) for
     // more than 16; else 16.
@@ -784,7 +833,8 @@ void run_int_jobs(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
 }  // namespace
 
 const char* int_method_for(const IntTable& t, int64_t rows) {
-  return choose(t, rows) == IntMethod::kExpanded ? "expanded" : "lookup";
+  const IntMethod m = choose(t, rows);
+  return m == IntMethod::kExact ? "exact" : m == IntMethod::kExpanded ? "expanded" : "lookup";
 }
 
 template <class Out>

@@ -14,8 +14,9 @@
 // contiguous row of Wx and the micro-kernel is vector integer adds, no multiply, no gather (16-bit
 // panel entries where the table fits them, built by transposes of a 16-bit transposed table; panels
 // 8 columns wide for outputs of at most 8, 32 with 16-bit entries on AVX-512 for more than 16, else
-// 16; tiles that split only the columns share one packing of A); "lookup" otherwise: one table
-// lookup per product.
+// 16; tiles that split only the columns share one packing of A); "exact" for tables of exact
+// products of codes of at most 8 bits (cpu_int_exact.h: the products computed, 16-bit pairs
+// multiplied and added into int32 lanes); "lookup" otherwise: one table lookup per product.
 #ifndef APPROXSIM_CPU_INT_H_
 #define APPROXSIM_CPU_INT_H_
 
@@ -35,6 +36,7 @@ struct IntTable {
   LineVector<int32_t> tt; // the transpose, tt[e_b * s1 + e_a]
   int64_t min_entry = 0, max_entry = 0;  // the entries' range (0 included: the padding row and column)
   LineVector<uint16_t> tt16;  // tt as 16-bit patterns where every entry fits 16 bits (else empty)
+  int exact = 0;  // 1: T[p][q] = p * q (unsigned codes); 2: the same of the patterns as two's complement; 0: neither
   int64_t max_abs() const { return std::max(-min_entry, max_entry); }
   bool fits_uint16() const { return min_entry >= 0 && max_entry <= UINT16_MAX; }
   bool fits_int16() const { return min_entry >= INT16_MIN && max_entry <= INT16_MAX; }
@@ -65,7 +67,7 @@ void int_conv2d_input_grad(const float* dy, const float* w, Out* dx, const Geom&
 template <class Out>
 void int_conv2d_filter_grad(const float* x, const float* dy, Out* dw, const Geom& g, const IntTable& t, int threads);
 
-// The method the driver takes for a table and a number of rows ("expanded" or "lookup").
+// The method the driver takes for a table and a number of rows ("exact", "expanded" or "lookup").
 const char* int_method_for(const IntTable& t, int64_t rows);
 
 }  // namespace approxsim

@@ -386,10 +386,12 @@ PYBIND11_MODULE(_cpu, mod) {
   mod.def("force_method", [](const std::string& name) {
     static const char* names[] = {"exact", "expanded", "linear", "lookup"};
     if (name == "auto") return approxsim::force_method(-1);
-    for (int i = 1; i < 4; ++i)
+    for (int i = 0; i < 4; ++i)
       if (name == names[i]) return approxsim::force_method(i);
-    throw std::invalid_argument("method must be auto, expanded, linear or lookup. Received: method=" + name);
-  }, py::arg("method"), "Forces the GEMM method (tests and benchmarks; 'auto' restores the choice).");
+    throw std::invalid_argument("method must be auto, exact, expanded, linear or lookup. Received: method=" + name);
+  }, py::arg("method"),
+     "Forces the GEMM method (tests and benchmarks; 'auto' restores the choice). 'exact': the integer "
+     "kernels' computed products, for tables of exact products (other tables: as 'lookup').");
   mod.def("force_input_grad", [](const std::string& name) {
     if (name == "auto") return approxsim::force_input_grad(-1);
     if (name == "patches") return approxsim::force_input_grad(0);
