@@ -436,7 +436,8 @@ def test_tiles_that_split_the_columns_share_the_packed_rows(monkeypatch):
 @pytest.mark.parametrize("level", SIMD_LEVELS)
 def test_exact_products_computed_at_every_level(level, tmp_path, monkeypatch):
     """Tables of exact products (uint8, int8, uint4, int4) take the exact-product kernels, which
-    compute the products (16-bit pairs into int32 lanes) instead of looking them up: at every level,
+    compute the products (16-bit pairs into int32 lanes; with VNNI at the VBMI level where the CPU
+    has it) instead of looking them up: at every level,
     matmuls of every shape class (one row; rows, columns and steps that fill no whole tile, panel or
     pair; several blocks of 1024 steps) and a grouped, strided convolution with its two gradients
     equal the NumPy sums of the table. A table of exact products but for one entry is not exact: it

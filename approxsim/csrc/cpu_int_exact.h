@@ -82,32 +82,49 @@ APPROXSIM_AVX2 inline void kernel_avx2(int pairs, const uint32_t* a, const uint3
   _mm256_storeu_si256(out + 7, c31);
 }
 
-// 32 columns, two 16-lane vectors per row.
-APPROXSIM_AVX512 inline void kernel_avx512(int pairs, const uint32_t* a, const uint32_t* b, int32_t* acc) {
-  __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-  for (int p = 0; p < pairs; ++p) {
-    const __m512i b0 = _mm512_loadu_si512(b + p * 32), b1 = _mm512_loadu_si512(b + p * 32 + 16);
-    const uint32_t* ap = a + p * kMR;
-#define APPROXSIM_ROW(r)                                                  \
-  {                                                                       \
-    const __m512i x = _mm512_set1_epi32(static_cast<int>(ap[r]));         \
-    c##r##0 = _mm512_add_epi32(c##r##0, _mm512_madd_epi16(x, b0));        \
-    c##r##1 = _mm512_add_epi32(c##r##1, _mm512_madd_epi16(x, b1));        \
+// 32 columns, two 16-lane vectors per row, stamped twice: with a multiply of pairs and an add
+// (AVX-512BW), and with AVX512-VNNI's fused multiply-add of pairs (vpdpwssd), which the VBMI level
+// takes where the CPU has it (every VBMI CPU but Cannon Lake): GEMM 1024^3 int8, 2 threads, in
+// alternating runs in one process, 4.12-4.62 -> 3.97-4.46 ms (about 4%).
+#define APPROXSIM_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")))
+#define APPROXSIM_MADD_ADD(c, x, b) _mm512_add_epi32(c, _mm512_madd_epi16(x, b))
+// Named accumulators: GCC 12 keeps an array of them in memory (measured: 5.3 ms against 4.5).
+#define APPROXSIM_EXACT_ROW512(STEP, r)                                      \
+  {                                                                          \
+    const __m512i x = _mm512_set1_epi32(static_cast<int>(ap[r]));            \
+    c##r##0 = STEP(c##r##0, x, b0);                                          \
+    c##r##1 = STEP(c##r##1, x, b1);                                          \
   }
-    APPROXSIM_ROW(0)
-    APPROXSIM_ROW(1)
-    APPROXSIM_ROW(2)
-    APPROXSIM_ROW(3)
-#undef APPROXSIM_ROW
+#define APPROXSIM_EXACT_KERNEL512(ATTR, NAME, STEP)                                                        \
+  ATTR inline void NAME(int pairs, const uint32_t* a, const uint32_t* b, int32_t* acc) {                   \
+    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, \
+            c31 = c00;                                                                                     \
+    for (int p = 0; p < pairs; ++p) {                                                                      \
+      const __m512i b0 = _mm512_loadu_si512(b + p * 32), b1 = _mm512_loadu_si512(b + p * 32 + 16);         \
+      const uint32_t* ap = a + p * kMR;                                                                    \
+      APPROXSIM_EXACT_ROW512(STEP, 0)                                                                      \
+      APPROXSIM_EXACT_ROW512(STEP, 1)                                                                      \
+      APPROXSIM_EXACT_ROW512(STEP, 2)                                                                      \
+      APPROXSIM_EXACT_ROW512(STEP, 3)                                                                      \
+    }                                                                                                      \
+    _mm512_storeu_si512(acc + 0, c00);                                                                     \
+    _mm512_storeu_si512(acc + 16, c01);                                                                    \
+    _mm512_storeu_si512(acc + 32, c10);                                                                    \
+    _mm512_storeu_si512(acc + 48, c11);                                                                    \
+    _mm512_storeu_si512(acc + 64, c20);                                                                    \
+    _mm512_storeu_si512(acc + 80, c21);                                                                    \
+    _mm512_storeu_si512(acc + 96, c30);                                                                    \
+    _mm512_storeu_si512(acc + 112, c31);                                                                   \
   }
-  _mm512_storeu_si512(acc + 0, c00);
-  _mm512_storeu_si512(acc + 16, c01);
-  _mm512_storeu_si512(acc + 32, c10);
-  _mm512_storeu_si512(acc + 48, c11);
-  _mm512_storeu_si512(acc + 64, c20);
-  _mm512_storeu_si512(acc + 80, c21);
-  _mm512_storeu_si512(acc + 96, c30);
-  _mm512_storeu_si512(acc + 112, c31);
+APPROXSIM_EXACT_KERNEL512(APPROXSIM_AVX512, kernel_avx512, APPROXSIM_MADD_ADD)
+APPROXSIM_EXACT_KERNEL512(APPROXSIM_VNNI, kernel_vnni, _mm512_dpwssd_epi32)
+#undef APPROXSIM_EXACT_KERNEL512
+#undef APPROXSIM_EXACT_ROW512
+#undef APPROXSIM_MADD_ADD
+#undef APPROXSIM_VNNI
+inline bool has_vnni() {
+  static const bool yes = __builtin_cpu_supports("avx512vnni");
+  return yes;
 }
 #endif
 
@@ -117,7 +134,7 @@ using KernelFn = void (*)(int, const uint32_t*, const uint32_t*, int32_t*);
 inline int panel_width() { return simd_level() >= kAvx512 ? 32 : 16; }
 inline KernelFn select_kernel(int nr) {
 #ifdef APPROXSIM_X86
-  if (nr == 32) return kernel_avx512;
+  if (nr == 32) return simd_level() >= kAvx512Vbmi && has_vnni() ? kernel_vnni : kernel_avx512;
   if (simd_level() >= kAvx2) return kernel_avx2;
 #endif
   return nr == 32 ? kernel_portable<32> : kernel_portable<16>;
