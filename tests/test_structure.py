@@ -117,3 +117,20 @@ def test_backend_uses_the_structure_and_the_methods():
             want = ("expanded" if 8 < cols <= 32 else "lookup") if bytes_ok else big
             assert _cpu.method_for(table, 1 << 20, cols) == want, (name, cols)
         assert not expandable or _cpu.method_for(table, 1 << 20, 16) == "expanded", name
+
+
+@pytest.mark.skipif(not cpu_ok, reason=f"cpu backend not usable: {cpu_reason}")
+def test_thresholds_that_do_not_ascend_are_not_taken():
+    """The CPU kernels pick a piece by counting the thresholds s reaches, which is the last piece
+    reached only for ascending thresholds: a structure whose thresholds do not ascend is refused
+    (general kernels), and mbm7's own (three pieces) is taken."""
+    import dataclasses
+
+    from approxsim import _cpu
+
+    table = approxsim.multipliers.get("mbm7").table
+    s = detect(table)
+    assert s.kind == "linear-sum" and len(s.thresholds) == 2
+    assert _cpu.prepare_table(table, 7, s).linear_sum
+    swapped = dataclasses.replace(s, thresholds=tuple(reversed(s.thresholds)))
+    assert not _cpu.prepare_table(table, 7, swapped).linear_sum

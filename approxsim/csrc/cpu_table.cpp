@@ -112,6 +112,8 @@ static int shift_of(const std::vector<float>& classes, int m) {
 void set_linear_sum(Table& t, const float* u, const float* v, int pieces, const float* theta, const float* alpha,
                     const float* beta) {
   if (t.m == 0 || pieces < 1 || pieces > LinearSum::kMaxPieces) return;
+  for (int p = 2; p < pieces; ++p)  // the kernels count the thresholds s reaches: they must ascend
+    if (!(theta[p] > theta[p - 1])) return;
   const size_t side = size_t(1) << t.m;
   LinearSum& lin = t.lin;
   lin.u.assign(u, u + side);
