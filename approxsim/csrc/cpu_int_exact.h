@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 
 #include "cpu_aligned.h"
 #include "cpu_int.h"
@@ -27,9 +26,9 @@ namespace int_exact {
 
 constexpr int kMR = 4;             // rows of a micro-tile
 // Contraction steps per packed block: 512 pairs, at most 2 * 255^2 each, so an int32 lane cannot
-// overflow (it could take 16,000); its B panels (64 KiB at 32 columns) stay in L2.
+// overflow (it could take 16,000 pairs); its B panels (64 KiB at 32 columns) stay in L2.
 constexpr int kExactBlock = 1024;
-constexpr int kExactRows = 64;     // rows of A packed at a time (a block of them)
+constexpr int kExactRows = 64;     // rows of A whose packed pairs serve each column panel of a tile in turn
 constexpr int kMaxExactBits = 8;   // values of at most 8 bits: pairs of products fit int32 by far
 
 inline uint32_t pair_word(int16_t lo, int16_t hi) {
