@@ -330,11 +330,24 @@ def test_padding_is_code_zero_for_a_circuit_with_nonzero_f0():
 SIMD_LEVELS = ("portable", "avx2", "avx512", "vbmi")
 
 
+@pytest.fixture
+def restore_cpu(monkeypatch):
+    """After the test: the CPU driver's own method choice and the environment's SIMD level and threads
+    again (tests force them with ``_cpu.force_method`` and ``monkeypatch.setenv``)."""
+    yield
+    from approxsim import _cpu
+    from approxsim.backends import cpu
+
+    _cpu.force_method("auto")
+    monkeypatch.undo()
+    cpu.check_settings()
+
+
 @needs_cpu
 @pytest.mark.parametrize("level", SIMD_LEVELS)
 @pytest.mark.parametrize("method", ["exact", "expanded", "lookup"])
 @pytest.mark.parametrize("name", ["mitchell8u", "int8", "int4"])
-def test_every_cpu_method_and_simd_level(level, method, name, monkeypatch):
+def test_every_cpu_method_and_simd_level(level, method, name, monkeypatch, restore_cpu):
     from approxsim import _cpu
     from approxsim.backends import cpu
 
@@ -349,28 +362,23 @@ def test_every_cpu_method_and_simd_level(level, method, name, monkeypatch):
     dy = _codes(rng, fmt, (2, 4, 4, 6))
     monkeypatch.setenv("APPROXSIM_SIMD", level)  # each backend lookup applies it again
     _cpu.force_method(method)
-    try:
-        np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
-                                      _np_matmul(table, fmt, a, b))
-        # The exact-product kernels take exact tables only (mitchell8u is not: it falls back).
-        ran = "lookup" if method == "exact" and name == "mitchell8u" else method
-        assert _cpu.last_method() == ran and _cpu.simd_level() == cpu._NATIVE_NAMES[level]
-        kw = dict(strides=2, padding="SAME", groups=2, multiplier=mult, backend="cpu")
-        np.testing.assert_array_equal(approxsim.conv2d(x, w, **kw),
-                                      _np_conv(table, fmt, x, w, stride=2, pad=1, groups=2))
-        want_dx = approxsim.conv2d_input_grad(dy, w, x.shape, **{**kw, "backend": "reference"})
-        np.testing.assert_array_equal(approxsim.conv2d_input_grad(dy, w, x.shape, **kw), want_dx)
-        want_dw = approxsim.conv2d_filter_grad(x, dy, w.shape, **{**kw, "backend": "reference"})
-        np.testing.assert_array_equal(approxsim.conv2d_filter_grad(x, dy, w.shape, **kw), want_dw)
-    finally:
-        _cpu.force_method("auto")
-        monkeypatch.undo()
-        cpu.check_settings()
+    np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
+                                  _np_matmul(table, fmt, a, b))
+    # The exact-product kernels take exact tables only (mitchell8u is not: it falls back).
+    ran = "lookup" if method == "exact" and name == "mitchell8u" else method
+    assert _cpu.last_method() == ran and _cpu.simd_level() == cpu._NATIVE_NAMES[level]
+    kw = dict(strides=2, padding="SAME", groups=2, multiplier=mult, backend="cpu")
+    np.testing.assert_array_equal(approxsim.conv2d(x, w, **kw),
+                                  _np_conv(table, fmt, x, w, stride=2, pad=1, groups=2))
+    want_dx = approxsim.conv2d_input_grad(dy, w, x.shape, **{**kw, "backend": "reference"})
+    np.testing.assert_array_equal(approxsim.conv2d_input_grad(dy, w, x.shape, **kw), want_dx)
+    want_dw = approxsim.conv2d_filter_grad(x, dy, w.shape, **{**kw, "backend": "reference"})
+    np.testing.assert_array_equal(approxsim.conv2d_filter_grad(x, dy, w.shape, **kw), want_dw)
 
 
 @needs_cpu
 @pytest.mark.parametrize("level", SIMD_LEVELS)
-def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch):
+def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch, restore_cpu):
     """The expanded kernels keep 16-bit panel entries where the table fits (unsigned: mitchell8u;
     signed: int8) and int32 ones where it does not (a circuit with outputs above 2^16): each, for
     every panel width (8 columns for outputs of at most 8, 16 for 16, and for 70 columns 32 on
@@ -387,23 +395,18 @@ def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch):
     rng = np.random.default_rng(5)
     monkeypatch.setenv("APPROXSIM_SIMD", level)
     _cpu.force_method("expanded")
-    try:
-        for mult in (wide, multipliers.get("mitchell8u"), multipliers.get("int8")):
-            fmt, table = mult.format, mult.table
-            for n, threads in ((5, "2"), (16, "2"), (70, "1"), (70, "2")):  # panels 8, 16, 32 (or 16) wide
-                monkeypatch.setenv("APPROXSIM_NUM_THREADS", threads)
-                a, b = _codes(rng, fmt, (41, 70)), _codes(rng, fmt, (70, n))
-                np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
-                                              _np_matmul(table, fmt, a, b), err_msg=f"{mult.name} n={n}")
-                assert _cpu.last_method() == "expanded"
-    finally:
-        _cpu.force_method("auto")
-        monkeypatch.undo()
-        cpu.check_settings()
+    for mult in (wide, multipliers.get("mitchell8u"), multipliers.get("int8")):
+        fmt, table = mult.format, mult.table
+        for n, threads in ((5, "2"), (16, "2"), (70, "1"), (70, "2")):  # panels 8, 16, 32 (or 16) wide
+            monkeypatch.setenv("APPROXSIM_NUM_THREADS", threads)
+            a, b = _codes(rng, fmt, (41, 70)), _codes(rng, fmt, (70, n))
+            np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
+                                          _np_matmul(table, fmt, a, b), err_msg=f"{mult.name} n={n}")
+            assert _cpu.last_method() == "expanded"
 
 
 @needs_cpu
-def test_tiles_that_split_the_columns_share_the_packed_rows(monkeypatch):
+def test_tiles_that_split_the_columns_share_the_packed_rows(monkeypatch, restore_cpu):
     """On two threads, a GEMM with too few rows to split them (400 x 5300 x 256: eight tiles of
     columns) shares one packing of A's codes among its tiles: two blocks of rows (about 2^21 codes
     each), each packed in parallel by pieces of 256 rows and a shorter last one. At every SIMD level
@@ -416,25 +419,20 @@ def test_tiles_that_split_the_columns_share_the_packed_rows(monkeypatch):
     rng = np.random.default_rng(11)
     monkeypatch.setenv("APPROXSIM_NUM_THREADS", "2")
     _cpu.force_method("expanded")  # exact circuits: the expanded kernels, not the exact-product ones
-    try:
-        for name in ("uint8", "int8"):
-            fmt = multipliers.get(name).format
-            a, b = _codes(rng, fmt, (400, 5300)), _codes(rng, fmt, (5300, 256))
-            want = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
-            for level in cpu.supported_simd():
-                monkeypatch.setenv("APPROXSIM_SIMD", level)
-                got = approxsim.matmul(a, b, multiplier=name, backend="cpu")
-                assert _cpu.last_method() == "expanded" and _cpu.simd_level() == cpu._NATIVE_NAMES[level]
-                np.testing.assert_array_equal(got, want, err_msg=f"{name} at {level}")
-    finally:
-        _cpu.force_method("auto")
-        monkeypatch.undo()
-        cpu.check_settings()
+    for name in ("uint8", "int8"):
+        fmt = multipliers.get(name).format
+        a, b = _codes(rng, fmt, (400, 5300)), _codes(rng, fmt, (5300, 256))
+        want = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+        for level in cpu.supported_simd():
+            monkeypatch.setenv("APPROXSIM_SIMD", level)
+            got = approxsim.matmul(a, b, multiplier=name, backend="cpu")
+            assert _cpu.last_method() == "expanded" and _cpu.simd_level() == cpu._NATIVE_NAMES[level]
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} at {level}")
 
 
 @needs_cpu
 @pytest.mark.parametrize("level", SIMD_LEVELS)
-def test_exact_products_computed_at_every_level(level, tmp_path, monkeypatch):
+def test_exact_products_computed_at_every_level(level, tmp_path, monkeypatch, restore_cpu):
     """Tables of exact products (uint8, int8, uint4, int4) take the exact-product kernels, which
     compute the products (16-bit pairs into int32 lanes; with VNNI at the VBMI level where the CPU
     has it) instead of looking them up: at every level,
@@ -452,34 +450,30 @@ def test_exact_products_computed_at_every_level(level, tmp_path, monkeypatch):
     off = multipliers.register_c(src, function="off", bits=8, signed=False, name="offbyone8u", replace=True)
     rng = np.random.default_rng(12)
     monkeypatch.setenv("APPROXSIM_SIMD", level)
-    try:
-        for name in ("uint8", "int8", "uint4", "int4"):
-            mult = multipliers.get(name)
-            fmt, table = mult.format, mult.table
-            for m, k, n in ((1, 1, 1), (7, 3, 5), (70, 45, 37), (33, 1025, 70), (9, 2300, 16)):
-                a, b = _codes(rng, fmt, (m, k)), _codes(rng, fmt, (k, n))
-                np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
-                                              _np_matmul(table, fmt, a, b), err_msg=f"{name} {m}x{k}x{n}")
-                assert _cpu.last_method() == "exact" and _cpu.simd_level() == cpu._NATIVE_NAMES[level]
-            x, w, dy = _codes(rng, fmt, (2, 7, 7, 20)), _codes(rng, fmt, (3, 3, 10, 6)), _codes(rng, fmt, (2, 4, 4, 6))
-            kw = dict(strides=2, padding="SAME", groups=2, multiplier=mult, backend="cpu")
-            np.testing.assert_array_equal(approxsim.conv2d(x, w, **kw),
-                                          _np_conv(table, fmt, x, w, stride=2, pad=1, groups=2))
-            for fn, args, shape in ((approxsim.conv2d_input_grad, (dy, w), x.shape),
-                                    (approxsim.conv2d_filter_grad, (x, dy), w.shape)):
-                want = fn(*args, shape, **{**kw, "backend": "reference"})
-                np.testing.assert_array_equal(fn(*args, shape, **kw), want, err_msg=f"{name} {fn.__name__}")
-                assert _cpu.last_method() == "exact"
-        a, b = _codes(rng, off.format, (40, 300)), _codes(rng, off.format, (300, 20))
-        a[0, :] = 200
-        b[:, 0] = 3  # an entry that is off, in every product of C[0][0]
-        got = approxsim.matmul(a, b, multiplier=off, backend="cpu")
-        assert _cpu.last_method() == "expanded"
-        np.testing.assert_array_equal(got, _np_matmul(off.table, off.format, a, b))
-        assert got[0, 0] == 300 * (200 * 3 + 1)
-    finally:
-        monkeypatch.undo()
-        cpu.check_settings()
+    for name in ("uint8", "int8", "uint4", "int4"):
+        mult = multipliers.get(name)
+        fmt, table = mult.format, mult.table
+        for m, k, n in ((1, 1, 1), (7, 3, 5), (70, 45, 37), (33, 1025, 70), (9, 2300, 16)):
+            a, b = _codes(rng, fmt, (m, k)), _codes(rng, fmt, (k, n))
+            np.testing.assert_array_equal(approxsim.matmul(a, b, multiplier=mult, backend="cpu"),
+                                          _np_matmul(table, fmt, a, b), err_msg=f"{name} {m}x{k}x{n}")
+            assert _cpu.last_method() == "exact" and _cpu.simd_level() == cpu._NATIVE_NAMES[level]
+        x, w, dy = _codes(rng, fmt, (2, 7, 7, 20)), _codes(rng, fmt, (3, 3, 10, 6)), _codes(rng, fmt, (2, 4, 4, 6))
+        kw = dict(strides=2, padding="SAME", groups=2, multiplier=mult, backend="cpu")
+        np.testing.assert_array_equal(approxsim.conv2d(x, w, **kw),
+                                      _np_conv(table, fmt, x, w, stride=2, pad=1, groups=2))
+        for fn, args, shape in ((approxsim.conv2d_input_grad, (dy, w), x.shape),
+                                (approxsim.conv2d_filter_grad, (x, dy), w.shape)):
+            want = fn(*args, shape, **{**kw, "backend": "reference"})
+            np.testing.assert_array_equal(fn(*args, shape, **kw), want, err_msg=f"{name} {fn.__name__}")
+            assert _cpu.last_method() == "exact"
+    a, b = _codes(rng, off.format, (40, 300)), _codes(rng, off.format, (300, 20))
+    a[0, :] = 200
+    b[:, 0] = 3  # an entry that is off, in every product of C[0][0]
+    got = approxsim.matmul(a, b, multiplier=off, backend="cpu")
+    assert _cpu.last_method() == "expanded"
+    np.testing.assert_array_equal(got, _np_matmul(off.table, off.format, a, b))
+    assert got[0, 0] == 300 * (200 * 3 + 1)
 
 
 @needs_cpu

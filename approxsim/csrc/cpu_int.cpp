@@ -157,6 +157,7 @@ struct IntWork {  // every buffer on a cache line (the kernels read them with fu
   LineVector<uint16_t> a16;
   LineVector<int32_t> wx, acc32, aoff, bidx;
   LineVector<int64_t> acc64;
+  int_exact::Work exact;  // the exact-product GEMM's
 };
 IntWork& int_scratch() {
   thread_local IntWork w;
@@ -779,7 +780,8 @@ void run_exact(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, int6
   ThreadPool::instance().parallel_for(static_cast<int>(njobs * blocks * panels), threads, [&](int task) {
     const int64_t j = task / (blocks * panels), kb = task / panels % blocks, jp = task % panels;
     int_exact::pack_b(jobs[j].B, K, N, kb, jp, nr, t,
-                      bpack.data() + j * words + size_t(kb * panels + jp) * (int_exact::kExactBlock / 2) * nr);
+                      bpack.data() + j * words + size_t(kb * panels + jp) * (int_exact::kExactBlock / 2) * nr,
+                      int_scratch().exact);
   });
   const int64_t tasks_m = std::max<int64_t>(1, std::min<int64_t>(per_job, (M + 63) / 64));
   const int64_t tasks_n = std::max<int64_t>(1, std::min<int64_t>((per_job + tasks_m - 1) / tasks_m, panels));
@@ -789,7 +791,8 @@ void run_exact(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, int6
     const int64_t r0 = M * tm / tasks_m, r1 = M * (tm + 1) / tasks_m;
     const int64_t c0 = panels * tn / tasks_n * nr, c1 = std::min(N, panels * (tn + 1) / tasks_n * nr);
     if (r0 < r1 && c0 < c1)
-      int_exact::task(jobs[j].A, bpack.data() + j * words, jobs[j].C, jobs[j].ldc, r0, r1, c0, c1, K, N, t);
+      int_exact::task(jobs[j].A, bpack.data() + j * words, jobs[j].C, jobs[j].ldc, r0, r1, c0, c1, K, N, t,
+                      int_scratch().exact);
   });
 }
 

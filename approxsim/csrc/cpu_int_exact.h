@@ -139,15 +139,13 @@ inline KernelFn select_kernel(int nr) {
   return nr == 32 ? kernel_portable<32> : kernel_portable<16>;
 }
 
-struct Work {  // per thread; on cache lines
+// The working memory of pack_b and task: part of the integer driver's per-thread scratch
+// (cpu_int.cpp's IntWork), so that a thread holds one set of buffers for every integer method.
+struct Work {
   LineVector<float> raw;
   LineVector<uint32_t> apack;
   LineVector<int32_t> vals, tile;
 };
-inline Work& scratch() {
-  thread_local Work w;
-  return w;
-}
 
 // The values of n encoded operands (floats e in 0 .. 2^bits, checked by the caller): e - 1 as an
 // unsigned code or, for signed codes, that pattern as two's complement; encoding 0 (no product) is 0.
@@ -166,8 +164,8 @@ inline size_t packed_b_words(int64_t K, int64_t N, int nr) {
 }
 // Block kb, panel jp of B into dst (its place in the packed B).
 template <class BSrc>
-void pack_b(const BSrc& B, int64_t K, int64_t N, int64_t kb, int64_t jp, int nr, const IntTable& t, uint32_t* dst) {
-  Work& w = scratch();
+void pack_b(const BSrc& B, int64_t K, int64_t N, int64_t kb, int64_t jp, int nr, const IntTable& t, uint32_t* dst,
+            Work& w) {
   const int64_t k0 = kb * kExactBlock;
   const int kc = static_cast<int>(std::min<int64_t>(kExactBlock, K - k0)), pairs = (kc + 1) / 2;
   const int nc = static_cast<int>(std::min<int64_t>(nr, N - jp * nr));
@@ -187,11 +185,10 @@ void pack_b(const BSrc& B, int64_t K, int64_t N, int64_t kb, int64_t jp, int nr,
 // packed by pack_b (bpack); C zeroed here first.
 template <class ASrc, class Out>
 void task(const ASrc& A, const uint32_t* bpack, Out* C, int64_t ldc, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-          int64_t K, int64_t N, const IntTable& t) {
+          int64_t K, int64_t N, const IntTable& t, Work& w) {
   for (int64_t r = r0; r < r1; ++r) std::fill(C + r * ldc + c0, C + r * ldc + c1, Out(0));
   const int nr = panel_width();
   const KernelFn kernel = select_kernel(nr);
-  Work& w = scratch();
   const int64_t panels = (N + nr - 1) / nr;
   w.raw.resize(size_t(kMR) * kExactBlock);
   w.apack.resize(size_t(kExactRows) * (kExactBlock / 2));
