@@ -56,10 +56,9 @@ APPROXSIM_AVX2 void exact_avx2(int kc, int as, const float* a, const float* b, f
 // ---------------------------------------------------------------------------------
 // Lookup-free kernels (MR = 4, NR = 16)
 
-// Linear-sum: the entry of s = u + v is fma(beta_p, s, alpha_p) on the last piece whose threshold
-// s reaches (a blend per piece after the first), then times scale(a) * scale(b); no table lookup.
-// The entry of s: fma(beta_p, s, alpha_p) on piece p, the number of thresholds s reaches (they
-// ascend: set_linear_sum), alpha_p and beta_p picked from vectors of the pieces' values by a permute.
+// Linear-sum: the entry of s = u + v is fma(beta_p, s, alpha_p), then times scale(a) * scale(b); no
+// table lookup. Piece p is the number of thresholds s reaches (they ascend: set_linear_sum), alpha_p
+// and beta_p picked from vectors of the pieces' values by a permute.
 template <int P>
 APPROXSIM_AVX2 inline __m256 linear_entry(__m256 sum, __m256 alpha, __m256 beta, const __m256* th) {
   if constexpr (P == 1) {
@@ -85,7 +84,8 @@ APPROXSIM_AVX2 void linear_avx2(int kc, int as, const float* au, const float* as
     alpha = _mm256_set1_ps(lin.alpha[0]);
     beta = _mm256_set1_ps(lin.beta[0]);
   } else {
-    alpha = _mm256_castps128_ps256(_mm_loadu_ps(lin.alpha));  // lanes 0..3: the pieces (at most 4)
+    static_assert(LinearSum::kMaxPieces <= 4, "the pieces' values are loaded as 4 lanes");
+    alpha = _mm256_castps128_ps256(_mm_loadu_ps(lin.alpha));  // lanes 0..3: the pieces
     beta = _mm256_castps128_ps256(_mm_loadu_ps(lin.beta));
   }
   for (int p = 1; p < P; ++p) th[p] = _mm256_set1_ps(lin.theta[p]);
