@@ -64,6 +64,7 @@ APPROXSIM_AVX2 void expand_build_words_avx2(const float* raw, int kc, const Tabl
 APPROXSIM_AVX2 void compact_a4_avx2(const float* raw, int64_t stride, int n, uint16_t* dst, Stats& s);
 APPROXSIM_AVX2 void convert_linear_avx2(float* raw, int n, int m, const float* cls, float* sc, Stats& s);
 APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
+APPROXSIM_AVX2 void expanded32_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
 APPROXSIM_AVX2 APPROXSIM_TABLE_KERNEL(table_avx2);
 APPROXSIM_AVX2 APPROXSIM_EXACT_KERNEL(exact_avx2);
 APPROXSIM_AVX512 APPROXSIM_TABLE_KERNEL(table_avx512_gather);

@@ -83,7 +83,10 @@ ExpandedKernel select_expanded_kernel(int nr) {
 
 ExpandedBf16Kernel select_expanded_bf16_kernel(int nr) {
 #ifdef APPROXSIM_X86
-  if (nr == kWideNR) return simd_level() >= kAvx512 ? expanded32_bf16_avx512 : nullptr;
+  if (nr == kWideNR) {
+    if (simd_level() >= kAvx512) return expanded32_bf16_avx512;
+    return simd_level() >= kAvx2 ? expanded32_bf16_avx2 : nullptr;
+  }
   if (nr == kNarrowNR && simd_level() >= kAvx2) return expanded8_bf16_avx2;
   if (simd_level() >= kAvx512) return expanded_bf16_avx512;
   if (simd_level() >= kAvx2) return expanded_bf16_avx2;

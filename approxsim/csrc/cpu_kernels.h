@@ -102,7 +102,8 @@ void convert_linear(float* raw, int n, int m, const float* cls, float* sc, Stats
 // the kernel adds sum_k bx[(k*2^M + i)*NR + c] * scale(a) to acc[r*NR + c] (in and out).
 // Panels are kFreeNR = 16 columns wide, or kNarrowNR = 8 for outputs of at most 8 columns (LeNet's
 // 6 filters), which would leave most of a 16-wide panel's products and build as padding, or, with
-// bfloat16 entries on AVX-512, kWideNR = 32 (a panel row is one cache line: two 16-lane FMAs).
+// bfloat16 entries, kWideNR = 32 (a panel row is one cache line: two 16-lane FMAs on AVX-512, four
+// 8-lane ones on AVX2).
 // Contraction steps of one expanded panel: about 256 KiB (L2) at M = 7 and 16 columns.
 constexpr int kExpandedMaxKc = 128;
 constexpr int kNarrowNR = 8, kWideNR = 32;

@@ -229,6 +229,52 @@ APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const u
   merge_even_odd8(e3, o3, acc + 48);
 }
 
+// bfloat16 panels of 32 columns (kWideNR): a panel row is one 64-byte line (two 32-byte loads, even
+// and odd columns as in expanded_bf16_avx2), so that every line brought from L2 serves 32 columns
+// rather than 16 and each scale is broadcast for 32. Eight accumulators hold two rows (GCC spills
+// more), so the call sweeps its contraction steps twice: rows 0 and 1, then rows 2 and 3.
+// Measured (AMD Zen 5 at the AVX2 level, GEMM 1024^3 mbm7, best of alternating runs): one thread
+// 39.6-40.2 -> 34.9-36.9 ms, two threads 21.0-21.1 -> 18.8-19.4 ms against 16-column panels.
+APPROXSIM_AVX2 void expanded32_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc) {
+  alignas(32) int32_t arow[kExpandedMaxKc * kFreeMR + 8];
+  alignas(32) float asc[kExpandedMaxKc * kFreeMR + 8];
+  decode_a_avx2(kc, a, m, 5, arow, asc);
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  const size_t slab = size_t(kWideNR) << m;
+  for (int r0 = 0; r0 < kFreeMR; r0 += 2) {
+    float* c0 = acc + r0 * kWideNR;
+    float* c1 = c0 + kWideNR;
+    __m256 e0, o0, f0, p0, e1, o1, f1, p1;  // row r0 + q: columns 0-15 in e_q / o_q, 16-31 in f_q / p_q
+    split_even_odd8(c0, e0, o0);
+    split_even_odd8(c0 + 16, f0, p0);
+    split_even_odd8(c1, e1, o1);
+    split_even_odd8(c1 + 16, f1, p1);
+    for (int k = 0; k < kc; ++k) {
+      const uint16_t* kb = bx + k * slab;
+      const int32_t* ar = arow + 4 * k + r0;
+      const float* sc = asc + 4 * k + r0;
+#define APPROXSIM_ROW(q)                                                                                  \
+  {                                                                                                       \
+    const uint16_t* row = kb + ar[q];                                                                     \
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));                          \
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 16));                     \
+    const __m256 s = _mm256_broadcast_ss(sc + q);                                                         \
+    e##q = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), s, e##q);                       \
+    o##q = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, high)), s, o##q);                      \
+    f##q = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)), s, f##q);                       \
+    p##q = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(w, high)), s, p##q);                      \
+  }
+      APPROXSIM_ROW(0)
+      APPROXSIM_ROW(1)
+#undef APPROXSIM_ROW
+    }
+    merge_even_odd8(e0, o0, c0);
+    merge_even_odd8(f0, p0, c0 + 16);
+    merge_even_odd8(e1, o1, c1);
+    merge_even_odd8(f1, p1, c1 + 16);
+  }
+}
+
 // One contraction step of the 4 rows of an 8-column panel: row r's panel row times its scale into a_r.
 template <class E>
 APPROXSIM_AVX2 inline void narrow_step(const E* kb, const int32_t* ar, const float* sc, __m256& a0, __m256& a1,
