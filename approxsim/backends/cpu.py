@@ -15,6 +15,7 @@ Kernels by kind: tables and the exact product run in the extension's GEMM driver
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -119,8 +120,11 @@ def create():
     return CpuBackend()
 
 
+@functools.lru_cache(maxsize=256)
 def native_geometry(geom: ConvGeometry):
-    """The extension's Geometry struct for a ConvGeometry (fields by name; checked again in C++)."""
+    """The extension's Geometry struct for a ConvGeometry (fields by name; checked again in C++).
+
+    Cached: a training step asks for the same few geometries every step, and the struct is read-only."""
     return _cpu.Geometry(**geom.fields())
 
 
@@ -154,8 +158,14 @@ class CpuTableKernels(Kernels):
         return _cpu.conv2d_filter_grad(x, dy, native_geometry(geom), self._table())
 
 
+_ONE_MATRIX = np.zeros(1, dtype=np.int64)
+_ONE_MATRIX.flags.writeable = False
+
+
 def _batch_index(x, shape):
     """``x`` as a stack of matrices and, for each output batch entry, which one it uses (no copies)."""
+    if x.ndim == 2 and not shape.batch:  # a plain matrix product (Dense layers): one matrix, entry 0
+        return x[None], _ONE_MATRIX
     count = int(np.prod(x.shape[:-2], dtype=np.int64))
     idx = np.broadcast_to(np.arange(count, dtype=np.int64).reshape(x.shape[:-2]), shape.batch).ravel()
     return x.reshape((count,) + x.shape[-2:]), np.ascontiguousarray(idx)
