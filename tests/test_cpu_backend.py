@@ -89,8 +89,24 @@ def _off_by_one_entry():
     return approxsim.Multiplier("offby1", 7, t)
 
 
+def _uneven_linear_table():
+    """M = 4, linear-sum with row classes that are no shift of the index (the linear kernels' class lookups;
+    Mitchell's and MBM's are i >> s, taken from the bits) and column classes j >> 1."""
+    u = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4, 5, 5, 6, 7, 7])
+    v = np.arange(16) >> 1
+    return approxsim.Multiplier("unevenlin4", 4, (1 + 0.125 * (u[:, None] + v[None, :])).astype(np.float32))
+
+
 CUSTOM = {"hand3": _hand_table, "wide2": _wide_table, "bfzero6": _bf16_zero_table, "full7": _full_mantissa_table,
-          "offby1": _off_by_one_entry, "signbf5": _signed_bf16_table}
+          "offby1": _off_by_one_entry, "signbf5": _signed_bf16_table, "unevenlin4": _uneven_linear_table}
+
+
+def test_uneven_linear_table_is_linear_sum_without_a_shift():
+    """What the test above relies on: detected as linear-sum, its row classes no shift of i."""
+    st = _uneven_linear_table().structure
+    assert st.kind == "linear-sum"
+    assert not any(np.array_equal(st.u, np.arange(16) >> k) for k in range(5))
+    assert np.array_equal(st.v, np.arange(16) >> 1)
 
 
 def _mult(name):
@@ -176,7 +192,7 @@ def test_single_products_bit_exact(fast_backend, name):
 
 @needs_cpu
 @pytest.mark.parametrize("name", ["mbm7", "mitchell5", "mitchell1", "mbm11", "fp32", "hand3", "wide2", "bfzero6",
-                                  "full7", "offby1", "mitchell11", "signbf5"])
+                                  "full7", "offby1", "mitchell11", "signbf5", "unevenlin4"])
 def test_every_simd_path_single_products_and_sums(simd, method, name):
     mult = _mult(name)
     rng = np.random.default_rng(2)

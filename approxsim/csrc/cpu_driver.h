@@ -153,7 +153,7 @@ inline Stats convert_b_panel(Method method, const KernelSet& ks, const Table& t,
       sc[q] = raw[q];
     }
   } else if (method == Method::kLinear) {
-    convert_linear(raw, kc * nr, m, t.lin.v.data(), sc, s);  // the class of each operand replaces it
+    convert_linear(raw, kc * nr, m, t.lin.v.data(), t.lin.vshift, sc, s);  // the class of each operand replaces it
   } else if (ks.bformat == kBytes8) {
     for (int k = 0; k < kc; ++k)
       convert_b_bytes8(raw + k * nr, m, w.bidx8.data() + base + k * nr, w.bext.data() + base + k * nr,
@@ -237,7 +237,7 @@ void gemm_task(const ASrc& A, const BSrc& B, float* C, int64_t ldc, bool trans_c
           for (int r = 0; r < mr; ++r) {
             const size_t row = base + size_t(r) * bl.kc;
             if (method == Method::kLinear) {  // the class of each operand replaces it in place
-              convert_linear(w.araw.data() + row, kc, m, t.lin.u.data(), w.asc.data() + row, s);
+              convert_linear(w.araw.data() + row, kc, m, t.lin.u.data(), t.lin.ushift, w.asc.data() + row, s);
             } else {
               convert_a(w.araw.data() + row, kc, m, ks.aoff_shift, w.aoff.data() + row, w.asc.data() + row, s);
             }

@@ -34,7 +34,7 @@ APPROXSIM_TABLE_KERNEL(table_portable);
 APPROXSIM_EXACT_KERNEL(exact_portable);
 void convert_a_scalar(const float* raw, int n, int m, int aoff_shift, int32_t* off, float* sc, Stats& s);
 void compact_a4_scalar(const float* raw, int64_t stride, int n, uint16_t* dst, Stats& s);
-void convert_linear_scalar(float* raw, int n, int m, const float* cls, float* sc, Stats& s);
+void convert_linear_scalar(float* raw, int n, int m, const float* cls, int cls_shift, float* sc, Stats& s);
 void convert_b_bytes8_scalar(const float* raw, int m, uint8_t* idx, uint16_t* ext, uint64_t* mask, Stats& s);
 
 template <int P>
@@ -62,7 +62,8 @@ APPROXSIM_AVX2 void expand_build_bf16_avx2(const float* raw, int kc, const Table
 template <int NR>
 APPROXSIM_AVX2 void expand_build_words_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s);
 APPROXSIM_AVX2 void compact_a4_avx2(const float* raw, int64_t stride, int n, uint16_t* dst, Stats& s);
-APPROXSIM_AVX2 void convert_linear_avx2(float* raw, int n, int m, const float* cls, float* sc, Stats& s);
+APPROXSIM_AVX2 void convert_linear_avx2(float* raw, int n, int m, const float* cls, int cls_shift, float* sc,
+                                        Stats& s);
 APPROXSIM_AVX2 void expanded_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
 APPROXSIM_AVX2 void expanded32_bf16_avx2(int kc, const uint16_t* a, int m, const uint16_t* bx, float* acc);
 APPROXSIM_AVX2 APPROXSIM_TABLE_KERNEL(table_avx2);

@@ -17,11 +17,11 @@ void compact_a4(const float* raw, int64_t stride, int n, uint16_t* dst, Stats& s
   compact_a4_scalar(raw, stride, n, dst, s);
 }
 
-void convert_linear(float* raw, int n, int m, const float* cls, float* sc, Stats& s) {
+void convert_linear(float* raw, int n, int m, const float* cls, int cls_shift, float* sc, Stats& s) {
 #ifdef APPROXSIM_X86
-  if (simd_level() >= kAvx2) return convert_linear_avx2(raw, n, m, cls, sc, s);
+  if (simd_level() >= kAvx2) return convert_linear_avx2(raw, n, m, cls, cls_shift, sc, s);
 #endif
-  convert_linear_scalar(raw, n, m, cls, sc, s);
+  convert_linear_scalar(raw, n, m, cls, cls_shift, sc, s);
 }
 
 void convert_b_bytes8(const float* raw, int m, uint8_t* idx, uint16_t* ext, uint64_t* mask, Stats& s) {

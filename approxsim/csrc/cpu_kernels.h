@@ -91,9 +91,11 @@ using LinearKernel = void (*)(int kc, int as, const float* au, const float* asc,
                               const LinearSum& lin, float* tile);
 LinearKernel select_linear_kernel(const Table& t);
 // n operands of a linear-sum panel -> their classes in place (cls: Table::lin.u for A, lin.v for B,
-// indexed by the table row/column) and sc = scale_of; updates the panel's stats. Vectorised where the
-// CPU allows.
-void convert_linear(float* raw, int n, int m, const float* cls, float* sc, Stats& s);
+// indexed by the table row/column) and sc = scale_of; updates the panel's stats. Where the classes are
+// a shift of the index (cls_shift >= 0: cls[i] = i >> cls_shift, Table::lin.ushift / vshift: Mitchell,
+// MBM) the class comes from the operand's bits, with no lookup (Zen gathers are slow: LeNet-5's first
+// filter gradient spent a fifth of its time in them). Vectorised where the CPU allows.
+void convert_linear(float* raw, int n, int m, const float* cls, int cls_shift, float* sc, Stats& s);
 
 // Expanded operand (M <= kMaxExpandedBits): a B panel of kc x NR operands becomes
 // bx[(k*2^M + i)*NR + c] = T[i][j(b[k][c])] * scale(b[k][c]) for every table row i. A panels hold

@@ -366,10 +366,15 @@ APPROXSIM_AVX2 void compact_a4_avx2(const float* raw, int64_t stride, int n, uin
   if (k < n) compact_a4_scalar(raw + k, stride, n - k, dst + k * 4, s);
 }
 
-// convert_linear: 8 operands at a time; the classes gathered from the 2^M-entry class table (L1).
-APPROXSIM_AVX2 void convert_linear_avx2(float* raw, int n, int m, const float* cls, float* sc, Stats& s) {
+// convert_linear: 8 operands at a time; the classes shifted out of the bits, or gathered from the
+// 2^M-entry class table (L1).
+APPROXSIM_AVX2 void convert_linear_avx2(float* raw, int n, int m, const float* cls, int cls_shift, float* sc,
+                                        Stats& s) {
   const __m128i shift = _mm_cvtsi32_si128(23 - m);
   const __m256i imask = _mm256_set1_epi32(static_cast<int>((1u << m) - 1));
+  const bool shifted = cls_shift >= 0;  // the class is i >> cls_shift: from the bits, no gather
+  const __m128i cshift = _mm_cvtsi32_si128(shifted ? 23 - m + cls_shift : 0);
+  const __m256i cmask = _mm256_set1_epi32(static_cast<int>(((1u << m) - 1) >> (shifted ? cls_shift : 0)));
   const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
   const __m256i sign_exp = _mm256_set1_epi32(static_cast<int>(0xFF800000u));
   RangeAvx2 range;
@@ -380,11 +385,15 @@ APPROXSIM_AVX2 void convert_linear_avx2(float* raw, int n, int m, const float* c
     const __m256i zero_exp = _mm256_cmpeq_epi32(e, _mm256_setzero_si256());
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(sc + q),
                         _mm256_and_si256(u, _mm256_blendv_epi8(sign_exp, sign, zero_exp)));
-    const __m256i i = _mm256_and_si256(_mm256_srl_epi32(u, shift), imask);
-    _mm256_storeu_ps(raw + q, _mm256_i32gather_ps(cls, i, 4));
+    if (shifted) {
+      _mm256_storeu_ps(raw + q, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(u, cshift), cmask)));
+    } else {
+      const __m256i i = _mm256_and_si256(_mm256_srl_epi32(u, shift), imask);
+      _mm256_storeu_ps(raw + q, _mm256_i32gather_ps(cls, i, 4));
+    }
   }
   range.into(s);
-  if (q < n) convert_linear_scalar(raw + q, n - q, m, cls, sc + q, s);
+  if (q < n) convert_linear_scalar(raw + q, n - q, m, cls, cls_shift, sc + q, s);
 }
 
 // Builds an expanded panel from the transposed table: for 8 columns at a time, 8 table columns

@@ -56,14 +56,15 @@ void compact_a4_scalar(const float* raw, int64_t stride, int n, uint16_t* dst, S
     }
 }
 
-void convert_linear_scalar(float* raw, int n, int m, const float* cls, float* sc, Stats& s) {
+void convert_linear_scalar(float* raw, int n, int m, const float* cls, int cls_shift, float* sc, Stats& s) {
   const int shift = 23 - m;
   const uint32_t imask = (1u << m) - 1;
   for (int q = 0; q < n; ++q) {
     const uint32_t u = bits(raw[q]);
     account(u, s);
     sc[q] = scale_of(u);
-    raw[q] = cls[(u >> shift) & imask];
+    const uint32_t i = (u >> shift) & imask;
+    raw[q] = cls_shift >= 0 ? static_cast<float>(i >> cls_shift) : cls[i];
   }
 }
 
