@@ -97,8 +97,36 @@ def _uneven_linear_table():
     return approxsim.Multiplier("unevenlin4", 4, (1 + 0.125 * (u[:, None] + v[None, :])).astype(np.float32))
 
 
+def _row_groups_table():
+    """M = 5, bfloat16 entries, rows equal in aligned groups of 4: expanded panels of 8 rows (fewer than
+    the 16 of a transpose block), and negative entries."""
+    rng = np.random.default_rng(5)
+    base = (rng.uniform(1, 4, (8, 32)) * rng.choice([-1, 1], (8, 32))).astype(np.float32)
+    base = (base.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+    return approxsim.Multiplier("groups5", 5, np.repeat(base, 4, axis=0))
+
+
+def _unaligned_pairs_table():
+    """M = 6, rows equal in pairs (1, 2), (3, 4), ...: not aligned groups, so one panel row per table row."""
+    t = np.random.default_rng(6).uniform(1, 4, (64, 64)).astype(np.float32)
+    t = (t.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+    t[2::2] = t[1:-1:2]
+    return approxsim.Multiplier("pairs6", 6, t)
+
+
 CUSTOM = {"hand3": _hand_table, "wide2": _wide_table, "bfzero6": _bf16_zero_table, "full7": _full_mantissa_table,
-          "offby1": _off_by_one_entry, "signbf5": _signed_bf16_table, "unevenlin4": _uneven_linear_table}
+          "offby1": _off_by_one_entry, "signbf5": _signed_bf16_table, "unevenlin4": _uneven_linear_table,
+          "groups5": _row_groups_table, "pairs6": _unaligned_pairs_table}
+
+
+@needs_cpu
+@pytest.mark.parametrize("name, bits", [("mbm7", 6), ("mitchell7", 7), ("bf16", 7), ("groups5", 3), ("pairs6", 6),
+                                        ("hand3", 3)])
+def test_expanded_panel_rows_one_per_group_of_equal_rows(name, bits):
+    """The expanded method's panel has a row per aligned group of equal table rows (MBM's pairs)."""
+    from approxsim.backends import bind
+
+    assert bind(_mult(name), "cpu")._table().panel_row_bits == bits
 
 
 def test_uneven_linear_table_is_linear_sum_without_a_shift():
@@ -192,7 +220,7 @@ def test_single_products_bit_exact(fast_backend, name):
 
 @needs_cpu
 @pytest.mark.parametrize("name", ["mbm7", "mitchell5", "mitchell1", "mbm11", "fp32", "hand3", "wide2", "bfzero6",
-                                  "full7", "offby1", "mitchell11", "signbf5", "unevenlin4"])
+                                  "full7", "offby1", "mitchell11", "signbf5", "unevenlin4", "groups5", "pairs6"])
 def test_every_simd_path_single_products_and_sums(simd, method, name):
     mult = _mult(name)
     rng = np.random.default_rng(2)

@@ -297,7 +297,7 @@ void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, boo
   // 8-column panels for narrow outputs, 32-column ones where there is a wide bfloat16 kernel.
   const bool wide = c1 - c0 > kFreeNR && t.bf16_exact && select_expanded_bf16_kernel(kWideNR) != nullptr;
   const int nr = c1 - c0 <= kNarrowNR ? kNarrowNR : wide ? kWideNR : kFreeNR;
-  const int m = t.m, side = 1 << m, kcx = expanded_kc(m);
+  const int m = t.prow, side = 1 << m, kcx = expanded_kc(t);  // panel rows: one per group of equal rows
   const ExpandedKernel kernel = select_expanded_kernel(nr);  // none at 32 columns: bfloat16 only
   const ExpandBuild build = select_expand_build(nr);
   // bfloat16 panel entries where the table allows them (half the panel, half the L2 traffic).
@@ -402,7 +402,7 @@ void run_jobs(const std::vector<Job<ASrc, BSrc>>& jobs, int64_t M, int64_t N, in
   // Split the contraction for long ones with a small result (filter gradients), each tile summing
   // into its own copy of C (the order of the sums is unspecified): no two threads pack the same B.
   const Method whole = choose_method(t, M, N);
-  const int64_t unit = whole == Method::kExpanded ? expanded_kc(t.m) : kLookupBlocking.kc;
+  const int64_t unit = whole == Method::kExpanded ? expanded_kc(t) : kLookupBlocking.kc;
   // An expanded panel serves every row of its tile: with few column panels and a long contraction
   // (filter gradients), expanded tiles are split by the contraction, so that no panel is built twice.
   const int64_t col_panels = (N + 15) / 16;
@@ -420,7 +420,7 @@ void run_jobs(const std::vector<Job<ASrc, BSrc>>& jobs, int64_t M, int64_t N, in
     // by rows as well only where those are too few for the threads and each row tile keeps enough rows
     // to pay for building the panels again (AVX2, 2 threads, an MLP's batch of 128 against 100 units:
     // 1.2 -> 0.36 ms; the ResNet-layer forward stays split by rows: 26 ms, 37 by columns).
-    if (M >= (int64_t(1) << t.m) * N) {
+    if (M >= (int64_t(1) << t.prow) * N) {
       tasks_m = std::min<int64_t>(per_job, std::max<int64_t>(1, M / 16));
     } else {
       tasks_n = std::min<int64_t>(per_job, col_panels);

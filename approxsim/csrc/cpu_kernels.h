@@ -98,18 +98,21 @@ LinearKernel select_linear_kernel(const Table& t);
 void convert_linear(float* raw, int n, int m, const float* cls, int cls_shift, float* sc, Stats& s);
 
 // Expanded operand (M <= kMaxExpandedBits): a B panel of kc x NR operands becomes
-// bx[(k*2^M + i)*NR + c] = T[i][j(b[k][c])] * scale(b[k][c]) for every table row i. A panels hold
-// each operand in two bytes, interleaved (element (r, k) at k*4 + r): its top 16 bits, that is sign,
-// exponent and the 7 leading fraction bits, of which the leading M are its table row i (compact_a);
-// the kernel adds sum_k bx[(k*2^M + i)*NR + c] * scale(a) to acc[r*NR + c] (in and out).
+// bx[(k*2^P + i)*NR + c] = T[i << (M - P)][j(b[k][c])] * scale(b[k][c]) for every panel row i, with
+// P = Table::prow: one panel row per group of 2^(M - P) equal table rows (P = M but for tables like
+// MBM's, whose rows are equal in pairs: half the panel to build and to sweep). A panels hold each
+// operand in two bytes, interleaved (element (r, k) at k*4 + r): its top 16 bits, that is sign,
+// exponent and the 7 leading fraction bits, of which the leading P are its panel row i (compact_a);
+// the kernel, given P for its m, adds sum_k bx[(k*2^P + i)*NR + c] * scale(a) to acc[r*NR + c].
 // Panels are kFreeNR = 16 columns wide, or kNarrowNR = 8 for outputs of at most 8 columns (LeNet's
 // 6 filters), which would leave most of a 16-wide panel's products and build as padding, or, with
 // bfloat16 entries, kWideNR = 32 (a panel row is one cache line: two 16-lane FMAs on AVX-512, four
 // 8-lane ones on AVX2).
-// Contraction steps of one expanded panel: about 256 KiB (L2) at M = 7 and 16 columns.
+// Contraction steps of one expanded panel: about 256 KiB (L2) at P = 7 and 16 columns.
 constexpr int kExpandedMaxKc = 128;
 constexpr int kNarrowNR = 8, kWideNR = 32;
 inline int expanded_kc(int m) { return m >= 5 ? (4096 >> m) : kExpandedMaxKc; }
+inline int expanded_kc(const Table& t) { return expanded_kc(t.prow); }  // by the panel's rows
 using ExpandedKernel = void (*)(int kc, const uint16_t* a, int m, const float* bx, float* acc);
 inline uint16_t compact_a(uint32_t u) { return static_cast<uint16_t>(u >> 16); }
 // The offset of the panel row of A operand a in a contraction step's slab of NR-wide rows.

@@ -400,7 +400,7 @@ APPROXSIM_AVX2 void convert_linear_avx2(float* raw, int n, int m, const float* c
 // (contiguous over i) are transposed in 8x8 blocks into rows of the panel and scaled.
 template <int NR, class E>
 APPROXSIM_AVX2 void expand_build_avx2_t(const float* raw, int kc, const Table& t, E* bx, Stats& s) {
-  const int m = t.m, side = 1 << m;
+  const int m = t.m, p = t.prow, side = 1 << p;
   const int shift = 23 - m;
   const uint32_t imask = (1u << m) - 1;
   const float* cols = t.cols.data();
@@ -411,7 +411,7 @@ APPROXSIM_AVX2 void expand_build_avx2_t(const float* raw, int kc, const Table& t
       for (int q = 0; q < 8; ++q) {
         const uint32_t u = bits(raw[k * NR + c0 + q]);
         account(u, s);
-        col[q] = cols + (size_t((u >> shift) & imask) << m);
+        col[q] = cols + (size_t((u >> shift) & imask) << p);
         sb[q] = scale_of(u);
       }
       const __m256 scale = _mm256_load_ps(sb);
@@ -419,7 +419,7 @@ APPROXSIM_AVX2 void expand_build_avx2_t(const float* raw, int kc, const Table& t
         for (int i = 0; i < side; ++i) {
           alignas(32) float row[8];
           for (int q = 0; q < 8; ++q) row[q] = col[q][i];
-          store_panel8(bx + ((size_t(k) << m) + i) * NR + c0, _mm256_mul_ps(_mm256_load_ps(row), scale));
+          store_panel8(bx + ((size_t(k) << p) + i) * NR + c0, _mm256_mul_ps(_mm256_load_ps(row), scale));
         }
         continue;
       }
@@ -428,7 +428,7 @@ APPROXSIM_AVX2 void expand_build_avx2_t(const float* raw, int kc, const Table& t
         for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(col[q] + i0);
         transpose8(r);
         for (int q = 0; q < 8; ++q)
-          store_panel8(bx + ((size_t(k) << m) + i0 + q) * NR + c0, _mm256_mul_ps(r[q], scale));
+          store_panel8(bx + ((size_t(k) << p) + i0 + q) * NR + c0, _mm256_mul_ps(r[q], scale));
       }
     }
   }
@@ -451,15 +451,15 @@ APPROXSIM_AVX2 void expand_build_bf16_avx2(const float* raw, int kc, const Table
 // float multiply, no narrowing.
 template <int NR>
 APPROXSIM_AVX2 void expand_build_words_avx2(const float* raw, int kc, const Table& t, uint16_t* bx, Stats& s) {
-  const int m = t.m, side = 1 << m, shift = 23 - m;
+  const int m = t.m, p = t.prow, side = 1 << p, shift = 23 - m;
   const uint32_t imask = (1u << m) - 1;
   const uint16_t* cols = t.cols16.data();
-  const __m128i sh = _mm_cvtsi32_si128(shift), mv = _mm_cvtsi32_si128(m);
+  const __m128i sh = _mm_cvtsi32_si128(shift), mv = _mm_cvtsi32_si128(p);
   const __m256i im = _mm256_set1_epi32(static_cast<int>(imask)), bias = _mm256_set1_epi32(127);
   const __m256i low16 = _mm256_set1_epi32(0xFFFF);
   RangeAvx2 range;
   for (int k = 0; k < kc; ++k) {
-    uint16_t* slab = bx + (size_t(k) << m) * NR;
+    uint16_t* slab = bx + (size_t(k) << p) * NR;
     for (int h = 0; h < NR / 8; ++h) {  // 8 columns at a time: both lanes of a transposed vector
       // The 8 operands' columns, and their words to add and masks (16-bit, the same in both lanes).
       const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(raw + k * NR + h * 8));

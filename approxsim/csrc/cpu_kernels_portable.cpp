@@ -136,16 +136,16 @@ void expanded_portable(int kc, const uint16_t* a, int m, const float* bx, float*
 
 template <int NR>
 void expand_build_portable(const float* raw, int kc, const Table& t, float* bx, Stats& s) {
-  const int m = t.m, side = 1 << m, shift = 23 - m;
+  const int m = t.m, p = t.prow, side = 1 << p, shift = 23 - m;
   const uint32_t imask = (1u << m) - 1;
   const float* cols = t.cols.data();
   for (int k = 0; k < kc; ++k)
     for (int c = 0; c < NR; ++c) {
       const uint32_t u = bits(raw[k * NR + c]);
       account(u, s);
-      const float* col = cols + (size_t((u >> shift) & imask) << m);
+      const float* col = cols + (size_t((u >> shift) & imask) << p);
       const float sb = scale_of(u);
-      for (int i = 0; i < side; ++i) bx[((size_t(k) << m) + i) * NR + c] = col[i] * sb;
+      for (int i = 0; i < side; ++i) bx[((size_t(k) << p) + i) * NR + c] = col[i] * sb;
     }
 }
 

@@ -47,6 +47,21 @@ const Table& Table::transposed() const {
   return *tr->table;
 }
 
+// The largest s with rows i and i >> s << s of the 2^m x 2^m table t bit-identical for every i.
+static int equal_row_groups(const float* t, int m) {
+  const size_t side = size_t(1) << m;
+  int s = 0;
+  while (s < m) {
+    const size_t group = size_t(2) << s;  // try groups twice as large
+    bool equal = true;
+    for (size_t i = 0; i < side && equal; ++i)
+      equal = std::memcmp(t + i * side, t + (i & ~(group - 1)) * side, side * sizeof(float)) == 0;
+    if (!equal) break;
+    ++s;
+  }
+  return s;
+}
+
 Table make_table(const float* t, int m) {
   Table out;
   out.m = m;
@@ -76,13 +91,15 @@ Table make_table(const float* t, int m) {
   }
   if (m <= kMaxExpandedBits) {
     const size_t side = size_t(1) << m;
-    std::vector<float> cols(n);
-    for (size_t i = 0; i < side; ++i)
-      for (size_t j = 0; j < side; ++j) cols[j * side + i] = t[i * side + j];
-    out.cols.assign(cols.data(), n, 64);
-    if (m >= 4 && out.bf16_exact && out.all_normal) {
-      out.cols16.resize(n);
-      for (size_t q = 0; q < n; ++q) out.cols16[q] = static_cast<uint16_t>(approxsim_f2u(cols[q]) >> 16);
+    out.prow = m - equal_row_groups(t, m);
+    const size_t rows = size_t(1) << out.prow, group = side / rows;
+    std::vector<float> cols(rows * side);
+    for (size_t c = 0; c < rows; ++c)
+      for (size_t j = 0; j < side; ++j) cols[j * rows + c] = t[c * group * side + j];
+    out.cols.assign(cols.data(), cols.size(), 64);
+    if (out.prow >= 4 && m <= 7 && out.bf16_exact && out.all_normal) {
+      out.cols16.resize(cols.size());
+      for (size_t q = 0; q < cols.size(); ++q) out.cols16[q] = static_cast<uint16_t>(approxsim_f2u(cols[q]) >> 16);
     }
   }
   if (m <= 7 && out.bf16_exact) {

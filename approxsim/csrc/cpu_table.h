@@ -52,8 +52,14 @@ struct Table {
   int emin = 0, emax = 0;           // unbiased exponent range of the nonzero entries
   bool any_nonzero = false;
   LinearSum lin;                    // the structure, when the table has it
-  HugeFloats cols;                  // the transpose, column j at j << m (M <= 8: expanded panels read it)
-  LineVector<uint16_t> cols16;      // its bfloat16 upper halves, when all_normal and bf16_exact, 4 <= M <= 7
+  // Panel row bits of the expanded method: rows of T equal in aligned groups of 2^(m - prow) (MBM's
+  // pairs: prow = m - 1) share one panel row, so a panel has 2^prow rows and an A operand's row is its
+  // top prow mantissa bits (the kernels take prow for m).
+  int prow = 0;
+  HugeFloats cols;                  // the transpose, one row per group: column j at j << prow, entry c
+                                    // T[c << (m - prow)][j] (M <= 8: expanded panels read it)
+  LineVector<uint16_t> cols16;      // its bfloat16 upper halves, when all_normal and bf16_exact, M <= 7
+                                    // and prow >= 4
 
   // The table of the swapped operands, T'[j][i] = T[i][j] (built on first use; this
   // table itself for the exact product).

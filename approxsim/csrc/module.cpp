@@ -346,6 +346,7 @@ PYBIND11_MODULE(_cpu, mod) {
       .def_property_readonly("mantissa_bits", [](const Table& t) { return t.m; })
       .def_property_readonly("bf16_exact", [](const Table& t) { return t.bf16_exact; })
       .def_property_readonly("linear_sum", [](const Table& t) { return t.lin.valid; })
+      .def_property_readonly("panel_row_bits", [](const Table& t) { return t.prow; })
       .def_property_readonly("exponent_range", [](const Table& t) { return py::make_tuple(t.emin, t.emax); });
   auto geometry = py::class_<Geom>(mod, "Geometry",
                                    "A checked convolution geometry; keyword fields as approxsim.geometry.ConvGeometry.");
