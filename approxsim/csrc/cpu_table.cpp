@@ -97,7 +97,7 @@ Table make_table(const float* t, int m) {
     for (size_t c = 0; c < rows; ++c)
       for (size_t j = 0; j < side; ++j) cols[j * rows + c] = t[c * group * side + j];
     out.cols.assign(cols.data(), cols.size(), 64);
-    if (out.prow >= 4 && m <= 7 && out.bf16_exact && out.all_normal) {
+    if (out.prow >= 4 && out.bf16_exact && out.all_normal) {  // the words build transposes 16 rows at once
       out.cols16.resize(cols.size());
       for (size_t q = 0; q < cols.size(); ++q) out.cols16[q] = static_cast<uint16_t>(approxsim_f2u(cols[q]) >> 16);
     }

@@ -57,9 +57,9 @@ struct Table {
   // top prow mantissa bits (the kernels take prow for m).
   int prow = 0;
   HugeFloats cols;                  // the transpose, one row per group: column j at j << prow, entry c
-                                    // T[c << (m - prow)][j] (M <= 8: expanded panels read it)
-  LineVector<uint16_t> cols16;      // its bfloat16 upper halves, when all_normal and bf16_exact, M <= 7
-                                    // and prow >= 4
+                                    // T[c << (m - prow)][j] (M <= kMaxExpandedBits: expanded panels read it)
+  LineVector<uint16_t> cols16;      // its bfloat16 upper halves, when all_normal and bf16_exact and
+                                    // prow >= 4
 
   // The table of the swapped operands, T'[j][i] = T[i][j] (built on first use; this
   // table itself for the exact product).
