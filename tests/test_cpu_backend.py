@@ -97,19 +97,22 @@ def _uneven_linear_table():
     return approxsim.Multiplier("unevenlin4", 4, (1 + 0.125 * (u[:, None] + v[None, :])).astype(np.float32))
 
 
+def _bf16(x):
+    """float32 values cut to their upper 16 bits (bfloat16-exact entries)."""
+    return (np.asarray(x, np.float32).view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+
+
 def _row_groups_table():
     """M = 5, bfloat16 entries, rows equal in aligned groups of 4: expanded panels of 8 rows (fewer than
     the 16 of a transpose block), and negative entries."""
     rng = np.random.default_rng(5)
-    base = (rng.uniform(1, 4, (8, 32)) * rng.choice([-1, 1], (8, 32))).astype(np.float32)
-    base = (base.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+    base = _bf16(rng.uniform(1, 4, (8, 32)) * rng.choice([-1, 1], (8, 32)))
     return approxsim.Multiplier("groups5", 5, np.repeat(base, 4, axis=0))
 
 
 def _unaligned_pairs_table():
     """M = 6, rows equal in pairs (1, 2), (3, 4), ...: not aligned groups, so one panel row per table row."""
-    t = np.random.default_rng(6).uniform(1, 4, (64, 64)).astype(np.float32)
-    t = (t.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+    t = _bf16(np.random.default_rng(6).uniform(1, 4, (64, 64)))
     t[2::2] = t[1:-1:2]
     return approxsim.Multiplier("pairs6", 6, t)
 
@@ -130,7 +133,8 @@ def test_expanded_panel_rows_one_per_group_of_equal_rows(name, bits):
 
 
 def test_uneven_linear_table_is_linear_sum_without_a_shift():
-    """What the test above relies on: detected as linear-sum, its row classes no shift of i."""
+    """What test_every_simd_path_single_products_and_sums relies on for the class-lookup path: the table is
+    detected as linear-sum, and its row classes are no shift of i."""
     st = _uneven_linear_table().structure
     assert st.kind == "linear-sum"
     assert not any(np.array_equal(st.u, np.arange(16) >> k) for k in range(5))

@@ -297,7 +297,7 @@ void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, boo
   // 8-column panels for narrow outputs, 32-column ones where there is a wide bfloat16 kernel.
   const bool wide = c1 - c0 > kFreeNR && t.bf16_exact && select_expanded_bf16_kernel(kWideNR) != nullptr;
   const int nr = c1 - c0 <= kNarrowNR ? kNarrowNR : wide ? kWideNR : kFreeNR;
-  const int m = t.prow, side = 1 << m, kcx = expanded_kc(t);  // panel rows: one per group of equal rows
+  const int p = t.prow, side = 1 << p, kcx = expanded_kc(t);  // panel rows: one per group of equal rows
   const ExpandedKernel kernel = select_expanded_kernel(nr);  // none at 32 columns: bfloat16 only
   const ExpandBuild build = select_expand_build(nr);
   // bfloat16 panel entries where the table allows them (half the panel, half the L2 traffic).
@@ -361,9 +361,9 @@ void gemm_task_expanded(const ASrc& A, const BSrc& B, float* C, int64_t ldc, boo
             float* a = acc + size_t(ip) * mr * nr;
             if (float_domain_exact(t, w.astats[size_t(ip) * nblk + b], bs)) {
               if (kernel16 != nullptr) {
-                kernel16(kc, ablock + size_t(ip) * kcx * mr, m, reinterpret_cast<const uint16_t*>(bx), a);
+                kernel16(kc, ablock + size_t(ip) * kcx * mr, p, reinterpret_cast<const uint16_t*>(bx), a);
               } else {
-                kernel(kc, ablock + size_t(ip) * kcx * mr, m, bx, a);
+                kernel(kc, ablock + size_t(ip) * kcx * mr, p, bx, a);
               }
             } else {
               float* tile = w.tile.data();
