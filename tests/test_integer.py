@@ -432,6 +432,43 @@ def test_tiles_that_split_the_columns_share_the_packed_rows(monkeypatch, restore
 
 @needs_cpu
 @pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_expanded_panels_build_only_the_rows_the_codes_read(level, tmp_path, monkeypatch, restore_cpu):
+    """The expanded builds make only the panel rows (groups of 8 codes) that a block's codes read at
+    each contraction step; the other rows keep stale values from earlier panels. Codes that read
+    one group per step, a different one from step to step, with a few rows that read others at some
+    steps (in the first and in the second piece of 256 rows that pack a block's codes in parallel)
+    and rows that pad the last 4-row panel (303 rows): the sums equal NumPy's gather, with the codes
+    packed by each tile (one thread, 70 columns; and 5 columns: 8-column panels) and shared among
+    tiles of columns (two threads, 256 columns), for 16-bit entries unsigned (mitchell8u) and signed
+    (int8) and for int32 entries (a circuit with outputs above 2^16)."""
+    from approxsim import _cpu
+    from approxsim.backends import cpu
+
+    if level not in cpu.supported_simd():
+        pytest.skip(f"this CPU cannot run the {level} kernels (it supports {', '.join(cpu.supported_simd())})")
+    src = _write(tmp_path, "wide.c", "#include <stdint.h>\nuint64_t wide(const uint64_t b, const uint64_t a) "
+                                     "{ return (a * b) * 4 + a; }\n")
+    wide = multipliers.register_c(src, function="wide", bits=8, signed=False, name="wide8u", replace=True)
+    rng = np.random.default_rng(17)
+    monkeypatch.setenv("APPROXSIM_SIMD", level)
+    _cpu.force_method("expanded")
+    for mult in (multipliers.get("mitchell8u"), multipliers.get("int8"), wide):
+        name = mult.name
+        fmt, table = mult.format, mult.table
+        k = np.arange(300)
+        a = np.broadcast_to(fmt.lo + (k * 37) % (fmt.hi - fmt.lo + 1), (303, 300)).copy()
+        a[100:103, ::7] = _codes(rng, fmt, (3, 43))  # other groups, at some steps, in some rows
+        a[280:282, 3::5] = _codes(rng, fmt, (2, 60))
+        for rows, n, threads in ((303, 70, "1"), (303, 256, "2"), (250, 5, "1")):
+            monkeypatch.setenv("APPROXSIM_NUM_THREADS", threads)
+            b = _codes(rng, fmt, (300, n))
+            np.testing.assert_array_equal(approxsim.matmul(a[:rows], b, multiplier=mult, backend="cpu"),
+                                          _np_matmul(table, fmt, a[:rows], b), err_msg=f"{name} n={n}")
+            assert _cpu.last_method() == "expanded"
+
+
+@needs_cpu
+@pytest.mark.parametrize("level", SIMD_LEVELS)
 def test_exact_products_computed_at_every_level(level, tmp_path, monkeypatch, restore_cpu):
     """Tables of exact products (uint8, int8, uint4, int4) take the exact-product kernels, which
     compute the products (16-bit pairs into int32 lanes; with VNNI at the VBMI level where the CPU

@@ -157,6 +157,7 @@ struct IntWork {  // every buffer on a cache line (the kernels read them with fu
   LineVector<uint16_t> a16;
   LineVector<int32_t> wx, acc32, aoff, bidx;
   LineVector<int64_t> acc64;
+  std::vector<uint64_t> used;  // the panel rows a block reads, per contraction step (RowMask)
   int_exact::Work exact;  // the exact-product GEMM's
 };
 IntWork& int_scratch() {
@@ -180,16 +181,32 @@ inline const E* panel_row(const E* kb, uint16_t offset) {
   return reinterpret_cast<const E*>(reinterpret_cast<const int64_t*>(kb) + offset);
 }
 
-// Expanded panel: wx[(k * s1 + e) * NR + c] = t[e][eb[k][c]] for e in [0, s1).
+// The panel rows a block of A reads: bit g of used[k] is set where one of the block's rows has an
+// encoded code in [8g, 8g + 8) at contraction step k (at most 8 bits: e in 0 .. 256, 33 groups).
+// The builds make only those groups' rows: quantized data leaves many codes unused (bench_int.py's
+// Gaussian codes, sigma = range / 8: the 1024 rows of a GEMM use 25-26 of the 33 groups per step; a
+// ReLU's codes far fewer). The other rows keep whatever the buffer held; only the rows that pad a
+// block's last 4-row panel (e = 0) read them, into sums that are never stored.
+using RowMask = uint64_t;
+constexpr int kCodeGroupBits = 3;
+static_assert(((int64_t(1) << kMaxExpandedIntBits) >> kCodeGroupBits) < 64, "one mask word per step");
+inline RowMask code_group_bit(uint32_t e) { return RowMask(1) << (e >> kCodeGroupBits); }
+// Whether any of the n groups of 8 panel rows from row e0 (a multiple of 8) is used.
+inline bool rows_used(RowMask used, int64_t e0, int n = 1) {
+  return (used >> (e0 >> kCodeGroupBits)) & ((RowMask(1) << n) - 1);
+}
+
+// Expanded panel: wx[(k * s1 + e) * NR + c] = t[e][eb[k][c]] for e in [0, s1) (the used ones).
 template <int NR, class E>
-void build_portable(const float* braw, int kc, const IntTable& t, void* out) {
+void build_portable(const float* braw, int kc, const IntTable& t, const RowMask* used, void* out) {
   E* wx = static_cast<E*>(out);
   const int64_t s1 = t.s1;
   for (int k = 0; k < kc; ++k)
     for (int c = 0; c < NR; ++c) {
       const int32_t* col = t.tt.data() + int64_t(braw[k * NR + c]) * s1;
       E* dst = wx + (int64_t(k) * s1) * NR + c;
-      for (int64_t e = 0; e < s1; ++e) dst[e * NR] = static_cast<E>(col[e]);
+      for (int64_t e = 0; e < s1; ++e)
+        if (used[k] & code_group_bit(uint32_t(e))) dst[e * NR] = static_cast<E>(col[e]);
     }
 }
 
@@ -237,7 +254,7 @@ APPROXSIM_AVX2 inline __m256i load8<int16_t>(const int16_t* p) {
 // 16-bit entries, 8 columns (AVX2): the table columns (contiguous over e) transposed in blocks of 16
 // entries (transpose16_lanes) into panel rows (the 16- and 32-column builds are below).
 template <int NR, class E>
-APPROXSIM_AVX2 void build16_avx2(const float* braw, int kc, const IntTable& t, void* out) {
+APPROXSIM_AVX2 void build16_avx2(const float* braw, int kc, const IntTable& t, const RowMask* used, void* out) {
   static_assert(sizeof(E) == 2, "16-bit entries");
   uint16_t* wx = static_cast<uint16_t*>(out);
   const int64_t s1 = t.s1;
@@ -247,6 +264,7 @@ APPROXSIM_AVX2 void build16_avx2(const float* braw, int kc, const IntTable& t, v
       const uint16_t* col[8];
       columns16(braw + k * NR + h * 8, 8, t, col);
       for (int64_t e0 = 0; e0 < s1; e0 += 16) {  // tt16 is padded: loads past s1 stay inside it
+        if (!rows_used(used[k], e0, 2)) continue;
         __m256i r[8], c[8];  // c[x]: lane 0 = panel row e0 + x, lane 1 = row e0 + 8 + x
         for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col[q] + e0));
         transpose16_lanes(r, c);
@@ -274,7 +292,8 @@ APPROXSIM_AVX512 inline __m512i lanes4(const uint16_t* p0, const uint16_t* p1, c
 // (transpose16_lanes512): each panel row is one 64-byte store. Measured (AMD Zen 5, one thread, int8
 // GEMM 1024^3, median of 10): 37.6-39.3 -> 34.5-34.8 ms against build16_avx2's half-row stores; 64-byte
 // loads with a 4 x 4 transpose of the lanes after the one within them were no faster.
-APPROXSIM_AVX512 void build16_avx512_32(const float* braw, int kc, const IntTable& t, void* out) {
+APPROXSIM_AVX512 void build16_avx512_32(const float* braw, int kc, const IntTable& t, const RowMask* used,
+                                        void* out) {
   uint16_t* wx = static_cast<uint16_t*>(out);
   const int64_t s1 = t.s1, full = s1 / 8 * 8;
   for (int k = 0; k < kc; ++k) {
@@ -282,6 +301,7 @@ APPROXSIM_AVX512 void build16_avx512_32(const float* braw, int kc, const IntTabl
     const uint16_t* col[32];
     columns16(braw + k * 32, 32, t, col);
     for (int64_t e0 = 0; e0 < full; e0 += 8) {
+      if (!rows_used(used[k], e0)) continue;
       __m512i r[8], c[8];
       for (int q = 0; q < 8; ++q) r[q] = lanes4(col[q] + e0, col[8 + q] + e0, col[16 + q] + e0, col[24 + q] + e0);
       transpose16_lanes512(r, c);
@@ -296,7 +316,7 @@ APPROXSIM_AVX512 void build16_avx512_32(const float* braw, int kc, const IntTabl
 // lane h of vector q holding column 8h + q, transposed within the lanes: each panel row is one 32-byte
 // store. Measured (AMD Zen 5, AVX2, one thread, GEMM 1024^3, medians of 8 in alternating runs): 36.8
 // and 38.9 ms -> 35.8 and 37.5 against build16_avx2's half rows.
-APPROXSIM_AVX2 void build16_avx2_16(const float* braw, int kc, const IntTable& t, void* out) {
+APPROXSIM_AVX2 void build16_avx2_16(const float* braw, int kc, const IntTable& t, const RowMask* used, void* out) {
   uint16_t* wx = static_cast<uint16_t*>(out);
   const int64_t s1 = t.s1, full = s1 / 8 * 8;
   for (int k = 0; k < kc; ++k) {
@@ -304,6 +324,7 @@ APPROXSIM_AVX2 void build16_avx2_16(const float* braw, int kc, const IntTable& t
     const uint16_t* col[16];
     columns16(braw + k * 16, 16, t, col);
     for (int64_t e0 = 0; e0 < full; e0 += 8) {
+      if (!rows_used(used[k], e0)) continue;
       __m256i r[8], c[8];
       for (int q = 0; q < 8; ++q)
         r[q] = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(col[8 + q] + e0),
@@ -318,7 +339,7 @@ APPROXSIM_AVX2 void build16_avx2_16(const float* braw, int kc, const IntTable& t
 
 // int32 entries: 8 table columns transposed 8 x 8 into panel rows.
 template <int NR>
-APPROXSIM_AVX2 void build32_avx2(const float* braw, int kc, const IntTable& t, void* out) {
+APPROXSIM_AVX2 void build32_avx2(const float* braw, int kc, const IntTable& t, const RowMask* used, void* out) {
   int32_t* wx = static_cast<int32_t*>(out);
   const int64_t s1 = t.s1;
   for (int k = 0; k < kc; ++k)
@@ -326,6 +347,7 @@ APPROXSIM_AVX2 void build32_avx2(const float* braw, int kc, const IntTable& t, v
       const int32_t* col[8];
       for (int q = 0; q < 8; ++q) col[q] = t.tt.data() + int64_t(braw[k * NR + c0 + q]) * s1;
       for (int64_t e0 = 0; e0 < s1; e0 += 8) {  // tt is padded: the loads past s1 stay inside it
+        if (!rows_used(used[k], e0)) continue;
         __m256 r[8];
         for (int q = 0; q < 8; ++q) r[q] = _mm256_castsi256_ps(_mm256_loadu_si256(
                                                reinterpret_cast<const __m256i*>(col[q] + e0)));
@@ -569,7 +591,7 @@ APPROXSIM_AVX512 void kernel_avx512_32(int kc, const uint16_t* a, int64_t lda, i
   merge_even_odd16(e3, o3, acc + 96);
 }
 
-using BuildFn = void (*)(const float*, int, const IntTable&, void*);
+using BuildFn = void (*)(const float*, int, const IntTable&, const RowMask*, void*);
 using KernelFn = void (*)(int, const uint16_t*, int64_t, int64_t, const void*, int32_t*);
 
 template <int NR, class E>
@@ -627,11 +649,12 @@ size_t chunk_codes(int mc, int kcx) { return size_t((mc + kMR - 1) / kMR) * kMR 
 size_t block_codes(int mc, int64_t K, int kcx) { return size_t((K + kcx - 1) / kcx) * chunk_codes(mc, kcx); }
 
 // Rows [rb0, rb1) (rb0 a multiple of kPackRows) of the block of mc rows from row ic into dst, the
-// block's codes: packed as floats kPackRows rows at a time (which stay in L1/L2), then narrowed. The
+// block's codes: packed as floats kPackRows rows at a time (which stay in L1/L2), then narrowed; the
+// groups of their codes are added to used[k] for each of the K steps (used null: not found). The
 // padding rows are written with the block's last rows.
 template <int NR, class E, class ASrc>
 void pack_codes(const ASrc& A, int64_t ic, int mc, int rb0, int rb1, int64_t K, int kcx, LineVector<float>& raw,
-                uint16_t* dst) {
+                uint16_t* dst, RowMask* used) {
   const int64_t chunks = (K + kcx - 1) / kcx;
   const size_t chunk = chunk_codes(mc, kcx);
   raw.resize(size_t(kPackRows) * K);
@@ -644,6 +667,8 @@ void pack_codes(const ASrc& A, int64_t ic, int mc, int rb0, int rb1, int64_t K, 
       for (int r = 0; r < nrows; ++r) {
         const float* src = raw.data() + size_t(r) * K + k0;
         for (int64_t k = 0; k < kc; ++k) d[size_t(r) * kcx + k] = static_cast<uint16_t>(src[k]) * kRowUnits<NR, E>;
+        if (used != nullptr)  // a loop of its own: the one above stays vectorized
+          for (int64_t k = 0; k < kc; ++k) used[k0 + k] |= code_group_bit(static_cast<uint32_t>(src[k]));
       }
     }
   }
@@ -652,12 +677,27 @@ void pack_codes(const ASrc& A, int64_t ic, int mc, int rb0, int rb1, int64_t K, 
       std::fill(dst + q * chunk + size_t(mc) * kcx, dst + (q + 1) * chunk, uint16_t(0));
 }
 
+// Whether a block of mc rows finds its panel rows (pack_codes' masks): where its panels' rows (s1
+// for each of `panels` column panels) are more than its own (each costs one mask update per step;
+// measured, AMD Zen 5, one thread: the ResNet layer of bench_int.py, 3640-row blocks and 2 panels,
+// 35 -> 44 ms with the masks; GEMM 1024^3, 1024 rows and 32 panels, 30-32 -> 29-30 ms).
+bool finds_rows(int64_t mc, int64_t s1, int64_t panels) { return s1 * panels >= mc; }
+
+// A job's codes packed once for all its tiles: the blocks of rows, block_codes of a full block apart,
+// each block packed by `pieces` tasks, each with its own row masks (K steps, piece after piece;
+// used null: not found, every panel row built).
+struct SharedCodes {
+  const uint16_t* codes;
+  const RowMask* used;
+  int64_t pieces;
+};
+
 // Rows [r0, r1) x columns [c0, c1) of one job, all of the contraction, by expanded panels NR wide
-// with entries of type E. codes: the blocks of rows [r0, r1) packed by pack_codes, block_codes of a
-// full block apart, or null: packed here.
+// with entries of type E. shared: the blocks of rows [r0, r1) packed by pack_codes, or codes null:
+// packed here.
 template <int NR, class E, class ASrc, class BSrc, class Out>
 void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K,
-                   const IntTable& t, const uint16_t* codes, IntWork& w) {
+                   const IntTable& t, const SharedCodes& shared, IntWork& w) {
   const int64_t s1 = t.s1;
   const int kcx = expanded_kc<NR, E>(s1);
   const int64_t limit = int32_terms(t);
@@ -666,7 +706,10 @@ void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, i
   const KernelFn kernel = select_kernel<NR, E>();
   const int64_t rc = expanded_block_rows(r1 - r0, K);
   const size_t full_block = block_codes(static_cast<int>(rc), K, kcx);
+  const uint16_t* codes = shared.codes;
   if (codes == nullptr) w.a16.resize(full_block);
+  w.used.resize(size_t(K));
+  RowMask* used = w.used.data();
   w.braw.resize(size_t(kcx) * NR);
   w.wx.resize((size_t(kcx) * s1 * NR * sizeof(E) + 64) / sizeof(int32_t) + 16);
   void* wx = w.wx.data();  // on a cache line: panel rows start on cache lines
@@ -676,8 +719,18 @@ void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, i
     const int mc = static_cast<int>(std::min<int64_t>(rc, r1 - ic));
     const int mpan = (mc + kMR - 1) / kMR;
     const size_t chunk = chunk_codes(mc, kcx);
-    const uint16_t* a16 = codes != nullptr ? codes + size_t((ic - r0) / rc) * full_block : w.a16.data();
-    if (codes == nullptr) pack_codes<NR, E>(job.A, ic, mc, 0, mc, K, kcx, w.araw, w.a16.data());
+    const int64_t block = (ic - r0) / rc;
+    const uint16_t* a16 = codes != nullptr ? codes + size_t(block) * full_block : w.a16.data();
+    const bool find = codes == nullptr ? finds_rows(mc, s1, (c1 - c0 + NR - 1) / NR) : shared.used != nullptr;
+    std::fill(used, used + K, find ? RowMask(0) : ~RowMask(0));
+    if (codes == nullptr) {
+      pack_codes<NR, E>(job.A, ic, mc, 0, mc, K, kcx, w.araw, w.a16.data(), find ? used : nullptr);
+    } else if (find) {
+      for (int64_t p = 0; p < shared.pieces; ++p) {
+        const RowMask* piece = shared.used + (block * shared.pieces + p) * K;
+        for (int64_t k = 0; k < K; ++k) used[k] |= piece[k];
+      }
+    }
     for (int64_t col0 = c0; col0 < c1; col0 += NR) {
       const int cols = static_cast<int>(std::min<int64_t>(NR, c1 - col0));
       int32_t* acc = w.acc32.data();
@@ -687,7 +740,7 @@ void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, i
       for (int64_t k0 = 0; k0 < K; k0 += kcx) {
         const int kc = static_cast<int>(std::min<int64_t>(kcx, K - k0));
         job.B.pack(k0, kc, col0, cols, w.braw.data(), NR);
-        build(w.braw.data(), kc, t, wx);
+        build(w.braw.data(), kc, t, used + k0, wx);
         if (carry && terms + kc > limit) {
           for (size_t q = 0; q < size_t(mpan) * kMR * NR; ++q) w.acc64[q] += acc[q];
           std::memset(acc, 0, sizeof(int32_t) * size_t(mpan) * kMR * NR);
@@ -770,15 +823,18 @@ void run_expanded(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
   const bool share = tasks_n > 1 && tasks_m == 1 &&
                      int64_t(njobs * per_job_codes * sizeof(uint16_t)) <= kMaxSharedCodeBytes;
   LineVector<uint16_t> shared(share ? njobs * per_job_codes : 0);
+  const int64_t pieces = (rc + kPieceRows - 1) / kPieceRows;
+  const bool find = share && finds_rows(rc, t.s1, col_panels);
+  std::vector<RowMask> shared_used(find ? size_t(njobs * blocks * pieces * K) : 0, RowMask(0));
   if (share) {
-    const int64_t pieces = (rc + kPieceRows - 1) / kPieceRows;
     ThreadPool::instance().parallel_for(static_cast<int>(njobs * blocks * pieces), threads, [&](int task) {
       const int64_t j = task / (blocks * pieces), b = task / pieces % blocks, p = task % pieces;
       const int64_t ic = b * rc;
       const int mc = static_cast<int>(std::min<int64_t>(rc, M - ic)), rb0 = static_cast<int>(p * kPieceRows);
       if (rb0 >= mc) return;
       pack_codes<NR, E>(jobs[j].A, ic, mc, rb0, std::min(mc, rb0 + kPieceRows), K, kcx, int_scratch().araw,
-                        shared.data() + j * per_job_codes + b * full_block);
+                        shared.data() + j * per_job_codes + b * full_block,
+                        find ? shared_used.data() + ((j * blocks + b) * pieces + p) * K : nullptr);
     });
   }
   ThreadPool::instance().parallel_for(static_cast<int>(njobs * tiles), threads, [&](int task) {
@@ -786,8 +842,11 @@ void run_expanded(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
     const int64_t r0 = M * tm / tasks_m / kMR * kMR, r1 = tm + 1 == tasks_m ? M : M * (tm + 1) / tasks_m / kMR * kMR;
     const int64_t c0 = col_panels * tn / tasks_n * NR, c1 = std::min(N, col_panels * (tn + 1) / tasks_n * NR);
     if (r0 >= r1 || c0 >= c1) return;
-    task_expanded<NR, E>(jobs[j], r0, r1, c0, c1, K, t, share ? shared.data() + j * per_job_codes : nullptr,
-                         int_scratch());
+    const SharedCodes codes =
+        share ? SharedCodes{shared.data() + j * per_job_codes, find ? shared_used.data() + j * blocks * pieces * K
+                                                                    : nullptr, pieces}
+              : SharedCodes{nullptr, nullptr, 0};
+    task_expanded<NR, E>(jobs[j], r0, r1, c0, c1, K, t, codes, int_scratch());
   });
 }
 

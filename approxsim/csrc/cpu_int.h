@@ -11,8 +11,9 @@
 // Sums are exact: int32 partial sums over at most INT32_MAX / max|T| products, carried into int64
 // where the output is int64. Methods: "expanded" (bits <= 8, from s1 / 8 rows): for each B panel
 // the rows Wx[e][k][c] = t[e][e_b[k][c]] for every encoded A value e, so that a row of A selects a
-// contiguous row of Wx and the micro-kernel is vector integer adds, no multiply, no gather (16-bit
-// panel entries where the table fits them, built by transposes of a 16-bit transposed table; panels
+// contiguous row of Wx and the micro-kernel is vector integer adds, no multiply, no gather (only the
+// rows that a block's codes read, by groups of 8, where the panels have more rows than the block;
+// 16-bit panel entries where the table fits them, built by transposes of a 16-bit transposed table; panels
 // 8 columns wide for outputs of at most 8, 32 with 16-bit entries on AVX-512 for more than 16, else
 // 16; tiles that split only the columns share one packing of A); "exact" for tables of exact
 // products of codes of at most 8 bits (cpu_int_exact.h: the products computed, 16-bit pairs
