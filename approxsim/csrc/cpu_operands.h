@@ -28,9 +28,10 @@ namespace detail {
 
 
 // Copies a run of channels (often short: a plain loop beats a memcpy call there).
-inline void copy_run(float* dst, const float* src, int n) {
+template <class T>
+inline void copy_run(T* dst, const T* src, int n) {
   if (n >= 16) {
-    std::memcpy(dst, src, sizeof(float) * n);
+    std::memcpy(dst, src, sizeof(T) * n);
   } else {
     for (int t = 0; t < n; ++t) dst[t] = src[t];
   }
@@ -133,31 +134,34 @@ struct StridedA {
   }
 };
 
-// Forward convolution: A[p][q], p = (n, oy, ox), q = (ky, kx, ci) of group g.
-struct PatchA {
-  const float* x;
+// Forward convolution: A[p][q], p = (n, oy, ox), q = (ky, kx, ci) of group g; the input's values of
+// type T (float, or the integer kernels' 16-bit codes: PatchA16).
+template <class T>
+struct PatchOf {
+  using value_type = T;
+  const T* x;
   Geom g;
   int64_t c0;  // first input channel of the group
   bool get(int64_t r, int64_t k, float& v) const {
     const int64_t ox = r % g.ow, oy = (r / g.ow) % g.oh, n = r / (g.ow * g.oh);
     const int64_t ci = k % cin_per_group(g), tap = k / cin_per_group(g), kx = tap % g.kw, ky = tap / g.kw;
     const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh, ix = ox * g.sw - g.pad_left + kx * g.dw;
-    v = (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) ? 0.0f : x[((n * g.h + iy) * g.w + ix) * g.c + c0 + ci];
+    v = (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) ? T(0) : x[((n * g.h + iy) * g.w + ix) * g.c + c0 + ci];
     return true;
   }
-  void pack(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
+  void pack(int64_t r0, int nr, int64_t k0, int kc, T* raw, int ld) const {
     const int64_t cig = cin_per_group(g);
     if (cig == g.c && g.dw == 1) return pack_rows(r0, nr, k0, kc, raw, ld);
     const int64_t tap0 = k0 / cig, ci0 = k0 % cig, kx0 = tap0 % g.kw, ky0 = tap0 / g.kw;
     int64_t ox = r0 % g.ow, oy = (r0 / g.ow) % g.oh, n = r0 / (g.ow * g.oh);
     for (int r = 0; r < nr; ++r) {
-      const float* img = x + n * g.h * g.w * g.c + c0;
+      const T* img = x + n * g.h * g.w * g.c + c0;
       int64_t kx = kx0, ky = ky0, ci = ci0;
       for (int k = 0; k < kc;) {
         const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh, ix = ox * g.sw - g.pad_left + kx * g.dw;
         const int run = static_cast<int>(std::min<int64_t>(cig - ci, kc - k));
         if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
-          std::fill_n(raw + r * ld + k, run, 0.0f);
+          std::fill_n(raw + r * ld + k, run, T(0));
         } else {
           copy_run(raw + r * ld + k, img + (iy * g.w + ix) * g.c + ci, run);
         }
@@ -184,7 +188,7 @@ struct PatchA {
   // level, 2 threads, medians of 40 in alternating runs): LeNet-5's first convolution (one input
   // channel, 5 x 5, batch 128) 2.02-2.07 -> 1.71-1.74 ms against a clipped copy per pixel and ky; the
   // ResNet layer's forward (64 channels) unchanged (15.1-15.5 ms at VBMI).
-  void pack_rows(int64_t r0, int nr, int64_t k0, int kc, float* raw, int ld) const {
+  void pack_rows(int64_t r0, int nr, int64_t k0, int kc, T* raw, int ld) const {
     const int64_t rowlen = g.kw * g.c, k1 = k0 + kc, ky0 = k0 / rowlen, ky1 = (k1 + rowlen - 1) / rowlen;
     int64_t ox = r0 % g.ow, oy = (r0 / g.ow) % g.oh, n = r0 / (g.ow * g.oh);
     for (int r = 0; r < nr;) {
@@ -194,14 +198,14 @@ struct PatchA {
         const int64_t iy = oy * g.sh - g.pad_top + ky * g.dh;
         if (iy < 0 || iy >= g.h) {
           for (int t = 0; t < len; ++t)
-            std::fill(raw + int64_t(r + t) * ld + (a - k0), raw + int64_t(r + t) * ld + (b - k0), 0.0f);
+            std::fill(raw + int64_t(r + t) * ld + (a - k0), raw + int64_t(r + t) * ld + (b - k0), T(0));
           continue;
         }
-        const float* line = x + (n * g.h + iy) * g.w * g.c - ky * rowlen;  // line[ix * c + q]: q of this ky
+        const T* line = x + (n * g.h + iy) * g.w * g.c - ky * rowlen;  // line[ix * c + q]: q of this ky
         for (int t = 0; t < len; ++t) {
-          float* dst = raw + int64_t(r + t) * ld - k0;  // dst[q] for q in [k0, k1)
+          T* dst = raw + int64_t(r + t) * ld - k0;  // dst[q] for q in [k0, k1)
           const int64_t ixs = (ox + t) * g.sw - g.pad_left;  // input column of kx = 0
-          const float* src = line + ixs * g.c;  // src[q]
+          const T* src = line + ixs * g.c;  // src[q]
           if (ixs >= 0 && ixs + g.kw <= g.w) {
             copy_run(dst + a, src + a, static_cast<int>(b - a));
             continue;
@@ -212,12 +216,12 @@ struct PatchA {
           const int64_t qhi = ky * rowlen + std::max<int64_t>(0, std::min<int64_t>(g.kw, g.w - ixs)) * g.c;
           const int64_t va = std::max(a, qlo), vb = std::min(b, qhi);
           int64_t q = a;
-          for (; q < va; ++q) dst[q] = 0.0f;
+          for (; q < va; ++q) dst[q] = T(0);
           if (vb > q) {
             copy_run(dst + q, src + q, static_cast<int>(vb - q));
             q = vb;
           }
-          for (; q < b; ++q) dst[q] = 0.0f;
+          for (; q < b; ++q) dst[q] = T(0);
         }
       }
       r += len;
@@ -232,6 +236,8 @@ struct PatchA {
     }
   }
 };
+using PatchA = PatchOf<float>;
+using PatchA16 = PatchOf<uint16_t>;
 
 // Input gradient: A[p][q], p = (n, y, x) an input pixel, q = (ky, kx, co) of group g;
 // the output pixel that tap (ky, kx) of (y, x) reaches, if any.
