@@ -668,7 +668,8 @@ auto& raw_codes(IntWork& w) {
 }
 
 // Rows [rb0, rb1) (rb0 a multiple of kPackRows) of the block of mc rows from row ic into dst, the
-// block's codes: packed as floats kPackRows rows at a time (which stay in L1/L2), then narrowed; the
+// block's codes: packed as the source's codes (floats, or 16-bit integers) kPackRows rows at a time
+// (which stay in L1/L2), then narrowed to row offsets; the
 // groups of their codes are added to used[k] for each of the K steps (used null: not found). The
 // padding rows are written with the block's last rows.
 template <int NR, class E, class ASrc>
@@ -700,7 +701,8 @@ void pack_codes(const ASrc& A, int64_t ic, int mc, int rb0, int rb1, int64_t K, 
 // Whether a block of mc rows finds its panel rows (pack_codes' masks): where its panels' rows (s1
 // for each of `panels` column panels) are more than its own (each costs one mask update per step;
 // measured, AMD Zen 5, one thread: the ResNet layer of bench_int.py, 3640-row blocks and 2 panels,
-// 35 -> 44 ms with the masks; GEMM 1024^3, 1024 rows and 32 panels, 30-32 -> 29-30 ms).
+// 35 -> 44 ms with the masks found in the narrowing loop, which then no longer vectorized; GEMM
+// 1024^3, 1024 rows and 32 panels, 30-32 -> 29-30 ms).
 bool finds_rows(int64_t mc, int64_t s1, int64_t panels) { return s1 * panels >= mc; }
 
 // A job's codes packed once for all its tiles: the blocks of rows, block_codes of a full block apart,

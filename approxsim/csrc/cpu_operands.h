@@ -138,7 +138,6 @@ struct StridedA {
 // type T (float, or the integer kernels' 16-bit codes: PatchA16).
 template <class T>
 struct PatchOf {
-  using value_type = T;
   const T* x;
   Geom g;
   int64_t c0;  // first input channel of the group
