@@ -330,6 +330,20 @@ def test_padding_is_code_zero_for_a_circuit_with_nonzero_f0():
 SIMD_LEVELS = ("portable", "avx2", "avx512", "vbmi")
 
 
+def _skip_unless_level(level):
+    from approxsim.backends import cpu
+
+    if level not in cpu.supported_simd():
+        pytest.skip(f"this CPU cannot run the {level} kernels (it supports {', '.join(cpu.supported_simd())})")
+
+
+def _wide_circuit(tmp_path):
+    """An unsigned 8-bit circuit with outputs above 2^16: the expanded kernels' int32 panel entries."""
+    src = _write(tmp_path, "wide.c", "#include <stdint.h>\nuint64_t wide(const uint64_t b, const uint64_t a) "
+                                     "{ return (a * b) * 4 + a; }\n")
+    return multipliers.register_c(src, function="wide", bits=8, signed=False, name="wide8u", replace=True)
+
+
 @pytest.fixture
 def restore_cpu(monkeypatch):
     """After the test: the CPU driver's own method choice and the environment's SIMD level and threads
@@ -351,8 +365,7 @@ def test_every_cpu_method_and_simd_level(level, method, name, monkeypatch, resto
     from approxsim import _cpu
     from approxsim.backends import cpu
 
-    if level not in cpu.supported_simd():
-        pytest.skip(f"this CPU cannot run the {level} kernels (it supports {', '.join(cpu.supported_simd())})")
+    _skip_unless_level(level)
     mult = multipliers.get(name)
     fmt, table = mult.format, mult.table
     rng = np.random.default_rng(3)
@@ -384,13 +397,9 @@ def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch, rest
     every panel width (8 columns for outputs of at most 8, 16 for 16, and for 70 columns 32 on
     AVX-512 with 16-bit entries, else 16), equals the NumPy sums of its table."""
     from approxsim import _cpu
-    from approxsim.backends import cpu
 
-    if level not in cpu.supported_simd():
-        pytest.skip(f"this CPU cannot run the {level} kernels (it supports {', '.join(cpu.supported_simd())})")
-    src = _write(tmp_path, "wide.c", "#include <stdint.h>\nuint64_t wide(const uint64_t b, const uint64_t a) "
-                                     "{ return (a * b) * 4 + a; }\n")
-    wide = multipliers.register_c(src, function="wide", bits=8, signed=False, name="wide8u", replace=True)
+    _skip_unless_level(level)
+    wide = _wide_circuit(tmp_path)
     assert wide.table.max() > 2 ** 16
     rng = np.random.default_rng(5)
     monkeypatch.setenv("APPROXSIM_SIMD", level)
@@ -442,13 +451,9 @@ def test_expanded_panels_build_only_the_rows_the_codes_read(level, tmp_path, mon
     tiles of columns (two threads, 256 columns), for 16-bit entries unsigned (mitchell8u) and signed
     (int8) and for int32 entries (a circuit with outputs above 2^16)."""
     from approxsim import _cpu
-    from approxsim.backends import cpu
 
-    if level not in cpu.supported_simd():
-        pytest.skip(f"this CPU cannot run the {level} kernels (it supports {', '.join(cpu.supported_simd())})")
-    src = _write(tmp_path, "wide.c", "#include <stdint.h>\nuint64_t wide(const uint64_t b, const uint64_t a) "
-                                     "{ return (a * b) * 4 + a; }\n")
-    wide = multipliers.register_c(src, function="wide", bits=8, signed=False, name="wide8u", replace=True)
+    _skip_unless_level(level)
+    wide = _wide_circuit(tmp_path)
     rng = np.random.default_rng(17)
     monkeypatch.setenv("APPROXSIM_SIMD", level)
     _cpu.force_method("expanded")
@@ -480,8 +485,7 @@ def test_exact_products_computed_at_every_level(level, tmp_path, monkeypatch, re
     from approxsim import _cpu
     from approxsim.backends import cpu
 
-    if level not in cpu.supported_simd():
-        pytest.skip(f"this CPU cannot run the {level} kernels (it supports {', '.join(cpu.supported_simd())})")
+    _skip_unless_level(level)
     src = _write(tmp_path, "off.c", "#include <stdint.h>\nuint64_t off(const uint64_t b, const uint64_t a) "
                                     "{ return a * b + ((a == 200 && b == 3) || (a == 3 && b == 200)); }\n")
     off = multipliers.register_c(src, function="off", bits=8, signed=False, name="offbyone8u", replace=True)

@@ -56,6 +56,16 @@ IntTable make_int_table(const int32_t* table, int bits) {
   return t;
 }
 
+// fn(q0, q1) over [0, count) by chunks of 2^16 elements, in parallel where there are 4 chunks or more.
+template <class Fn>
+void for_chunks(int64_t count, int threads, const Fn& fn) {
+  constexpr int64_t kChunk = int64_t(1) << 16;
+  const int64_t chunks = (count + kChunk - 1) / kChunk;
+  ThreadPool::instance().parallel_for(static_cast<int>(chunks), chunks >= 4 ? threads : 1, [&](int c) {
+    fn(c * kChunk, std::min(count, (c + 1) * kChunk));
+  });
+}
+
 template <class T>
 bool encode_codes(const T* codes, int64_t count, int bits, bool is_signed, float* dst, int threads) {
   // Compared in the codes' own type where the range fits it (so that narrow codes stay narrow in
@@ -68,11 +78,8 @@ bool encode_codes(const T* codes, int64_t count, int bits, bool is_signed, float
   const C lo = static_cast<C>(std::max(lo64, tmin));
   const C hi = static_cast<C>(static_cast<uint64_t>(hi64) < tmax ? hi64 : static_cast<int64_t>(tmax));
   const C mask = static_cast<C>((int64_t(1) << bits) - 1);
-  constexpr int64_t kChunk = int64_t(1) << 16;
-  const int64_t chunks = (count + kChunk - 1) / kChunk;
   std::atomic<bool> ok{true};
-  ThreadPool::instance().parallel_for(static_cast<int>(chunks), chunks >= 4 ? threads : 1, [&](int c) {
-    const int64_t q0 = c * kChunk, q1 = std::min(count, q0 + kChunk);
+  for_chunks(count, threads, [&](int64_t q0, int64_t q1) {
     int32_t bad = 0;  // no early exit, so that the loop vectorizes
     for (int64_t q = q0; q < q1; ++q) {
       const C v = static_cast<C>(codes[q]);
@@ -85,11 +92,8 @@ bool encode_codes(const T* codes, int64_t count, int bits, bool is_signed, float
 }
 bool encoded_in_table(const float* codes, int64_t count, const IntTable& t, int threads) {
   const float hi = static_cast<float>(t.s1 - 1);
-  constexpr int64_t kChunk = int64_t(1) << 16;
-  const int64_t chunks = (count + kChunk - 1) / kChunk;
   std::atomic<bool> ok{true};
-  ThreadPool::instance().parallel_for(static_cast<int>(chunks), chunks >= 4 ? threads : 1, [&](int c) {
-    const int64_t q0 = c * kChunk, q1 = std::min(count, q0 + kChunk);
+  for_chunks(count, threads, [&](int64_t q0, int64_t q1) {
     // No early exit and no conversion, so that the loop vectorizes: v is clamped to [0, hi] (NaN to
     // 0), and c < 2^23 is an integer exactly when (c + 2^23) - 2^23 == c (round to nearest).
     int32_t bad = 0;
@@ -983,10 +987,8 @@ void int_conv2d_forward(const float* x, const float* w, Out* y, const Geom& g, c
     // runs 27.4-30.6 -> 26.4-31.8 ms (best 26.6-28.9 -> 25.7-28.0).
     const int64_t count = g.n * g.h * g.w * g.c;
     LineVector<uint16_t> x16(static_cast<size_t>(count));
-    constexpr int64_t kChunk = int64_t(1) << 16;
-    const int64_t chunks = (count + kChunk - 1) / kChunk;
-    ThreadPool::instance().parallel_for(static_cast<int>(chunks), chunks >= 4 ? threads : 1, [&](int c) {
-      for (int64_t q = c * kChunk, q1 = std::min(count, q + kChunk); q < q1; ++q) x16[q] = static_cast<uint16_t>(x[q]);
+    for_chunks(count, threads, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) x16[q] = static_cast<uint16_t>(x[q]);
     });
     std::vector<IntJob<PatchA16, GeneralB, Out>> jobs;
     for (int64_t grp = 0; grp < g.groups; ++grp)
