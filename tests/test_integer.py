@@ -394,8 +394,8 @@ def test_every_cpu_method_and_simd_level(level, method, name, monkeypatch, resto
 def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch, restore_cpu):
     """The expanded kernels keep 16-bit panel entries where the table fits (unsigned: mitchell8u;
     signed: int8) and int32 ones where it does not (a circuit with outputs above 2^16): each, for
-    every panel width (8 columns for outputs of at most 8, 16 for 16, and for 70 columns 32 on
-    AVX-512 with 16-bit entries, else 16), equals the NumPy sums of its table."""
+    every panel width (8 columns for outputs of at most 8, 16 for 16, and for 70 columns 32 with
+    16-bit entries at the AVX2 and AVX-512 levels, else 16), equals the NumPy sums of its table."""
     from approxsim import _cpu
 
     _skip_unless_level(level)

@@ -172,7 +172,7 @@ IntWork& int_scratch() {
 
 // Expanded panels are NR = 16 columns wide, or 8 where the output has at most 8 columns (a first
 // convolution's few filters): the panel rows and the micro-kernel's loads are then half as wide; or,
-// with 16-bit entries on AVX-512, 32 (kernel_avx512_32).
+// with 16-bit entries, 32 (kernel_avx512_32, kernel_avx2_32w: a panel row is one cache line).
 // Their entries are 16-bit where every table entry fits (E = uint16_t: unsigned 8-bit circuits;
 // int16_t: signed ones), int32 otherwise: half the panel, so half the traffic from L2 per product.
 
@@ -317,28 +317,33 @@ APPROXSIM_AVX512 void build16_avx512_32(const float* braw, int kc, const IntTabl
   }
 }
 
-// 16-bit entries, 16 columns (AVX2): blocks of 8 panel rows from 8 entries of each of the 16 columns,
-// lane h of vector q holding column 8h + q, transposed within the lanes: each panel row is one 32-byte
-// store. Measured (AMD Zen 5, AVX2, one thread, GEMM 1024^3, medians of 8 in alternating runs): 36.8
-// and 38.9 ms -> 35.8 and 37.5 against build16_avx2's half rows.
-APPROXSIM_AVX2 void build16_avx2_16(const float* braw, int kc, const IntTable& t, const RowMask* used, void* out) {
+// 16-bit entries, 16 or 32 columns (AVX2): for each 16 columns, blocks of 8 panel rows from 8 entries
+// of each column, lane h of vector q holding column 8h + q, transposed within the lanes: each 16
+// columns of a panel row are one 32-byte store. Measured (AMD Zen 5, AVX2, one thread, GEMM 1024^3,
+// 16 columns, medians of 8 in alternating runs): 36.8 and 38.9 ms -> 35.8 and 37.5 against
+// build16_avx2's half rows.
+template <int NR>
+APPROXSIM_AVX2 void build16_avx2_wide(const float* braw, int kc, const IntTable& t, const RowMask* used, void* out) {
+  static_assert(NR % 16 == 0, "whole 16-column halves");
   uint16_t* wx = static_cast<uint16_t*>(out);
   const int64_t s1 = t.s1, full = s1 / 8 * 8;
   for (int k = 0; k < kc; ++k) {
-    uint16_t* slab = wx + int64_t(k) * s1 * 16;
-    const uint16_t* col[16];
-    columns16(braw + k * 16, 16, t, col);
+    uint16_t* slab = wx + int64_t(k) * s1 * NR;
+    const uint16_t* col[NR];
+    columns16(braw + k * NR, NR, t, col);
     for (int64_t e0 = 0; e0 < full; e0 += 8) {
       if (!rows_used(used[k], e0)) continue;
-      __m256i r[8], c[8];
-      for (int q = 0; q < 8; ++q)
-        r[q] = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(col[8 + q] + e0),
-                                   reinterpret_cast<const __m128i*>(col[q] + e0));
-      transpose16_lanes(r, c);
-      uint16_t* dst = slab + e0 * 16;
-      for (int x = 0; x < 8; ++x) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + x * 16), c[x]);
+      for (int h = 0; h < NR; h += 16) {
+        __m256i r[8], c[8];
+        for (int q = 0; q < 8; ++q)
+          r[q] = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(col[h + 8 + q] + e0),
+                                     reinterpret_cast<const __m128i*>(col[h + q] + e0));
+        transpose16_lanes(r, c);
+        uint16_t* dst = slab + e0 * NR + h;
+        for (int x = 0; x < 8; ++x) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + x * NR), c[x]);
+      }
     }
-    rows16_from<16>(col, full, s1, slab);
+    rows16_from<NR>(col, full, s1, slab);
   }
 }
 
@@ -474,6 +479,60 @@ APPROXSIM_AVX2 void kernel_avx2_16w(int kc, const uint16_t* a, int64_t lda, int6
   merge_even_odd8(_mm256_castsi256_ps(e3), _mm256_castsi256_ps(o3), reinterpret_cast<float*>(acc + 48));
 }
 
+// AVX2, 16-bit entries, 32 columns: a panel row is one 64-byte line (two 32-byte loads), so that
+// every line fetched from L2 is read whole; two rows per sweep over the contraction steps (four rows'
+// 16 accumulators would leave no register for the loads), each half row as in kernel_avx2_16w.
+template <class E>
+APPROXSIM_AVX2 void kernel_avx2_32w(int kc, const uint16_t* a, int64_t lda, int64_t s1, const void* panel,
+                                    int32_t* acc) {
+  static_assert(sizeof(E) == 2, "16-bit entries");
+  const E* wx = static_cast<const E*>(panel);
+  const int64_t slab = s1 * 32;
+  for (int pair = 0; pair < kMR / 2; ++pair) {
+    const uint16_t* a0 = a + 2 * pair * lda;
+    const uint16_t* a1 = a0 + lda;
+    float* out = reinterpret_cast<float*>(acc + 64 * pair);  // rows 2 pair and 2 pair + 1, 32 columns each
+    __m256 f[8];
+    for (int q = 0; q < 4; ++q) split_even_odd8(out + 16 * q, f[2 * q], f[2 * q + 1]);
+    __m256i e0 = _mm256_castps_si256(f[0]), o0 = _mm256_castps_si256(f[1]);
+    __m256i e1 = _mm256_castps_si256(f[2]), o1 = _mm256_castps_si256(f[3]);
+    __m256i e2 = _mm256_castps_si256(f[4]), o2 = _mm256_castps_si256(f[5]);
+    __m256i e3 = _mm256_castps_si256(f[6]), o3 = _mm256_castps_si256(f[7]);
+    if constexpr (kWholeWords<E>) {
+      e0 = _mm256_add_epi32(e0, _mm256_slli_epi32(o0, 16));
+      e1 = _mm256_add_epi32(e1, _mm256_slli_epi32(o1, 16));
+      e2 = _mm256_add_epi32(e2, _mm256_slli_epi32(o2, 16));
+      e3 = _mm256_add_epi32(e3, _mm256_slli_epi32(o3, 16));
+    }
+    for (int k = 0; k < kc; ++k) {
+      const E* kb = wx + k * slab;
+      const E* p0 = panel_row(kb, a0[k]);
+      const E* p1 = panel_row(kb, a1[k]);
+#define APPROXSIM_HALF(q, p)                                                  \
+  {                                                                           \
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); \
+    e##q = _mm256_add_epi32(e##q, kWholeWords<E> ? v : low_halves8<E>(v));     \
+    o##q = _mm256_add_epi32(o##q, high_halves8<E>(v));                         \
+  }
+      APPROXSIM_HALF(0, p0)
+      APPROXSIM_HALF(1, p0 + 16)
+      APPROXSIM_HALF(2, p1)
+      APPROXSIM_HALF(3, p1 + 16)
+#undef APPROXSIM_HALF
+    }
+    if constexpr (kWholeWords<E>) {
+      e0 = _mm256_sub_epi32(e0, _mm256_slli_epi32(o0, 16));
+      e1 = _mm256_sub_epi32(e1, _mm256_slli_epi32(o1, 16));
+      e2 = _mm256_sub_epi32(e2, _mm256_slli_epi32(o2, 16));
+      e3 = _mm256_sub_epi32(e3, _mm256_slli_epi32(o3, 16));
+    }
+    merge_even_odd8(_mm256_castsi256_ps(e0), _mm256_castsi256_ps(o0), out);
+    merge_even_odd8(_mm256_castsi256_ps(e1), _mm256_castsi256_ps(o1), out + 16);
+    merge_even_odd8(_mm256_castsi256_ps(e2), _mm256_castsi256_ps(o2), out + 32);
+    merge_even_odd8(_mm256_castsi256_ps(e3), _mm256_castsi256_ps(o3), out + 48);
+  }
+}
+
 template <class E>
 APPROXSIM_AVX2 void kernel_avx2_8(int kc, const uint16_t* a, int64_t lda, int64_t s1, const void* panel,
                                   int32_t* acc) {
@@ -604,7 +663,9 @@ BuildFn select_build() {
 #ifdef APPROXSIM_X86
   if constexpr (sizeof(E) == 2) {
     if (NR == 32 && simd_level() >= kAvx512) return build16_avx512_32;
-    if (NR == 16 && simd_level() >= kAvx2) return build16_avx2_16;
+    if constexpr (NR == 16 || NR == 32) {
+      if (simd_level() >= kAvx2) return build16_avx2_wide<NR>;
+    }
     if constexpr (NR == 8) {
       if (simd_level() >= kAvx2) return build16_avx2<NR, E>;
     }
@@ -619,6 +680,7 @@ KernelFn select_kernel() {
 #ifdef APPROXSIM_X86
   if constexpr (NR == 32 && sizeof(E) == 2) {
     if (simd_level() >= kAvx512) return kernel_avx512_32<E>;
+    if (simd_level() >= kAvx2) return kernel_avx2_32w<E>;
   }
   if (NR == 16 && simd_level() >= kAvx512) return kernel_avx512_16<E>;
   if constexpr (NR == 16 && sizeof(E) == 2) {
@@ -934,10 +996,13 @@ void run_int_jobs(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
   const int64_t want = threads > 1 ? int64_t(4) * threads : 1;
   const int64_t per_job = std::max<int64_t>(1, (want + njobs - 1) / njobs);
   if (!kFloatCodes<ASrc> || method == IntMethod::kExpanded) {  // 16-bit codes: for the expanded kernels only
-    // The panel width from the output's columns: 8 for at most 8; 32 (16-bit entries, AVX-512) for
-    // more than 16; else 16.
+    // The panel width from the output's columns: 8 for at most 8; 32 (16-bit entries: a panel row is
+    // one 64-byte line) for more than 16; else 16. Measured at the AVX2 level (AMD Zen 4, 2 threads,
+    // medians of 15 in alternating runs, mul8u_2AC): GEMM 1024^3 27.3-27.7 -> 24.4-24.7 ms, the conv
+    // layer of bench_int.py 35.0-36.2 -> 30.5-31.0 ms against 16 columns; int8 (signed entries, the
+    // expanded method forced) 31.3 -> 29.3-31.8 and 34.2-34.7 -> 32.2-34.5.
     if (N <= 8) return run_expanded_of_width<8>(jobs, M, N, K, t, threads, per_job);
-    if (N > 16 && simd_level() >= kAvx512) {
+    if (N > 16 && simd_level() >= kAvx2) {
       if (t.fits_uint16()) return run_expanded<32, uint16_t>(jobs, M, N, K, t, threads, per_job);
       if (t.fits_int16()) return run_expanded<32, int16_t>(jobs, M, N, K, t, threads, per_job);
     }
