@@ -416,10 +416,10 @@ def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch, rest
 
 @needs_cpu
 def test_tiles_that_split_the_columns_share_the_packed_rows(monkeypatch, restore_cpu):
-    """On two threads, a GEMM with too few rows to split them (400 x 5300 x 256: eight tiles of
-    columns) shares one packing of A's codes among its tiles: two blocks of rows (about 2^21 codes
-    each), each packed in parallel by pieces of 256 rows and a shorter last one. At every SIMD level
-    (panels 32 columns wide with 16-bit entries on AVX-512, else 16), the exact circuits' sums equal
+    """On two threads, a GEMM with too few rows to split them (400 x 10600 x 256: eight tiles of
+    columns) shares one packing of A's codes among its tiles: two blocks of rows (about 2^22 codes
+    each: 392 rows and 8), each packed in parallel by pieces of 256 rows and a shorter last one. At every SIMD level
+    (panels 32 columns wide with 16-bit entries at the AVX2 and AVX-512 levels, else 16), the exact circuits' sums equal
     a float64 matmul, exact here (integers below 2^53): uint8 (unsigned 16-bit panel entries) and
     int8 (signed ones)."""
     from approxsim import _cpu
@@ -430,7 +430,7 @@ def test_tiles_that_split_the_columns_share_the_packed_rows(monkeypatch, restore
     _cpu.force_method("expanded")  # exact circuits: the expanded kernels, not the exact-product ones
     for name in ("uint8", "int8"):
         fmt = multipliers.get(name).format
-        a, b = _codes(rng, fmt, (400, 5300)), _codes(rng, fmt, (5300, 256))
+        a, b = _codes(rng, fmt, (400, 10600)), _codes(rng, fmt, (10600, 256))
         want = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
         for level in cpu.supported_simd():
             monkeypatch.setenv("APPROXSIM_SIMD", level)
