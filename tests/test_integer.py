@@ -418,10 +418,10 @@ def test_expanded_panels_of_every_entry_width(level, tmp_path, monkeypatch, rest
 def test_tiles_that_split_the_columns_share_the_packed_rows(monkeypatch, restore_cpu):
     """On two threads, a GEMM with too few rows to split them (400 x 10600 x 256: eight tiles of
     columns) shares one packing of A's codes among its tiles: two blocks of rows (about 2^22 codes
-    each: 392 rows and 8), each packed in parallel by pieces of 256 rows and a shorter last one. At every SIMD level
-    (panels 32 columns wide with 16-bit entries at the AVX2 and AVX-512 levels, else 16), the exact circuits' sums equal
-    a float64 matmul, exact here (integers below 2^53): uint8 (unsigned 16-bit panel entries) and
-    int8 (signed ones)."""
+    each: 392 rows and 8), each packed in parallel by pieces of 256 rows and a shorter last one. At
+    every SIMD level (panels 32 columns wide with 16-bit entries at the AVX2 and AVX-512 levels, else
+    16), the exact circuits' sums equal a float64 matmul, exact here (integers below 2^53): uint8
+    (unsigned 16-bit panel entries) and int8 (signed ones)."""
     from approxsim import _cpu
     from approxsim.backends import cpu
 
