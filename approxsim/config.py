@@ -33,7 +33,10 @@ def _simd_level() -> str:
     cpu.check_settings()
     used = cpu.simd_name(cpu._cpu.simd_level())
     how = f"forced by APPROXSIM_SIMD={forced}" if forced else "APPROXSIM_SIMD unset: the best"
-    return f"{used} (detected: {cpu.detected_simd()}; {how}; this CPU runs {', '.join(cpu.supported_simd())})"
+    halved = ("; 512-bit operations in two halves (AMD Zen 4): expanded operands before byte permutes"
+              if cpu._cpu.halved_512bit_ops() else "")
+    return (f"{used} (detected: {cpu.detected_simd()}; {how}; this CPU runs {', '.join(cpu.supported_simd())}"
+            f"{halved})")
 
 
 def _cache() -> str:

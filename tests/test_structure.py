@@ -95,28 +95,38 @@ def test_backend_uses_the_structure_and_the_methods():
     from approxsim import _cpu
     from approxsim.backends import cpu
 
-    for name, linear in [("mitchell11", True), ("mbm7", True), ("bf16", False)]:
-        mult = approxsim.multipliers.get(name)
-        table = cpu.create().bind(mult)._table()
-        level = cpu.simd_name(_cpu.simd_level())  # the level the kernels run at ($APPROXSIM_SIMD applied)
-        assert table.linear_sum is linear, name
-        # VBMI byte permutes do the lookups where they can (M <= 7, every entry a normal bfloat16
-        # value), at any size: faster than the expanded operand and than computing the entry
-        t = mult.table
-        exponents = (t.view(np.uint32) >> 23) & 0xFF
-        bytes_ok = (level == "vbmi" and mult.mantissa_bits <= 7
-                    and not np.any(t.view(np.uint32) & 0xFFFF) and np.all((exponents != 0) & (exponents != 0xFF)))
-        big = _cpu.method_for(table, 1 << 20)
-        assert big == ("lookup" if bytes_ok else "expanded" if mult.mantissa_bits <= 7 and level != "portable"
-                       else "linear" if linear else "lookup"), (name, big)
-        # few rows: the linear-sum kernels, unless byte permutes do the lookups
-        assert _cpu.method_for(table, 4) == ("linear" if linear and not bytes_ok else "lookup"), name
-        # 9 to 32 columns: expanded panels fit them, where byte permutes' 64-wide tiles would mostly pad
-        expandable = mult.mantissa_bits <= 7 and level != "portable"
-        for cols in (6, 16, 32, 33):
-            want = ("expanded" if 8 < cols <= 32 else "lookup") if bytes_ok else big
-            assert _cpu.method_for(table, 1 << 20, cols) == want, (name, cols)
-        assert not expandable or _cpu.method_for(table, 1 << 20, 16) == "expanded", name
+    try:
+        for halved in (0, 1):  # full-width 512-bit operations, and halved ones (AMD Zen 4), whatever this CPU
+            _cpu.force_halved_512bit_ops(halved)
+            for name, linear in [("mitchell11", True), ("mbm7", True), ("bf16", False)]:
+                _check_methods(_cpu, cpu, name, linear, halved)
+    finally:
+        _cpu.force_halved_512bit_ops(-1)
+
+
+def _check_methods(_cpu, cpu, name, linear, halved):
+    mult = approxsim.multipliers.get(name)
+    table = cpu.create().bind(mult)._table()
+    level = cpu.simd_name(_cpu.simd_level())  # the level the kernels run at ($APPROXSIM_SIMD applied)
+    assert table.linear_sum is linear, name
+    # VBMI byte permutes do the lookups where they can (M <= 7, every entry a normal bfloat16 value), at
+    # any size: faster than the expanded operand and than computing the entry; except where 512-bit
+    # operations run as two halves, where the expanded operand takes every size it can
+    t = mult.table
+    exponents = (t.view(np.uint32) >> 23) & 0xFF
+    bytes_ok = (level == "vbmi" and mult.mantissa_bits <= 7
+                and not np.any(t.view(np.uint32) & 0xFFFF) and np.all((exponents != 0) & (exponents != 0xFF)))
+    expandable = mult.mantissa_bits <= 7 and level != "portable"
+    big = _cpu.method_for(table, 1 << 20)
+    assert big == ("lookup" if bytes_ok and not halved else "expanded" if expandable
+                   else "linear" if linear else "lookup"), (name, halved, big)
+    # few rows: the linear-sum kernels, unless byte permutes do the lookups
+    assert _cpu.method_for(table, 4) == ("linear" if linear and not bytes_ok else "lookup"), (name, halved)
+    # 9 to 32 columns: expanded panels fit them, where byte permutes' 64-wide tiles would mostly pad
+    for cols in (6, 16, 32, 33):
+        want = ("expanded" if 8 < cols <= 32 or halved else "lookup") if bytes_ok else big
+        assert _cpu.method_for(table, 1 << 20, cols) == want, (name, halved, cols)
+    assert not expandable or _cpu.method_for(table, 1 << 20, 16) == "expanded", name
 
 
 @pytest.mark.skipif(not cpu_ok, reason=f"cpu backend not usable: {cpu_reason}")

@@ -81,7 +81,11 @@ inline Method choose_method(const Table& t, int64_t rows, int64_t cols) {
   // 400 steps: 16 columns 2.97 ms against 3.55 transposed, 32 columns 3.96 against 5.33; LeNet-5's
   // conv2, 16 filters: forward 1.85 against 3.1, filter gradient 3.7 against 4.1); gathers (AVX2,
   // AVX-512) do not.
-  if (byte_permute_lookups(t))
+  // Not where 512-bit operations run as two halves: on AMD Zen 4 the expanded operand beats them
+  // wherever it can run (2 threads, mbm7, medians of 9, three runs each: GEMM 1024^3 19.6-20.6 ms
+  // against 28.0-28.9; the ResNet layer's conv trio 73.8-75.3 against 104.5-107.1; LeNet-5's step, whose
+  // small convolutions keep the lookups, unchanged).
+  if (byte_permute_lookups(t) && !(expandable && halved_512bit_ops()))
     return expandable && cols > kNarrowNR && cols <= kWideNR ? Method::kExpanded : Method::kLookup;
   if (expandable) return Method::kExpanded;
   if (t.lin.valid) return Method::kLinear;

@@ -382,6 +382,10 @@ PYBIND11_MODULE(_cpu, mod) {
           "The best SIMD path this CPU supports.");
   mod.def("set_simd_level", [](const std::string& name) { approxsim::set_simd_level(level_from_name(name)); },
           py::arg("level"), "Uses at most this SIMD path ('auto' restores the best); for tests and benchmarks.");
+  mod.def("halved_512bit_ops", [] { return approxsim::halved_512bit_ops(); },
+          "Whether the CPU runs 512-bit operations as two 256-bit halves (AMD Zen 4), as the method choice sees it.");
+  mod.def("force_halved_512bit_ops", [](int value) { approxsim::force_halved_512bit_ops(value); }, py::arg("value"),
+          "Makes the method choice see halved (1) or full-width (0) 512-bit operations; -1 detects (tests).");
   mod.def("run_direct", &run_direct, py::arg("chunk"), py::arg("op"), py::arg("args"), py::arg("items"),
           py::arg("grain"), "Runs a direct multiplier's operation on the kernels' thread pool (GIL released).");
   mod.def("force_method", [](const std::string& name) {
