@@ -101,6 +101,7 @@ struct Work {  // every buffer on a cache line (the kernels read them with full-
   LineVector<uint32_t> bmask;
   LineVector<uint64_t> bmask64;
   std::vector<Stats> astats, bstats;
+  std::vector<float> columns;  // Y of the input gradient by columns (cpu_gemm.cpp), outside every GEMM
 };
 Work& scratch();
 

@@ -3,7 +3,6 @@
 #include "cpu_gemm.h"
 
 #include <algorithm>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -82,33 +81,11 @@ constexpr int64_t kCol2imMaxBytes = int64_t(64) << 20;  // of Y per chunk of ima
 static int g_input_grad_mode = -1;
 void force_input_grad(int mode) { g_input_grad_mode = mode; }
 
-// Y of input_grad_by_columns: every element is written by the GEMM (which zeroes its tiles before it
-// sums into them), so it is never initialised. The calling thread keeps it between calls up to
-// kKeptColumnsBytes (given back above), so that a training step's calls do not fault fresh pages in
-// each time: LeNet-5's second convolution, 7.7 MB of Y, 2.32-2.37 -> 2.07-2.10 ms (medians of 100 in
-// alternating runs, AMD Zen 4, AVX2 level, 2 threads).
+// Y of input_grad_by_columns lives in the calling thread's scratch (Work::columns), kept between
+// calls up to kKeptColumnsBytes, so that a training step's calls do not fault fresh pages in and zero
+// them each time: LeNet-5's second convolution, 7.7 MB of Y, 2.32-2.37 -> 2.07-2.10 ms (medians of 100
+// in alternating runs, AMD Zen 4, AVX2 level, 2 threads).
 constexpr size_t kKeptColumnsBytes = size_t(16) << 20;
-class ColumnsBuffer {
- public:
-  void reserve(size_t n) {
-    if (n > size_) {
-      data_.reset(new float[n]);  // default-initialised: no zeroing
-      size_ = n;
-    }
-  }
-  float* data() { return data_.get(); }
-  void trim() {
-    if (size_ * sizeof(float) > kKeptColumnsBytes) data_.reset(), size_ = 0;
-  }
-
- private:
-  std::unique_ptr<float[]> data_;
-  size_t size_ = 0;
-};
-static ColumnsBuffer& columns_buffer() {
-  thread_local ColumnsBuffer buffer;
-  return buffer;
-}
 
 static bool input_grad_by_columns(const float* dy, const float* w, float* dx, const Geom& g, const Table& t,
                                   int threads) {
@@ -118,10 +95,10 @@ static bool input_grad_by_columns(const float* dy, const float* w, float* dx, co
   if (!wanted || taps < 2 || image_bytes > kCol2imMaxBytes) return false;
   // By chunks of images, so that Y stays within kCol2imMaxBytes whatever the batch.
   const int64_t per_chunk = std::max<int64_t>(1, std::min<int64_t>(g.n, kCol2imMaxBytes / std::max<int64_t>(image_bytes, 1)));
-  ColumnsBuffer& y = columns_buffer();
+  std::vector<float>& y = scratch().columns;
   for (int64_t n0 = 0; n0 < g.n; n0 += per_chunk) {
     const int64_t images = std::min(per_chunk, g.n - n0), M = images * plane;
-    y.reserve(size_t(g.groups) * M * N);
+    y.resize(size_t(g.groups) * M * N);
     const float* dyc = dy + n0 * plane * g.cout;
     std::vector<Job<StridedA, GeneralB>> jobs;
     for (int64_t grp = 0; grp < g.groups; ++grp)  // k = co, n = (tap, ci): w[(tap*cig + ci)*cout + grp*cog + co]
@@ -151,7 +128,7 @@ static bool input_grad_by_columns(const float* dy, const float* w, float* dx, co
       }
     });
   }
-  y.trim();
+  if (y.capacity() * sizeof(float) > kKeptColumnsBytes) std::vector<float>().swap(y);
   return true;
 }
 

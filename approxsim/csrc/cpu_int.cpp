@@ -435,24 +435,33 @@ APPROXSIM_AVX2 inline __m256i high_halves8(__m256i v) {
 template <class E>
 constexpr bool kWholeWords = !std::is_signed<E>::value;
 
+// 16 int32 sums at p (a row's 16 columns, or half of 32) as the even and odd accumulators of the
+// 16-bit kernels below, the even one folded for whole-word sums; and back.
+template <class E>
+APPROXSIM_AVX2 inline void open_pair8(const int32_t* p, __m256i& even, __m256i& odd) {
+  __m256 fe, fo;
+  split_even_odd8(reinterpret_cast<const float*>(p), fe, fo);
+  even = _mm256_castps_si256(fe);
+  odd = _mm256_castps_si256(fo);
+  if constexpr (kWholeWords<E>) even = _mm256_add_epi32(even, _mm256_slli_epi32(odd, 16));
+}
+template <class E>
+APPROXSIM_AVX2 inline void close_pair8(__m256i even, __m256i odd, int32_t* p) {
+  if constexpr (kWholeWords<E>) even = _mm256_sub_epi32(even, _mm256_slli_epi32(odd, 16));
+  merge_even_odd8(_mm256_castsi256_ps(even), _mm256_castsi256_ps(odd), reinterpret_cast<float*>(p));
+}
+
 template <class E>
 APPROXSIM_AVX2 void kernel_avx2_16w(int kc, const uint16_t* a, int64_t lda, int64_t s1, const void* panel,
                                     int32_t* acc) {
   static_assert(sizeof(E) == 2, "16-bit entries");
   const E* wx = static_cast<const E*>(panel);
-  __m256 f[8];
-  for (int r = 0; r < 4; ++r) split_even_odd8(reinterpret_cast<const float*>(acc + 16 * r), f[2 * r], f[2 * r + 1]);
-  __m256i e0 = _mm256_castps_si256(f[0]), o0 = _mm256_castps_si256(f[1]);
-  __m256i e1 = _mm256_castps_si256(f[2]), o1 = _mm256_castps_si256(f[3]);
-  __m256i e2 = _mm256_castps_si256(f[4]), o2 = _mm256_castps_si256(f[5]);
-  __m256i e3 = _mm256_castps_si256(f[6]), o3 = _mm256_castps_si256(f[7]);
+  __m256i e0, o0, e1, o1, e2, o2, e3, o3;
+  open_pair8<E>(acc, e0, o0);
+  open_pair8<E>(acc + 16, e1, o1);
+  open_pair8<E>(acc + 32, e2, o2);
+  open_pair8<E>(acc + 48, e3, o3);
   const int64_t slab = s1 * 16;
-  if constexpr (kWholeWords<E>) {
-    e0 = _mm256_add_epi32(e0, _mm256_slli_epi32(o0, 16));
-    e1 = _mm256_add_epi32(e1, _mm256_slli_epi32(o1, 16));
-    e2 = _mm256_add_epi32(e2, _mm256_slli_epi32(o2, 16));
-    e3 = _mm256_add_epi32(e3, _mm256_slli_epi32(o3, 16));
-  }
   for (int k = 0; k < kc; ++k) {
     const E* kb = wx + k * slab;
 #define APPROXSIM_ROW(r)                                                                                      \
@@ -467,16 +476,10 @@ APPROXSIM_AVX2 void kernel_avx2_16w(int kc, const uint16_t* a, int64_t lda, int6
     APPROXSIM_ROW(3)
 #undef APPROXSIM_ROW
   }
-  if constexpr (kWholeWords<E>) {
-    e0 = _mm256_sub_epi32(e0, _mm256_slli_epi32(o0, 16));
-    e1 = _mm256_sub_epi32(e1, _mm256_slli_epi32(o1, 16));
-    e2 = _mm256_sub_epi32(e2, _mm256_slli_epi32(o2, 16));
-    e3 = _mm256_sub_epi32(e3, _mm256_slli_epi32(o3, 16));
-  }
-  merge_even_odd8(_mm256_castsi256_ps(e0), _mm256_castsi256_ps(o0), reinterpret_cast<float*>(acc));
-  merge_even_odd8(_mm256_castsi256_ps(e1), _mm256_castsi256_ps(o1), reinterpret_cast<float*>(acc + 16));
-  merge_even_odd8(_mm256_castsi256_ps(e2), _mm256_castsi256_ps(o2), reinterpret_cast<float*>(acc + 32));
-  merge_even_odd8(_mm256_castsi256_ps(e3), _mm256_castsi256_ps(o3), reinterpret_cast<float*>(acc + 48));
+  close_pair8<E>(e0, o0, acc);
+  close_pair8<E>(e1, o1, acc + 16);
+  close_pair8<E>(e2, o2, acc + 32);
+  close_pair8<E>(e3, o3, acc + 48);
 }
 
 // AVX2, 16-bit entries, 32 columns: a panel row is one 64-byte line (two 32-byte loads), so that
@@ -491,19 +494,12 @@ APPROXSIM_AVX2 void kernel_avx2_32w(int kc, const uint16_t* a, int64_t lda, int6
   for (int pair = 0; pair < kMR / 2; ++pair) {
     const uint16_t* a0 = a + 2 * pair * lda;
     const uint16_t* a1 = a0 + lda;
-    float* out = reinterpret_cast<float*>(acc + 64 * pair);  // rows 2 pair and 2 pair + 1, 32 columns each
-    __m256 f[8];
-    for (int q = 0; q < 4; ++q) split_even_odd8(out + 16 * q, f[2 * q], f[2 * q + 1]);
-    __m256i e0 = _mm256_castps_si256(f[0]), o0 = _mm256_castps_si256(f[1]);
-    __m256i e1 = _mm256_castps_si256(f[2]), o1 = _mm256_castps_si256(f[3]);
-    __m256i e2 = _mm256_castps_si256(f[4]), o2 = _mm256_castps_si256(f[5]);
-    __m256i e3 = _mm256_castps_si256(f[6]), o3 = _mm256_castps_si256(f[7]);
-    if constexpr (kWholeWords<E>) {
-      e0 = _mm256_add_epi32(e0, _mm256_slli_epi32(o0, 16));
-      e1 = _mm256_add_epi32(e1, _mm256_slli_epi32(o1, 16));
-      e2 = _mm256_add_epi32(e2, _mm256_slli_epi32(o2, 16));
-      e3 = _mm256_add_epi32(e3, _mm256_slli_epi32(o3, 16));
-    }
+    int32_t* out = acc + 64 * pair;  // rows 2 pair and 2 pair + 1, 32 columns each
+    __m256i e0, o0, e1, o1, e2, o2, e3, o3;
+    open_pair8<E>(out, e0, o0);
+    open_pair8<E>(out + 16, e1, o1);
+    open_pair8<E>(out + 32, e2, o2);
+    open_pair8<E>(out + 48, e3, o3);
     for (int k = 0; k < kc; ++k) {
       const E* kb = wx + k * slab;
       const E* p0 = panel_row(kb, a0[k]);
@@ -525,16 +521,10 @@ APPROXSIM_AVX2 void kernel_avx2_32w(int kc, const uint16_t* a, int64_t lda, int6
       // 26.4-27.4 ms best, AMD Zen 4, 2 threads).
       asm("" : "+x"(e0), "+x"(o0), "+x"(e1), "+x"(o1), "+x"(e2), "+x"(o2), "+x"(e3), "+x"(o3));
     }
-    if constexpr (kWholeWords<E>) {
-      e0 = _mm256_sub_epi32(e0, _mm256_slli_epi32(o0, 16));
-      e1 = _mm256_sub_epi32(e1, _mm256_slli_epi32(o1, 16));
-      e2 = _mm256_sub_epi32(e2, _mm256_slli_epi32(o2, 16));
-      e3 = _mm256_sub_epi32(e3, _mm256_slli_epi32(o3, 16));
-    }
-    merge_even_odd8(_mm256_castsi256_ps(e0), _mm256_castsi256_ps(o0), out);
-    merge_even_odd8(_mm256_castsi256_ps(e1), _mm256_castsi256_ps(o1), out + 16);
-    merge_even_odd8(_mm256_castsi256_ps(e2), _mm256_castsi256_ps(o2), out + 32);
-    merge_even_odd8(_mm256_castsi256_ps(e3), _mm256_castsi256_ps(o3), out + 48);
+    close_pair8<E>(e0, o0, out);
+    close_pair8<E>(e1, o1, out + 16);
+    close_pair8<E>(e2, o2, out + 32);
+    close_pair8<E>(e3, o3, out + 48);
   }
 }
 

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
 #include <immintrin.h>
 #define APPROXSIM_X86 1
 #define APPROXSIM_AVX2 __attribute__((target("avx2,fma")))
@@ -56,12 +55,8 @@ bool halved_512bit_ops() {
   if (forced_halved >= 0) return forced_halved == 1;
 #ifdef APPROXSIM_X86
   static const bool halved = [] {
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
-    const bool amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // "AuthenticAMD"
-    if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
-    const unsigned base = (eax >> 8) & 0xF, family = base == 0xF ? base + ((eax >> 20) & 0xFF) : base;
-    return family == 0x19 && detected_simd_level() >= kAvx512;
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amdfam19h") && detected_simd_level() >= kAvx512;
   }();
   return halved;
 #else
