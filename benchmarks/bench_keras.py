@@ -15,10 +15,14 @@ registered multiplier name works too (``name:exact`` for exact gradients).
 
 The issue's target: the LeNet-5 QAT step with ``mul8u_2AC`` <= 3x the stock fp32 Keras step on 2
 CPU threads; the output says whether it is met. ``--threads`` sets ``APPROXSIM_NUM_THREADS`` and
-TF's intra-op threads alike (default: leave both as they are). Unless ``APPROXSIM_CACHE`` is set,
+TF's intra-op threads alike (default: leave both as they are); ``--inter-op`` sets TF's inter-op
+threads, how many independent ops TF runs side by side (default: TF's own, one per CPU): with 1,
+every op (stock and approxsim alike) runs alone on the ``--threads`` threads, so that a 2-thread
+step uses 2 cores and no more (with TF's default, two ops of 2 threads each can share 2 cores).
+Unless ``APPROXSIM_CACHE`` is set,
 the multiplier registry and tables go to a temporary folder, removed at exit.
 
-    python benchmarks/bench_keras.py [--steps 30] [--backend cpu] [--threads 2] [--markdown]
+    python benchmarks/bench_keras.py [--steps 30] [--backend cpu] [--threads 2] [--inter-op 1] [--markdown]
                                      [--models lenet5,mlp] [--multipliers fp32,mbm7,mbm7:exact,mul8u_2AC,int8]
 """
 
@@ -228,6 +232,8 @@ def main(argv=None):
     parser.add_argument("--backend", default=None, help="approxsim backend (default: auto)")
     parser.add_argument("--threads", type=int, default=None,
                         help="APPROXSIM_NUM_THREADS and TF intra-op threads (default: as set; the target is for 2)")
+    parser.add_argument("--inter-op", type=int, default=None,
+                        help="TF inter-op threads: independent ops run side by side (default: TF's own)")
     parser.add_argument("--models", default="lenet5,mlp", help="comma-separated: lenet5, mlp (default both)")
     parser.add_argument("--multipliers", default=DEFAULT_WAYS,
                         help=f"comma-separated approxsim ways, NAME or NAME:exact (default {DEFAULT_WAYS}); "
@@ -243,6 +249,8 @@ def main(argv=None):
     if args.threads is not None:
         if args.threads < 1:
             parser.error("--threads must be positive")
+    if args.inter_op is not None and args.inter_op < 1:
+        parser.error("--inter-op must be positive")
         os.environ["APPROXSIM_NUM_THREADS"] = str(args.threads)
     cache, private = use_private_cache()
 
@@ -252,10 +260,13 @@ def main(argv=None):
 
     if args.threads is not None:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    if args.inter_op is not None:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
     be = approxsim.get_backend(args.backend)
     ways, notes = parse_ways(args.multipliers, args.evo_file)
     ax_threads = os.environ.get("APPROXSIM_NUM_THREADS") or f"default ({os.cpu_count()} CPUs)"
     tf_threads = tf.config.threading.get_intra_op_parallelism_threads() or f"default ({os.cpu_count()} CPUs)"
+    tf_inter = tf.config.threading.get_inter_op_parallelism_threads() or f"default ({os.cpu_count()} CPUs)"
     load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     rng = np.random.default_rng(0)
     rows = []
@@ -286,7 +297,7 @@ def main(argv=None):
               "|---|---|---:|---:|---:|---:|")
     table = "\n".join(f"| {m} | {w} | {s:.1f} | {r:.2f} | {k:.1f} | {o:.1f} |" if w != "stock Keras" else
                       f"| {m} | {w} | {s:.1f} | 1.00 | - | - |" for m, w, s, r, k, o in rows)
-    threads = f"threads: approxsim {ax_threads}, TF intra-op {tf_threads} (the target is for 2)"
+    threads = f"threads: approxsim {ax_threads}, TF intra-op {tf_threads}, inter-op {tf_inter} (the target is for 2)"
     mult_notes = f"; multipliers: {'; '.join(notes)}" if notes else ""
     cache_note = f"cache {'temporary ' if private else ''}{cache}"
     if args.markdown:
