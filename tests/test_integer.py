@@ -328,17 +328,17 @@ def test_padding_is_code_zero_for_a_circuit_with_nonzero_f0():
 
 
 @pytest.mark.skipif(not cpu_ok, reason="the C++ extension is not built")
-@pytest.mark.parametrize("strides", [1, 2])
-def test_padding_correction_only_at_border_pixels(strides):
-    """f(0, b) != 0 on a layer whose inner pixels have no padded tap: the CPU backend's border-only
-    correction equals the reference backend (padding as products with code 0), pixel by pixel."""
+@pytest.mark.parametrize("strides,dilations,hw", [(1, 1, (9, 11)), (2, 1, (9, 11)), (1, 2, (9, 11)), (1, 1, (2, 9))])
+def test_padding_correction_only_at_border_pixels(strides, dilations, hw):
+    """f(0, b) != 0 on a layer whose inner pixels have no padded tap (or, 2 x 9, no inner row): the CPU
+    backend's border-band correction equals the reference backend (padding as products with code 0)."""
     fmt = IntFormat(4, False)
     c = fmt.codes()
     table = np.outer(c, c) // 3 + 1 + c[None, :]  # f(0, b) = 1 + b
     mult = approxsim.IntTableMultiplier("f0plus", 4, False, table)
     rng = np.random.default_rng(7)
-    x, w = _codes(rng, fmt, (2, 9, 11, 3)), _codes(rng, fmt, (3, 5, 3, 4))
-    kw = dict(strides=strides, padding="SAME", multiplier=mult)
+    x, w = _codes(rng, fmt, (2,) + hw + (3,)), _codes(rng, fmt, (3, 5, 3, 4))
+    kw = dict(strides=strides, dilations=dilations, padding="SAME", multiplier=mult)
     np.testing.assert_array_equal(approxsim.conv2d(x, w, backend="cpu", **kw),
                                   approxsim.conv2d(x, w, backend="reference", **kw))
 
