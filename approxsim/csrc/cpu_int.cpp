@@ -145,15 +145,19 @@ IntMethod choose(const IntTable& t, int64_t rows) {
   return expandable(t) && rows * 8 >= t.s1 ? IntMethod::kExpanded : IntMethod::kLookup;
 }
 
-// Contraction steps of one expanded panel of NR-wide rows of E: half the L2 (the rest for the A
-// stream and the accumulators), at least 8, at most kMaxIntKc. Fewer steps cost more accumulator
-// traffic per step. Measured at 8 bits, 16-bit entries, one thread: GEMM 1024^3, AMD Zen 4, 16
-// columns: 62 ms at 31 steps (256 KiB), 65 ms at 15, 74 ms at 7; AMD Zen 5 (1 MiB L2), 32 columns, in
-// alternating runs: the conv layer of bench_int.py 45.1 ms at 15 steps (256 KiB), 41.1 at 30, 41.9 at
-// 45, 39.2 at 60 (medians); GEMM 1024^3 37.5, 36.0, 36.7, 39.6.
+// Contraction steps of one expanded panel of NR-wide rows of E: 3/8 of the L2 (the rest for the A
+// stream and the accumulators, which pass through it every step of the panel), at least 8, at most
+// kMaxIntKc. Fewer steps cost more accumulator traffic per step. Measured at 8 bits, 16-bit entries,
+// one thread: GEMM 1024^3, AMD Zen 4, 16 columns: 62 ms at 31 steps (256 KiB), 65 ms at 15, 74 ms at
+// 7; AMD Zen 5 (1 MiB L2), 32 columns, in alternating runs: the conv layer of bench_int.py 45.1 ms at
+// 15 steps (256 KiB), 41.1 at 30, 41.9 at 45, 39.2 at 60 (medians); GEMM 1024^3 37.5, 36.0, 36.7,
+// 39.6. AMD Zen 4 (1 MiB L2), 2 threads, mul8u_2AC, 32 columns, medians of 40 in alternating runs:
+// the conv layer at 31 steps (1/2 of the L2) 24.0-24.9 ms, at 23 steps (3/8) 23.7-24.0, at 15 (1/4)
+// 25.0-25.8 (AVX2 level); 19.2-21.6 and 19.0-20.2 (31 and 23 steps, VBMI); GEMM 1024^3 22.7-22.9 and
+// 22.5-23.6 (AVX2), 22.7 and 22.0 (VBMI).
 template <int NR, class E>
 int expanded_kc(int64_t s1) {
-  const int64_t steps = (l2_cache_bytes() / 2) / (s1 * NR * int64_t(sizeof(E)));
+  const int64_t steps = (l2_cache_bytes() * 3 / 8) / (s1 * NR * int64_t(sizeof(E)));
   return static_cast<int>(std::max<int64_t>(8, std::min<int64_t>(kMaxIntKc, steps)));
 }
 
