@@ -154,7 +154,8 @@ IntMethod choose(const IntTable& t, int64_t rows) {
 // 39.6. AMD Zen 4 (1 MiB L2), 2 threads, mul8u_2AC, 32 columns, medians of 40 in alternating runs:
 // the conv layer at 31 steps (1/2 of the L2) 24.0-24.9 ms, at 23 steps (3/8) 23.7-24.0, at 15 (1/4)
 // 25.0-25.8 (AVX2 level); 19.2-21.6 and 19.0-20.2 (31 and 23 steps, VBMI); GEMM 1024^3 22.7-22.9 and
-// 22.5-23.6 (AVX2), 22.7 and 22.0 (VBMI).
+// 22.5-23.6 (AVX2), 22.7 and 22.0 (VBMI). The Zen 5 figures above (one thread, blocks of 2^21 codes,
+// at 1/2 of the L2) favoured more steps, not fewer: not measured there at 3/8.
 template <int NR, class E>
 int expanded_kc(int64_t s1) {
   const int64_t steps = (l2_cache_bytes() * 3 / 8) / (s1 * NR * int64_t(sizeof(E)));
