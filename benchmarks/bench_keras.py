@@ -249,9 +249,9 @@ def main(argv=None):
     if args.threads is not None:
         if args.threads < 1:
             parser.error("--threads must be positive")
+        os.environ["APPROXSIM_NUM_THREADS"] = str(args.threads)
     if args.inter_op is not None and args.inter_op < 1:
         parser.error("--inter-op must be positive")
-        os.environ["APPROXSIM_NUM_THREADS"] = str(args.threads)
     cache, private = use_private_cache()
 
     import tensorflow as tf
