@@ -225,14 +225,22 @@ def parse_ways(spec, evo_file):
     return ways, notes
 
 
+def positive_int(text):
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive. Received: {text}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--backend", default=None, help="approxsim backend (default: auto)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="APPROXSIM_NUM_THREADS and TF intra-op threads (default: as set; the target is for 2)")
-    parser.add_argument("--inter-op", type=int, default=None,
+    parser.add_argument("--inter-op", type=positive_int, default=None,
                         help="TF inter-op threads: independent ops run side by side (default: TF's own)")
     parser.add_argument("--models", default="lenet5,mlp", help="comma-separated: lenet5, mlp (default both)")
     parser.add_argument("--multipliers", default=DEFAULT_WAYS,
@@ -247,11 +255,7 @@ def main(argv=None):
     if not chosen or any(m not in all_models for m in chosen):
         parser.error(f"--models takes a comma-separated list of {', '.join(all_models)}. Received: {args.models!r}")
     if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be positive")
         os.environ["APPROXSIM_NUM_THREADS"] = str(args.threads)
-    if args.inter_op is not None and args.inter_op < 1:
-        parser.error("--inter-op must be positive")
     cache, private = use_private_cache()
 
     import tensorflow as tf

@@ -29,4 +29,4 @@ def test_bench_keras_rejects_a_thread_count_below_one(flag):
     run = subprocess.run([sys.executable, str(BENCHMARKS / "bench_keras.py"), flag, "0"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
-    assert f"{flag} must be positive" in run.stderr
+    assert f"argument {flag}: must be positive" in run.stderr, run.stderr
