@@ -156,10 +156,16 @@ IntMethod choose(const IntTable& t, int64_t rows) {
 // 25.0-25.8 (AVX2 level); 19.2-21.6 and 19.0-20.2 (31 and 23 steps, VBMI); GEMM 1024^3 22.7-22.9 and
 // 22.5-23.6 (AVX2), 22.7 and 22.0 (VBMI). The Zen 5 figures above (one thread, blocks of 2^21 codes,
 // at 1/2 of the L2) favoured more steps, not fewer: not measured there at 3/8.
+// The K steps of the contraction are then shared out evenly among the panels that many steps need,
+// rounded up to a multiple of 8, so that the code packing (pack_codes) copies whole vectors and no
+// panel is a sliver: the ResNet layer's K = 576 took 25 panels of 23 steps and one of 1 on a 1 MiB
+// L2, and takes 24 of 24 (its packing 10.5% -> 7.6% of the layer's samples, AMD Zen 5, VBMI).
 template <int NR, class E>
-int expanded_kc(int64_t s1) {
-  const int64_t steps = (l2_cache_bytes() * 3 / 8) / (s1 * NR * int64_t(sizeof(E)));
-  return static_cast<int>(std::max<int64_t>(8, std::min<int64_t>(kMaxIntKc, steps)));
+int expanded_kc(int64_t s1, int64_t K) {
+  const int64_t fit = (l2_cache_bytes() * 3 / 8) / (s1 * NR * int64_t(sizeof(E)));
+  const int64_t steps = std::max<int64_t>(8, std::min<int64_t>(kMaxIntKc, fit));
+  const int64_t panels = (K + steps - 1) / steps, even = (K + panels - 1) / panels;
+  return static_cast<int>(std::min<int64_t>(kMaxIntKc, (even + 7) / 8 * 8));
 }
 
 struct IntWork {  // every buffer on a cache line (the kernels read them with full-width loads)
@@ -791,7 +797,7 @@ template <int NR, class E, class ASrc, class BSrc, class Out>
 void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K,
                    const IntTable& t, const SharedCodes& shared, IntWork& w) {
   const int64_t s1 = t.s1;
-  const int kcx = expanded_kc<NR, E>(s1);
+  const int kcx = expanded_kc<NR, E>(s1, K);
   const int64_t limit = int32_terms(t);
   const bool carry = K > limit;  // partial sums go to int64 every `limit` terms
   const BuildFn build = select_build<NR, E>();
@@ -909,7 +915,7 @@ void run_expanded(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
   // Tiles that split the columns only share each job's packed A codes: packed once, in parallel,
   // before the panels (on 2 threads a GEMM 1024^3's 8 column tiles each packed all of A: medians 19.0-26.9 ms
   // -> 18.3-24.8 ms with the packing shared, in alternating runs).
-  const int kcx = expanded_kc<NR, E>(t.s1);
+  const int kcx = expanded_kc<NR, E>(t.s1, K);
   const int64_t rc = expanded_block_rows(M, K), blocks = (M + rc - 1) / rc;
   const size_t full_block = block_codes(static_cast<int>(rc), K, kcx), per_job_codes = size_t(blocks) * full_block;
   const bool share = tasks_n > 1 && tasks_m == 1 &&
