@@ -164,7 +164,7 @@ template <int NR, class E>
 int expanded_kc(int64_t s1, int64_t K) {
   const int64_t fit = (l2_cache_bytes() * 3 / 8) / (s1 * NR * int64_t(sizeof(E)));
   const int64_t steps = std::max<int64_t>(8, std::min<int64_t>(kMaxIntKc, fit));
-  const int64_t panels = (K + steps - 1) / steps, even = (K + panels - 1) / panels;
+  const int64_t panels = std::max<int64_t>(1, (K + steps - 1) / steps), even = (K + panels - 1) / panels;
   return static_cast<int>(std::min<int64_t>(kMaxIntKc, (even + 7) / 8 * 8));
 }
 
