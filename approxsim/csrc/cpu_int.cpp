@@ -160,12 +160,13 @@ IntMethod choose(const IntTable& t, int64_t rows) {
 // rounded up to a multiple of 8, so that the code packing (pack_codes) copies whole vectors and no
 // panel is a sliver: the ResNet layer's K = 576 took 25 panels of 23 steps and one of 1 on a 1 MiB
 // L2, and takes 24 of 24 (its packing 10.5% -> 7.6% of the layer's samples, AMD Zen 5, VBMI).
+static_assert(kMaxIntKc % 8 == 0, "expanded_kc rounds up to multiples of 8 within kMaxIntKc");
 template <int NR, class E>
 int expanded_kc(int64_t s1, int64_t K) {
   const int64_t fit = (l2_cache_bytes() * 3 / 8) / (s1 * NR * int64_t(sizeof(E)));
   const int64_t steps = std::max<int64_t>(8, std::min<int64_t>(kMaxIntKc, fit));
   const int64_t panels = std::max<int64_t>(1, (K + steps - 1) / steps), even = (K + panels - 1) / panels;
-  return static_cast<int>(std::min<int64_t>(kMaxIntKc, (even + 7) / 8 * 8));
+  return static_cast<int>((even + 7) / 8 * 8);  // even <= steps <= kMaxIntKc, a multiple of 8
 }
 
 struct IntWork {  // every buffer on a cache line (the kernels read them with full-width loads)
@@ -791,13 +792,13 @@ struct SharedCodes {
 };
 
 // Rows [r0, r1) x columns [c0, c1) of one job, all of the contraction, by expanded panels NR wide
-// with entries of type E. shared: the blocks of rows [r0, r1) packed by pack_codes, or codes null:
-// packed here.
+// with entries of type E, kcx contraction steps per panel (expanded_kc, chosen once by run_expanded
+// for the shared packing and the panels alike). shared: the blocks of rows [r0, r1) packed by
+// pack_codes, or codes null: packed here.
 template <int NR, class E, class ASrc, class BSrc, class Out>
 void task_expanded(const IntJob<ASrc, BSrc, Out>& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K,
-                   const IntTable& t, const SharedCodes& shared, IntWork& w) {
+                   int kcx, const IntTable& t, const SharedCodes& shared, IntWork& w) {
   const int64_t s1 = t.s1;
-  const int kcx = expanded_kc<NR, E>(s1, K);
   const int64_t limit = int32_terms(t);
   const bool carry = K > limit;  // partial sums go to int64 every `limit` terms
   const BuildFn build = select_build<NR, E>();
@@ -944,7 +945,7 @@ void run_expanded(const std::vector<IntJob<ASrc, BSrc, Out>>& jobs, int64_t M, i
         share ? SharedCodes{shared.data() + j * per_job_codes, find ? shared_used.data() + j * blocks * pieces * K
                                                                     : nullptr, pieces}
               : SharedCodes{nullptr, nullptr, 0};
-    task_expanded<NR, E>(jobs[j], r0, r1, c0, c1, K, t, codes, int_scratch());
+    task_expanded<NR, E>(jobs[j], r0, r1, c0, c1, K, kcx, t, codes, int_scratch());
   });
 }
 
